@@ -1,0 +1,1 @@
+"""apply stage (filled in by its issue)."""

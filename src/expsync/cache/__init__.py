@@ -1,0 +1,1 @@
+"""cache stage (filled in by its issue)."""

@@ -1,0 +1,174 @@
+"""Diagnostics: problems found in the user's input, collected as values and printed together.
+
+Every diagnostic has a stable code from :data:`CODES` (documented in the README; a test keeps
+the two in sync). Groups follow spec §4: ``E1xx`` syntax and schema, ``E2xx`` semantics,
+``E3xx`` state machine and edit rules, ``E4xx`` secrets, ``E5xx`` drift and ownership.
+``W`` codes are warnings: shown, never blocking.
+
+A diagnostic message must never contain a secret value: only references (``env:NAME``) and
+reasons.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Final
+
+
+class Severity(enum.StrEnum):
+    ERROR = "error"  # blocks validate/plan/apply
+    WARNING = "warning"  # shown, does not change the exit code
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class SourceRange:
+    """Where a YAML node starts: ``file`` as given on the command line, 1-based line/col."""
+
+    file: str
+    line: int = 0
+    col: int = 0
+
+    def __str__(self) -> str:
+        if self.line <= 0:
+            return self.file
+        return f"{self.file}:{self.line}:{self.col}"
+
+
+@dataclass(frozen=True, slots=True)
+class CodeInfo:
+    title: str
+    hint: str
+    severity: Severity = Severity.ERROR
+
+
+CODES: Final[dict[str, CodeInfo]] = {
+    # E1xx: syntax and schema
+    "E100": CodeInfo("file cannot be read", "check the path and permissions"),
+    "E101": CodeInfo("YAML syntax error", "fix the YAML syntax at the position shown"),
+    "E102": CodeInfo("duplicate mapping key", "remove one of the two entries"),
+    "E103": CodeInfo("YAML anchors and aliases are not allowed", "write the value out in full"),
+    "E104": CodeInfo("YAML merge keys (<<) are not allowed", "write the keys out in full"),
+    "E105": CodeInfo("non-standard YAML tag", "remove the tag; only plain YAML values are allowed"),
+    "E106": CodeInfo("file too large", "split the file or raise the limit with --max-file-size"),
+    "E107": CodeInfo("file is not valid UTF-8 text", "save the file as UTF-8"),
+    "E108": CodeInfo("empty document", "remove the empty document or fill it in"),
+    "E109": CodeInfo("document is not a mapping", "each YAML document must be one experiment mapping"),
+    "E110": CodeInfo("unknown field", "remove the field or fix its spelling"),
+    "E111": CodeInfo("missing required field", "add the field"),
+    "E112": CodeInfo("wrong type", "use a value of the type shown"),
+    "E113": CodeInfo("invalid value", "use one of the allowed values"),
+    "E114": CodeInfo("invalid URL", "base_url must be an absolute http:// or https:// URL"),
+    "E115": CodeInfo("invalid key", "keys match [a-z0-9][a-z0-9._-]{0,99}"),
+    "E116": CodeInfo("document too deeply nested or too large", "simplify the document"),
+    # E2xx: semantics across the whole desired state
+    "E201": CodeInfo("duplicate experiment key", "experiment keys are unique across all files"),
+    "E202": CodeInfo("duplicate variant key", "variant keys (default: the label) are unique within an experiment"),
+    "E203": CodeInfo("duplicate variant label", "variant labels are unique within an experiment"),
+    "E204": CodeInfo("invalid public_model_id", "the gateway lowercases model ids: use lower case, no whitespace"),
+    "E205": CodeInfo("active experiment cannot be archived", "set archived: false, or pause/complete first"),
+    "E206": CodeInfo("too few variants to route", "an active or paused experiment needs at least 2 variants"),
+    "E207": CodeInfo("public_model_id routed by two experiments", "only one experiment per public_model_id may be active or paused"),
+    "E208": CodeInfo("duplicate id pin", "each id: pin must be unique"),
+    "E209": CodeInfo("weight must be a positive integer", "use an integer >= 1"),
+    # E3xx: state machine and edit rules
+    "E301": CodeInfo("illegal status transition", "use one of the legal transitions listed"),
+    "E302": CodeInfo("field cannot change in this status", "create a new experiment"),
+    "E303": CodeInfo("variants are frozen after activation", "create a new experiment"),
+    "E304": CodeInfo("variant label cannot change in this status", "labels are frozen once completed"),
+    "E305": CodeInfo("new upstream version not allowed in this status", "a completed experiment is immutable"),
+    "E306": CodeInfo("active experiment cannot be archived", "pause or complete it first"),
+    "E307": CodeInfo("experiment cannot be deleted in this status", "complete and archive it, then remove the file"),
+    "E308": CodeInfo("activation guard: fewer than 2 variants", "add variants while the experiment is a draft"),
+    "E309": CodeInfo("activation guard: variant has no effective version", "wait until its version is effective"),
+    "E310": CodeInfo("activation guard: public_model_id is routed by another experiment", "complete or pause-and-complete the other experiment first"),
+    "E311": CodeInfo("new experiments start as draft or active", "create it as draft or active, then change status"),
+    "E312": CodeInfo("pinned id not found", "remove the id: pin or run `expsync import`"),
+    # E4xx: secrets
+    "E401": CodeInfo("invalid secret reference", "use env:NAME, file:PATH, aws-sm:ID[#FIELD] or vault:MOUNT/PATH#FIELD"),
+    "E402": CodeInfo("secret not found", "create the secret or fix the reference"),
+    "E403": CodeInfo("access to the secret denied", "grant read access to the credentials in use"),
+    "E404": CodeInfo("field missing in secret", "add the field or fix the #FIELD part"),
+    "E405": CodeInfo("secret is empty", "store a non-empty value"),
+    "E406": CodeInfo("secret store unavailable", "install the extra or check the store's address and credentials"),
+    "E407": CodeInfo("stored api key cannot be decrypted", "check BYOK_ENCRYPTION_KEY"),
+    # E5xx: drift and ownership
+    "E501": CodeInfo("protective change made outside git", "set the status/archived in YAML to what the database has"),
+    "E502": CodeInfo("managed experiment removed from git", "only drafts (deleted) and completed+archived (unmanaged) may be removed"),
+    "E503": CodeInfo("experiment owned by another key", "each database row is managed by one key"),
+    "W501": CodeInfo("changed outside git; the plan reverts it", "update the YAML to keep the change", Severity.WARNING),
+    "W502": CodeInfo("activation has no effect on routing until the version is effective", "", Severity.WARNING),
+    "W503": CodeInfo("api key comparison skipped", "keys are reported as unknown", Severity.WARNING),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Diagnostic:
+    """One problem. ``path`` is the location inside the document (``variants[1].weight``)."""
+
+    code: str
+    message: str
+    source: SourceRange | None = None
+    path: str = ""
+    hint: str = ""
+    experiment: str = ""
+    severity: Severity = field(default=Severity.ERROR)
+
+    @classmethod
+    def make(
+        cls,
+        code: str,
+        message: str,
+        source: SourceRange | None = None,
+        *,
+        path: str = "",
+        hint: str | None = None,
+        experiment: str = "",
+    ) -> Diagnostic:
+        info = CODES[code]  # KeyError on an undocumented code is a bug, by design
+        return cls(
+            code=code,
+            message=message,
+            source=source,
+            path=path,
+            hint=info.hint if hint is None else hint,
+            experiment=experiment,
+            severity=info.severity,
+        )
+
+    @property
+    def is_error(self) -> bool:
+        return self.severity is Severity.ERROR
+
+    def sort_key(self) -> tuple[str, int, int, str, str]:
+        s = self.source
+        return (s.file if s else "", s.line if s else 0, s.col if s else 0, self.code, self.path)
+
+    def format(self) -> str:
+        where = f"{self.source}: " if self.source else ""
+        path = f"{self.path}: " if self.path else ""
+        hint = f"\n    hint: {self.hint}" if self.hint else ""
+        return f"{where}{path}{self.message} [{self.code}]{hint}"
+
+    def as_dict(self) -> dict[str, object]:
+        s = self.source
+        return {
+            "code": self.code,
+            "severity": str(self.severity),
+            "file": s.file if s else None,
+            "line": s.line if s and s.line else None,
+            "col": s.col if s and s.col else None,
+            "path": self.path,
+            "experiment": self.experiment or None,
+            "message": self.message,
+            "hint": self.hint,
+        }
+
+
+def sort_diagnostics(diags: Iterable[Diagnostic]) -> list[Diagnostic]:
+    return sorted(diags, key=Diagnostic.sort_key)
+
+
+def has_errors(diags: Sequence[Diagnostic]) -> bool:
+    return any(d.is_error for d in diags)

@@ -1,0 +1,204 @@
+"""Frozen value types shared by the pipeline stages.
+
+``Desired*`` comes from YAML (spec §3), ``Actual*`` from the database (spec §2.1). Neither
+holds a secret value: desired api keys are :class:`SecretRef` (a reference), actual keys are
+ciphertext JSON. Resolved plaintext lives only in :class:`Secret`, which refuses to print.
+"""
+
+from __future__ import annotations
+
+import enum
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Final, TypeAlias
+
+from expsync.diagnostics import SourceRange
+
+JsonValue: TypeAlias = "None | bool | int | float | str | list[JsonValue] | dict[str, JsonValue]"
+JsonObject: TypeAlias = "dict[str, JsonValue]"
+
+#: Namespace for deterministic ids (spec §3): uuid5(NAMESPACE, experiment key) for experiments,
+#: uuid5(experiment id, variant key) for variants. Never change it: ids in live databases depend on it.
+EXPSYNC_NAMESPACE: Final = uuid.UUID("6f1b7e0c-3c55-5d8a-9a43-2d1f4c7e8a10")
+
+
+def experiment_id_for(key: str) -> uuid.UUID:
+    return uuid.uuid5(EXPSYNC_NAMESPACE, key)
+
+
+def variant_id_for(experiment_id: uuid.UUID, variant_key: str) -> uuid.UUID:
+    return uuid.uuid5(experiment_id, variant_key)
+
+
+class Status(enum.StrEnum):
+    DRAFT = "draft"  # invisible to routing; everything editable
+    ACTIVE = "active"  # traffic is bucketed onto variants by weight
+    PAUSED = "paused"  # requests to the public id are refused (4xx), no fall-through
+    COMPLETED = "completed"  # terminal; invisible to routing
+
+
+#: Statuses that hold the public id in the routing unique index (spec §2.1).
+ROUTING_STATUSES: Final = frozenset({Status.ACTIVE, Status.PAUSED})
+
+
+class Secret:
+    """A resolved secret value. ``str()``/``repr()`` never reveal it; use :meth:`reveal`."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('**redacted**')"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:  # pragma: no cover - guard against accidental use
+        raise TypeError("compare secrets with hmac.compare_digest on reveal()")
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __reduce__(self) -> object:
+        raise TypeError("Secret values cannot be pickled")
+
+
+@dataclass(frozen=True, slots=True)
+class SecretRef:
+    """A parsed ``api_key`` reference (spec §3): ``scheme:locator[#field]``. Never a value."""
+
+    scheme: str  # env | file | aws-sm | vault
+    locator: str  # NAME, PATH, SECRET_ID, MOUNT/PATH
+    field: str | None = None
+    source: SourceRange | None = field(default=None, compare=False)
+
+    def __str__(self) -> str:
+        return f"{self.scheme}:{self.locator}" + (f"#{self.field}" if self.field else "")
+
+
+class KeyChange(enum.StrEnum):
+    """Whether a variant's api key differs from its current version's (spec §5 item 3)."""
+
+    UNCHANGED = "unchanged"
+    ROTATED = "rotated"
+    UNKNOWN = "unknown"  # not compared (--no-secrets, or nothing to decrypt)
+
+
+@dataclass(frozen=True, slots=True)
+class DesiredVariant:
+    key: str
+    label: str
+    weight: int
+    upstream: JsonObject
+    api_key: SecretRef
+    id: uuid.UUID | None = None  # pinned id (adoption); else deterministic
+    sources: Mapping[str, SourceRange] = field(default_factory=dict, compare=False, hash=False)
+
+
+@dataclass(frozen=True, slots=True)
+class DesiredExperiment:
+    key: str
+    public_model_id: str
+    name: str
+    description: str | None
+    status: Status
+    archived: bool
+    variants: tuple[DesiredVariant, ...]
+    id: uuid.UUID | None = None  # pinned id (adoption); else deterministic
+    #: path within the document ("status", "variants[1].weight") -> where it is in the file
+    sources: Mapping[str, SourceRange] = field(default_factory=dict, compare=False, hash=False)
+
+    @property
+    def resolved_id(self) -> uuid.UUID:
+        return self.id or experiment_id_for(self.key)
+
+    def variant_id(self, v: DesiredVariant) -> uuid.UUID:
+        return v.id or variant_id_for(self.resolved_id, v.key)
+
+    def source(self, path: str) -> SourceRange | None:
+        """The closest recorded source for ``path`` (falls back to parents, then the document)."""
+        p = path
+        while p:
+            if p in self.sources:
+                return self.sources[p]
+            cut = max(p.rfind("."), p.rfind("["))
+            p = p[:cut] if cut > 0 else ""
+        return self.sources.get("")
+
+
+@dataclass(frozen=True, slots=True)
+class DesiredState:
+    """Experiments by key, in file order."""
+
+    experiments: Mapping[str, DesiredExperiment]
+
+
+@dataclass(frozen=True, slots=True)
+class ActualVersion:
+    id: uuid.UUID
+    variant_id: uuid.UUID
+    upstream: JsonObject
+    encrypted_api_key: JsonObject
+    effective_at: datetime
+    created_by: str | None = None
+    created_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ActualVariant:
+    id: uuid.UUID
+    experiment_id: uuid.UUID
+    label: str
+    weight: int
+    #: latest version with effective_at <= now (by effective_at DESC, id DESC); None if none
+    current: ActualVersion | None
+    #: latest version overall when it is future-dated (effective_at > now); else None
+    pending: ActualVersion | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ActualExperiment:
+    id: uuid.UUID
+    public_model_id: str
+    name: str
+    description: str | None
+    status: Status
+    is_archived: bool
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+    started_at: datetime | None = None
+    ended_at: datetime | None = None
+    created_by_user_id: str | None = None
+    #: variants in id order (the gateway's bucketing walk order)
+    variants: tuple[ActualVariant, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class ManagedRecord:
+    """What expsync last applied for one key (table ``expsync_managed``). No secret material."""
+
+    key: str
+    experiment_id: uuid.UUID
+    #: canonical JSON of the last applied desired experiment (api keys as references only)
+    last_applied: JsonObject
+    applied_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ActualState:
+    """What the database holds that matters for one plan (spec §5 item 2).
+
+    ``experiments`` holds every row relevant to the desired state: rows with a desired or
+    managed id, and every row that is active/paused on any desired public id (the routing rule
+    counts unmanaged rows too).
+    """
+
+    experiments: Mapping[uuid.UUID, ActualExperiment]
+    managed: Mapping[str, ManagedRecord] = field(default_factory=dict)
+    #: keys still waiting in the cache outbox (a previous refresh did not finish)
+    pending_cache_keys: tuple[str, ...] = ()

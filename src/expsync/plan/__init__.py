@@ -1,0 +1,1 @@
+"""plan stage (filled in by its issue)."""

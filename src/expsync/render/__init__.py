@@ -1,0 +1,1 @@
+"""render stage (filled in by its issue)."""

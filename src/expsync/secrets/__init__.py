@@ -1,0 +1,1 @@
+"""secrets stage (filled in by its issue)."""

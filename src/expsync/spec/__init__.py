@@ -1,0 +1,1 @@
+"""spec stage (filled in by its issue)."""

@@ -1,0 +1,1 @@
+"""state stage (filled in by its issue)."""
