@@ -10,7 +10,7 @@ from __future__ import annotations
 import enum
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field as dc_field
 from datetime import datetime
 from typing import Final, TypeAlias
 
@@ -75,7 +75,7 @@ class SecretRef:
     scheme: str  # env | file | aws-sm | vault
     locator: str  # NAME, PATH, SECRET_ID, MOUNT/PATH
     field: str | None = None
-    source: SourceRange | None = field(default=None, compare=False)
+    source: SourceRange | None = dc_field(default=None, compare=False)
 
     def __str__(self) -> str:
         return f"{self.scheme}:{self.locator}" + (f"#{self.field}" if self.field else "")
@@ -97,7 +97,7 @@ class DesiredVariant:
     upstream: JsonObject
     api_key: SecretRef
     id: uuid.UUID | None = None  # pinned id (adoption); else deterministic
-    sources: Mapping[str, SourceRange] = field(default_factory=dict, compare=False, hash=False)
+    sources: Mapping[str, SourceRange] = dc_field(default_factory=dict, compare=False, hash=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,7 +111,7 @@ class DesiredExperiment:
     variants: tuple[DesiredVariant, ...]
     id: uuid.UUID | None = None  # pinned id (adoption); else deterministic
     #: path within the document ("status", "variants[1].weight") -> where it is in the file
-    sources: Mapping[str, SourceRange] = field(default_factory=dict, compare=False, hash=False)
+    sources: Mapping[str, SourceRange] = dc_field(default_factory=dict, compare=False, hash=False)
 
     @property
     def resolved_id(self) -> uuid.UUID:
@@ -199,6 +199,6 @@ class ActualState:
     """
 
     experiments: Mapping[uuid.UUID, ActualExperiment]
-    managed: Mapping[str, ManagedRecord] = field(default_factory=dict)
+    managed: Mapping[str, ManagedRecord] = dc_field(default_factory=dict)
     #: keys still waiting in the cache outbox (a previous refresh did not finish)
     pending_cache_keys: tuple[str, ...] = ()

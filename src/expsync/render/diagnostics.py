@@ -1,0 +1,58 @@
+"""Diagnostics -> text, JSON and GitHub Actions workflow annotations. Decides nothing."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+
+from expsync.diagnostics import Diagnostic, Severity
+
+
+def render_text(diags: Sequence[Diagnostic]) -> str:
+    lines = []
+    for d in diags:
+        prefix = "error" if d.severity is Severity.ERROR else "warning"
+        lines.append(f"{prefix}: {d.format()}")
+    return "\n".join(lines)
+
+
+def summary_line(diags: Sequence[Diagnostic]) -> str:
+    errors = sum(1 for d in diags if d.is_error)
+    warnings = len(diags) - errors
+    return f"{errors} error(s), {warnings} warning(s)"
+
+
+def render_validate_json(diags: Sequence[Diagnostic], *, files: int, experiments: int) -> str:
+    payload = {
+        "valid": not any(d.is_error for d in diags),
+        "files": files,
+        "experiments": experiments,
+        "diagnostics": [d.as_dict() for d in diags],
+    }
+    return json.dumps(payload, indent=2, ensure_ascii=False)
+
+
+def _escape_data(s: str) -> str:
+    return s.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+
+
+def _escape_prop(s: str) -> str:
+    return _escape_data(s).replace(":", "%3A").replace(",", "%2C")
+
+
+def github_annotations(diags: Sequence[Diagnostic]) -> str:
+    """``::error file=F,line=L,col=C,title=CODE::message`` lines (GitHub workflow commands)."""
+    out = []
+    for d in diags:
+        level = "error" if d.is_error else "warning"
+        props = [f"title={_escape_prop(d.code)}"]
+        if d.source:
+            props.insert(0, f"file={_escape_prop(d.source.file)}")
+            if d.source.line:
+                props.insert(1, f"line={d.source.line}")
+                props.insert(2, f"col={d.source.col}")
+        msg = f"{d.path}: {d.message}" if d.path else d.message
+        if d.hint:
+            msg += f" (hint: {d.hint})"
+        out.append(f"::{level} {','.join(props)}::{_escape_data(msg)}")
+    return "\n".join(out)

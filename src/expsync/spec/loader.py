@@ -1,0 +1,206 @@
+"""Load experiment files into a :class:`~expsync.model.DesiredState`, collecting diagnostics.
+
+Stages, each reporting every problem it can before the next runs:
+
+1. discover files (directories: ``**/*.yaml`` and ``**/*.yml``, sorted; files as given)
+2. read bytes and decode (size limit, binary, UTF-8)                    -> E100, E106, E107
+3. strict YAML (:mod:`expsync.spec.yamlload`)                            -> E101..E105, E108, E116
+4. schema (:mod:`expsync.spec.schema`), each pydantic error mapped back
+   to the YAML node it came from                                         -> E109..E115, E204, E209, E401
+5. cross-document rules (:mod:`expsync.spec.rules`)                      -> E2xx
+
+Nothing here touches a database or resolves a secret.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final
+
+from pydantic import ValidationError
+
+from expsync.diagnostics import Diagnostic, SourceRange, has_errors, sort_diagnostics
+from expsync.model import DesiredExperiment, DesiredState, DesiredVariant
+from expsync.secrets.refs import parse_ref
+from expsync.spec import rules
+from expsync.spec.schema import Experiment
+from expsync.spec.yamlload import DEFAULT_MAX_FILE_SIZE, Document, decode, load_documents
+
+DEFAULT_PATHS: Final = ("experiments",)
+SUFFIXES: Final = (".yaml", ".yml")
+
+# pydantic error type -> code; (field name, error type) wins over the plain type
+_TYPE_CODES: Final = {
+    "extra_forbidden": "E110",
+    "missing": "E111",
+    "literal_error": "E113",
+    "enum": "E113",
+    "string_too_short": "E113",
+    "string_too_long": "E113",
+    "string_pattern_mismatch": "E113",
+    "uuid_parsing": "E113",
+    "uuid_version": "E113",
+    "greater_than_equal": "E113",
+}
+_FIELD_CODES: Final = {
+    ("key", "string_pattern_mismatch"): "E115",
+    ("weight", "greater_than_equal"): "E209",
+}
+_MESSAGES: Final = {
+    "E115": "key must match [a-z0-9][a-z0-9._-]{0,99}",
+    "E209": "weight must be a positive integer",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class LoadOptions:
+    max_file_size: int = DEFAULT_MAX_FILE_SIZE
+
+
+def discover(paths: Sequence[str]) -> tuple[list[Path], list[Diagnostic]]:
+    files: list[Path] = []
+    diags: list[Diagnostic] = []
+    for raw in paths or DEFAULT_PATHS:
+        p = Path(raw)
+        if p.is_dir():
+            found = sorted(f for f in p.rglob("*") if f.suffix in SUFFIXES and f.is_file())
+            files.extend(found)
+        elif p.is_file():
+            files.append(p)
+        else:
+            diags.append(Diagnostic.make("E100", "no such file or directory", SourceRange(str(p))))
+    seen: set[Path] = set()
+    unique = []
+    for f in files:
+        r = f.resolve()
+        if r not in seen:
+            seen.add(r)
+            unique.append(f)
+    return unique, diags
+
+
+def _path_of(loc: Iterable[str | int]) -> str:
+    out = ""
+    for part in loc:
+        out = f"{out}[{part}]" if isinstance(part, int) else (f"{out}.{part}" if out else str(part))
+    return out
+
+
+def _locate(doc: Document, path: str, error_type: str) -> SourceRange:
+    if error_type == "extra_forbidden" and path + "#key" in doc.marks:
+        return doc.marks[path + "#key"]
+    p = path
+    while p:
+        if p in doc.marks:
+            return doc.marks[p]
+        cut = max(p.rfind("."), p.rfind("["))
+        p = p[:cut] if cut > 0 else ""
+    return doc.marks.get("", doc.start)
+
+
+def schema_diagnostics(err: ValidationError, doc: Document) -> list[Diagnostic]:
+    out = []
+    for e in err.errors(include_input=False, include_url=False):
+        loc = tuple(e["loc"])
+        path = _path_of(loc)
+        etype = e["type"]
+        field = next((p for p in reversed(loc) if isinstance(p, str)), "")
+        if etype.startswith("expsync_"):
+            code = etype.removeprefix("expsync_")
+        else:
+            code = _FIELD_CODES.get((field, etype)) or _TYPE_CODES.get(etype, "E112")
+        message = _MESSAGES.get(code, e["msg"])
+        if etype == "extra_forbidden":
+            message = f"unknown field {field!r}"
+        elif etype == "missing":
+            message = f"missing required field {field!r}"
+        out.append(Diagnostic.make(code, message, _locate(doc, path, etype), path=path))
+    return out
+
+
+def to_desired(model: Experiment, doc: Document) -> DesiredExperiment:
+    variants = []
+    for i, v in enumerate(model.variants):
+        prefix = f"variants[{i}]"
+        variants.append(
+            DesiredVariant(
+                key=v.effective_key,
+                label=v.label,
+                weight=v.weight,
+                upstream=v.upstream.model_dump(mode="json", exclude_unset=True),
+                api_key=parse_ref(v.api_key, doc.marks.get(prefix + ".api_key")),
+                id=v.id,
+                sources={k[len(prefix) + 1 :]: s for k, s in doc.marks.items() if k.startswith(prefix + ".")}
+                | {"": doc.marks.get(prefix, doc.start)},
+            )
+        )
+    return DesiredExperiment(
+        key=model.key,
+        public_model_id=model.public_model_id,
+        name=model.name,
+        description=model.description,
+        status=model.status,
+        archived=model.archived,
+        variants=tuple(variants),
+        id=model.id,
+        sources=doc.marks,
+    )
+
+
+def display_name(path: Path) -> str:
+    """How a file is named in diagnostics: relative to the working directory when inside it."""
+    if not path.is_absolute():
+        return str(path)
+    rel = os.path.relpath(path)
+    return str(path) if rel.startswith("..") else rel
+
+
+def load_file(path: Path, options: LoadOptions) -> tuple[list[DesiredExperiment], list[Diagnostic]]:
+    name = display_name(path)
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        return [], [Diagnostic.make("E100", e.strerror or "cannot read file", SourceRange(name))]
+    text, bad = decode(data, name, options.max_file_size)
+    if bad is not None or text is None:
+        return [], [bad] if bad else []
+    docs, diags = load_documents(text, name)
+    if not docs and not diags:
+        diags.append(Diagnostic.make("E108", "file holds no experiment document", SourceRange(name, 1, 1)))
+    experiments = []
+    for doc in docs:
+        if not isinstance(doc.value, dict):
+            diags.append(Diagnostic.make("E109", "document must be a mapping (one experiment)", doc.start))
+            continue
+        try:
+            model = Experiment.model_validate(doc.value)
+        except ValidationError as err:
+            diags.extend(schema_diagnostics(err, doc))
+            continue
+        experiments.append(to_desired(model, doc))
+    return experiments, diags
+
+
+def load_desired(
+    paths: Sequence[str], options: LoadOptions | None = None
+) -> tuple[DesiredState, list[Diagnostic]]:
+    """Load and validate every file. The state holds only documents that passed the schema;
+    callers must check ``has_errors(diagnostics)`` before using it."""
+    options = options or LoadOptions()
+    files, diags = discover(paths)
+    experiments: list[DesiredExperiment] = []
+    for f in files:
+        exps, file_diags = load_file(f, options)
+        experiments.extend(exps)
+        diags.extend(file_diags)
+    diags.extend(rules.check(experiments))
+    by_key: dict[str, DesiredExperiment] = {}
+    for e in experiments:
+        by_key.setdefault(e.key, e)
+    return DesiredState(by_key), sort_diagnostics(diags)
+
+
+__all__ = ["LoadOptions", "load_desired", "has_errors", "DEFAULT_PATHS"]

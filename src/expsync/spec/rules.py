@@ -1,0 +1,133 @@
+"""Offline semantic rules across all desired experiments (spec §4, codes E2xx).
+
+Each rule is a function ``(experiments) -> Iterable[Diagnostic]`` listed in :data:`RULES`;
+none needs the database. Status-related rules use :data:`expsync.model.ROUTING_STATUSES`
+rather than spelling statuses out.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Sequence
+from typing import Final
+
+from expsync.diagnostics import Diagnostic
+from expsync.model import ROUTING_STATUSES, DesiredExperiment, Status
+
+
+def _first_seen(e: DesiredExperiment, path: str) -> str:
+    src = e.source(path)
+    return str(src) if src else e.key
+
+
+def unique_keys(exps: Sequence[DesiredExperiment]) -> Iterable[Diagnostic]:
+    first: dict[str, DesiredExperiment] = {}
+    for e in exps:
+        if e.key in first:
+            yield Diagnostic.make(
+                "E201",
+                f"experiment key {e.key!r} already defined at {_first_seen(first[e.key], 'key')}",
+                e.source("key"),
+                path="key",
+                experiment=e.key,
+            )
+        else:
+            first[e.key] = e
+
+
+def unique_id_pins(exps: Sequence[DesiredExperiment]) -> Iterable[Diagnostic]:
+    first: dict[object, tuple[DesiredExperiment, str]] = {}
+    for e in exps:
+        pins = [("id", e.id)] + [(f"variants[{i}].id", v.id) for i, v in enumerate(e.variants)]
+        for path, pin in pins:
+            if pin is None:
+                continue
+            if pin in first:
+                other, other_path = first[pin]
+                yield Diagnostic.make(
+                    "E208",
+                    f"id {pin} is also pinned at {_first_seen(other, other_path)}",
+                    e.source(path),
+                    path=path,
+                    experiment=e.key,
+                )
+            else:
+                first[pin] = (e, path)
+
+
+def unique_variants(exps: Sequence[DesiredExperiment]) -> Iterable[Diagnostic]:
+    for e in exps:
+        keys: dict[str, int] = {}
+        labels: dict[str, int] = {}
+        for i, v in enumerate(e.variants):
+            if v.key in keys:
+                where = f"variants[{i}].key" if f"variants[{i}].key" in e.sources else f"variants[{i}].label"
+                yield Diagnostic.make(
+                    "E202",
+                    f"variant key {v.key!r} already used by variants[{keys[v.key]}]",
+                    e.source(where),
+                    path=where,
+                    experiment=e.key,
+                )
+            else:
+                keys[v.key] = i
+            if v.label in labels:
+                yield Diagnostic.make(
+                    "E203",
+                    f"variant label {v.label!r} already used by variants[{labels[v.label]}]",
+                    e.source(f"variants[{i}].label"),
+                    path=f"variants[{i}].label",
+                    experiment=e.key,
+                )
+            else:
+                labels[v.label] = i
+
+
+def active_not_archived(exps: Sequence[DesiredExperiment]) -> Iterable[Diagnostic]:
+    for e in exps:
+        if e.archived and e.status is Status.ACTIVE:
+            yield Diagnostic.make(
+                "E205", "archived: true with status: active", e.source("archived"), path="archived", experiment=e.key
+            )
+
+
+def enough_variants(exps: Sequence[DesiredExperiment]) -> Iterable[Diagnostic]:
+    for e in exps:
+        if e.status in ROUTING_STATUSES and len(e.variants) < 2:
+            yield Diagnostic.make(
+                "E206",
+                f"status {e.status} needs at least 2 variants, found {len(e.variants)}",
+                e.source("variants") or e.source("status"),
+                path="variants",
+                experiment=e.key,
+            )
+
+
+def one_router_per_public_id(exps: Sequence[DesiredExperiment]) -> Iterable[Diagnostic]:
+    holders: dict[str, list[DesiredExperiment]] = defaultdict(list)
+    for e in exps:
+        if e.status in ROUTING_STATUSES:
+            holders[e.public_model_id].append(e)
+    for pid, group in holders.items():
+        for e in group[1:]:
+            yield Diagnostic.make(
+                "E207",
+                f"{pid!r} is also {group[0].status} in experiment {group[0].key!r} ({_first_seen(group[0], 'status')})",
+                e.source("status"),
+                path="status",
+                experiment=e.key,
+            )
+
+
+RULES: Final[tuple[Callable[[Sequence[DesiredExperiment]], Iterable[Diagnostic]], ...]] = (
+    unique_keys,
+    unique_id_pins,
+    unique_variants,
+    active_not_archived,
+    enough_variants,
+    one_router_per_public_id,
+)
+
+
+def check(exps: Sequence[DesiredExperiment]) -> list[Diagnostic]:
+    return [d for rule in RULES for d in rule(exps)]

@@ -1,0 +1,193 @@
+"""Strict YAML loading: libyaml's composer, then our own constructor that keeps node marks.
+
+Why not ``yaml.load``: it silently lets the last duplicate key win, expands aliases (an "alias
+bomb" of a few hundred bytes becomes millions of nodes), honours merge keys and tags, and
+forgets where each value came from. Here ``yaml.compose_all`` (C, via ``CSafeLoader``) builds
+the node graph - aliases stay *shared* nodes there, so nothing is expanded - and
+:func:`construct` walks it once, refusing:
+
+* a node reached twice (an alias; detected by identity before any expansion)   E103
+* merge keys ``<<``                                                              E104
+* any tag outside the plain JSON-like core schema                                E105
+* duplicate mapping keys, naming both lines                                      E102
+* nesting deeper than :data:`MAX_DEPTH`                                          E116
+
+and recording, for every value, its ``file:line:col`` under a path such as
+``variants[1].upstream.base_url`` (``path + "#key"`` holds the mark of a mapping key itself).
+Unused anchors cannot be seen after composition and are harmless, so they are not refused.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Final, TypeAlias
+
+import yaml
+
+from expsync.diagnostics import Diagnostic, SourceRange
+
+#: libyaml is the supported configuration; the pure-Python loader is only a fallback.
+_LOADER: Final[type] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+DEFAULT_MAX_FILE_SIZE: Final = 1024 * 1024
+MAX_DEPTH: Final = 64
+
+_T = "tag:yaml.org,2002:"
+_STR, _INT, _FLOAT, _BOOL, _NULL = (_T + t for t in ("str", "int", "float", "bool", "null"))
+_TIMESTAMP, _MAP, _SEQ, _MERGE = (_T + t for t in ("timestamp", "map", "seq", "merge"))
+_ALLOWED_SCALAR_TAGS: Final = frozenset({_STR, _INT, _FLOAT, _BOOL, _NULL, _TIMESTAMP})
+
+Value: TypeAlias = "None | bool | int | float | str | list[Value] | dict[str, Value]"
+Marks: TypeAlias = dict[str, SourceRange]
+
+_scalar = yaml.SafeLoader("")  # its construct_yaml_* methods turn a plain scalar into a value
+
+
+@dataclass(frozen=True, slots=True)
+class Document:
+    """One YAML document: its value, where each path sits, and where the document starts."""
+
+    value: Value
+    marks: Marks
+    start: SourceRange
+
+
+class _Refused(Exception):
+    def __init__(self, diag: Diagnostic) -> None:
+        super().__init__(diag.message)
+        self.diag = diag
+
+
+def _src(file: str, mark: yaml.Mark | None) -> SourceRange:
+    if mark is None:
+        return SourceRange(file, 1, 1)
+    return SourceRange(file, mark.line + 1, mark.column + 1)
+
+
+def _child(path: str, key: str | int) -> str:
+    if isinstance(key, int):
+        return f"{path}[{key}]"
+    return f"{path}.{key}" if path else key
+
+
+class _Builder:
+    def __init__(self, file: str) -> None:
+        self.file = file
+        self.marks: Marks = {}
+        self.seen: set[int] = set()
+
+    def refuse(self, code: str, message: str, node: yaml.Node, path: str) -> _Refused:
+        return _Refused(Diagnostic.make(code, message, _src(self.file, node.start_mark), path=path))
+
+    def build(self, node: yaml.Node, path: str, depth: int) -> Value:
+        if id(node) in self.seen:
+            raise self.refuse("E103", "YAML alias refused (anchors and aliases are not allowed)", node, path)
+        self.seen.add(id(node))
+        if depth > MAX_DEPTH:
+            raise self.refuse("E116", f"nesting deeper than {MAX_DEPTH} levels", node, path)
+        self.marks[path] = _src(self.file, node.start_mark)
+        if isinstance(node, yaml.ScalarNode):
+            return self.scalar(node, path)
+        if isinstance(node, yaml.SequenceNode):
+            if node.tag != _SEQ:
+                raise self.refuse("E105", f"tag {node.tag!r} is not allowed", node, path)
+            return [self.build(item, _child(path, i), depth + 1) for i, item in enumerate(node.value)]
+        if isinstance(node, yaml.MappingNode):
+            return self.mapping(node, path, depth)
+        raise self.refuse("E105", "unsupported YAML node", node, path)  # pragma: no cover
+
+    def scalar(self, node: yaml.ScalarNode, path: str) -> Value:
+        tag = node.tag
+        if tag not in _ALLOWED_SCALAR_TAGS:
+            raise self.refuse("E105", f"tag {tag!r} is not allowed", node, path)
+        if tag == _STR or tag == _TIMESTAMP:
+            # a date-looking value (2024-01-01) stays the text the user wrote
+            return str(node.value)
+        try:
+            if tag == _INT:
+                return int(_scalar.construct_yaml_int(node))
+            if tag == _FLOAT:
+                return float(_scalar.construct_yaml_float(node))
+            if tag == _BOOL:
+                return bool(_scalar.construct_yaml_bool(node))
+        except (ValueError, KeyError, yaml.YAMLError):
+            raise self.refuse("E101", f"cannot read scalar as {tag.rsplit(':', 1)[-1]}", node, path) from None
+        return None
+
+    def mapping(self, node: yaml.MappingNode, path: str, depth: int) -> Value:
+        if node.tag != _MAP:
+            raise self.refuse("E105", f"tag {node.tag!r} is not allowed", node, path)
+        out: dict[str, Value] = {}
+        first_line: dict[str, int] = {}
+        for key_node, value_node in node.value:
+            if key_node.tag == _MERGE:
+                raise self.refuse("E104", "merge key '<<' refused", key_node, path)
+            if not isinstance(key_node, yaml.ScalarNode):
+                raise self.refuse("E112", "mapping keys must be plain strings", key_node, path)
+            raw = self.scalar(key_node, path)
+            key = raw if isinstance(raw, str) else str(raw).lower() if isinstance(raw, bool) else str(raw)
+            child = _child(path, key)
+            line = key_node.start_mark.line + 1
+            if key in out or key in first_line:
+                raise self.refuse(
+                    "E102",
+                    f"duplicate key {key!r} (first defined on line {first_line[key]})",
+                    key_node,
+                    child,
+                )
+            first_line[key] = line
+            self.marks[child + "#key"] = _src(self.file, key_node.start_mark)
+            out[key] = self.build(value_node, child, depth + 1)
+        return out
+
+
+def load_documents(text: str, file: str) -> tuple[list[Document], list[Diagnostic]]:
+    """Compose every document of ``text`` and construct it strictly.
+
+    A syntax error stops the file (libyaml cannot resume); a refusal inside one document skips
+    that document but later documents are still read, so one run reports as much as it can.
+    """
+    docs: list[Document] = []
+    diags: list[Diagnostic] = []
+    nodes: Iterator[yaml.Node | None] = yaml.compose_all(text, Loader=_LOADER)
+    try:
+        for node in nodes:
+            if node is None or (isinstance(node, yaml.ScalarNode) and node.tag == _NULL):
+                mark = node.start_mark if node is not None else None
+                diags.append(Diagnostic.make("E108", "empty YAML document", _src(file, mark)))
+                continue
+            builder = _Builder(file)
+            try:
+                value = builder.build(node, "", 0)
+            except _Refused as r:
+                diags.append(r.diag)
+                continue
+            docs.append(Document(value, builder.marks, _src(file, node.start_mark)))
+    except yaml.MarkedYAMLError as e:
+        mark = e.problem_mark or e.context_mark
+        what = e.problem or "syntax error"
+        if e.context:
+            what = f"{e.context}: {what}"
+        diags.append(Diagnostic.make("E101", what, _src(file, mark)))
+    except yaml.YAMLError as e:
+        diags.append(Diagnostic.make("E101", str(e).splitlines()[0] if str(e) else "syntax error", SourceRange(file, 1, 1)))
+    return docs, diags
+
+
+def decode(data: bytes, file: str, max_size: int = DEFAULT_MAX_FILE_SIZE) -> tuple[str | None, Diagnostic | None]:
+    """Bytes -> text, refusing oversized, binary and non-UTF-8 files (with the position)."""
+    if len(data) > max_size:
+        return None, Diagnostic.make("E106", f"file is {len(data)} bytes, over the {max_size}-byte limit", SourceRange(file, 1, 1))
+    nul = data.find(b"\x00")
+    if nul >= 0:
+        line = data.count(b"\n", 0, nul) + 1
+        col = nul - (data.rfind(b"\n", 0, nul) + 1) + 1
+        return None, Diagnostic.make("E107", "binary file (NUL byte)", SourceRange(file, line, col))
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        line = data.count(b"\n", 0, e.start) + 1
+        col = e.start - (data.rfind(b"\n", 0, e.start) + 1) + 1
+        return None, Diagnostic.make("E107", f"invalid UTF-8 byte 0x{data[e.start]:02x}", SourceRange(file, line, col))
+    return text, None
