@@ -97,7 +97,6 @@ class DesiredVariant:
     upstream: JsonObject
     api_key: SecretRef
     id: uuid.UUID | None = None  # pinned id (adoption); else deterministic
-    sources: Mapping[str, SourceRange] = dc_field(default_factory=dict, compare=False, hash=False)
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,7 +23,7 @@ from typing import Final
 from pydantic import ValidationError
 
 from expsync.diagnostics import Diagnostic, SourceRange, has_errors, sort_diagnostics
-from expsync.model import DesiredExperiment, DesiredState, DesiredVariant
+from expsync.model import DesiredExperiment, DesiredState, DesiredVariant, Status
 from expsync.secrets.refs import parse_ref
 from expsync.spec import rules
 from expsync.spec.schema import Experiment
@@ -133,8 +133,6 @@ def to_desired(model: Experiment, doc: Document) -> DesiredExperiment:
                 upstream=v.upstream.model_dump(mode="json", exclude_unset=True),
                 api_key=parse_ref(v.api_key, doc.marks.get(prefix + ".api_key")),
                 id=v.id,
-                sources={k[len(prefix) + 1 :]: s for k, s in doc.marks.items() if k.startswith(prefix + ".")}
-                | {"": doc.marks.get(prefix, doc.start)},
             )
         )
     return DesiredExperiment(
@@ -142,7 +140,7 @@ def to_desired(model: Experiment, doc: Document) -> DesiredExperiment:
         public_model_id=model.public_model_id,
         name=model.name,
         description=model.description,
-        status=model.status,
+        status=Status(model.status),
         archived=model.archived,
         variants=tuple(variants),
         id=model.id,

@@ -18,7 +18,6 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic.json_schema import GenerateJsonSchema
 from pydantic_core import PydanticCustomError
 
-from expsync.model import Status
 from expsync.secrets.refs import RefSyntaxError, parse_ref
 
 KEY_PATTERN: Final = r"^[a-z0-9][a-z0-9._-]{0,99}$"
@@ -109,7 +108,7 @@ class Experiment(BaseModel):
     ]
     name: Annotated[str, Field(min_length=1)]
     description: str | None = None
-    status: Status = Status.DRAFT
+    status: Literal["draft", "active", "paused", "completed"] = "draft"
     archived: bool = False
     variants: list[Variant] = Field(default_factory=list)
 
@@ -119,14 +118,6 @@ class Experiment(BaseModel):
         # the gateway lowercases the requested id before lookup: an upper-case id never routes
         if not v or v != v.lower() or any(c.isspace() for c in v):
             raise _custom("E204", "public_model_id must be non-empty lower case without whitespace")
-        return v
-
-    @field_validator("status", mode="before")
-    @classmethod
-    def _status_text(cls, v: object) -> object:
-        # strict mode would refuse the plain string for an enum; accept exactly the values
-        if isinstance(v, str) and v in Status.__members__.values():
-            return Status(v)
         return v
 
 

@@ -19,7 +19,7 @@ Unused anchors cannot be seen after composition and are harmless, so they are no
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Final, TypeAlias
 
@@ -39,7 +39,28 @@ _TIMESTAMP, _MAP, _SEQ, _MERGE = (_T + t for t in ("timestamp", "map", "seq", "m
 _ALLOWED_SCALAR_TAGS: Final = frozenset({_STR, _INT, _FLOAT, _BOOL, _NULL, _TIMESTAMP})
 
 Value: TypeAlias = "None | bool | int | float | str | list[Value] | dict[str, Value]"
-Marks: TypeAlias = dict[str, SourceRange]
+
+
+class Marks(Mapping[str, SourceRange]):
+    """path -> :class:`SourceRange`, converted lazily from libyaml marks (most are never read)."""
+
+    __slots__ = ("file", "raw")
+
+    def __init__(self, file: str) -> None:
+        self.file = file
+        self.raw: dict[str, yaml.Mark] = {}
+
+    def __getitem__(self, path: str) -> SourceRange:
+        return _src(self.file, self.raw[path])
+
+    def __contains__(self, path: object) -> bool:
+        return path in self.raw
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.raw)
+
+    def __len__(self) -> int:
+        return len(self.raw)
 
 _scalar = yaml.SafeLoader("")  # its construct_yaml_* methods turn a plain scalar into a value
 
@@ -71,10 +92,25 @@ def _child(path: str, key: str | int) -> str:
     return f"{path}.{key}" if path else key
 
 
+def _first_alias_mark(text: str, from_line: int) -> yaml.Mark | None:
+    """Position of the first alias at or after ``from_line`` (0-based). Only called on the
+    refusal path: events are not expanded, so this is linear even for an alias bomb."""
+    try:
+        for event in yaml.parse(text, Loader=_LOADER):
+            if isinstance(event, yaml.AliasEvent) and event.start_mark.line >= from_line:
+                return event.start_mark
+    except yaml.YAMLError:
+        return None
+    return None
+
+
 class _Builder:
-    def __init__(self, file: str) -> None:
+    def __init__(self, file: str, text: str, doc_line: int) -> None:
         self.file = file
-        self.marks: Marks = {}
+        self.text = text
+        self.doc_line = doc_line
+        self.marks = Marks(file)
+        self.raw = self.marks.raw
         self.seen: set[int] = set()
 
     def refuse(self, code: str, message: str, node: yaml.Node, path: str) -> _Refused:
@@ -82,11 +118,16 @@ class _Builder:
 
     def build(self, node: yaml.Node, path: str, depth: int) -> Value:
         if id(node) in self.seen:
-            raise self.refuse("E103", "YAML alias refused (anchors and aliases are not allowed)", node, path)
+            mark = _first_alias_mark(self.text, self.doc_line) or node.start_mark
+            raise _Refused(
+                Diagnostic.make(
+                    "E103", "YAML alias refused (anchors and aliases are not allowed)", _src(self.file, mark), path=path
+                )
+            )
         self.seen.add(id(node))
         if depth > MAX_DEPTH:
             raise self.refuse("E116", f"nesting deeper than {MAX_DEPTH} levels", node, path)
-        self.marks[path] = _src(self.file, node.start_mark)
+        self.raw[path] = node.start_mark
         if isinstance(node, yaml.ScalarNode):
             return self.scalar(node, path)
         if isinstance(node, yaml.SequenceNode):
@@ -137,7 +178,7 @@ class _Builder:
                     child,
                 )
             first_line[key] = line
-            self.marks[child + "#key"] = _src(self.file, key_node.start_mark)
+            self.raw[child + "#key"] = key_node.start_mark
             out[key] = self.build(value_node, child, depth + 1)
         return out
 
@@ -157,7 +198,7 @@ def load_documents(text: str, file: str) -> tuple[list[Document], list[Diagnosti
                 mark = node.start_mark if node is not None else None
                 diags.append(Diagnostic.make("E108", "empty YAML document", _src(file, mark)))
                 continue
-            builder = _Builder(file)
+            builder = _Builder(file, text, node.start_mark.line)
             try:
                 value = builder.build(node, "", 0)
             except _Refused as r:

@@ -1,0 +1,57 @@
+"""The committed JSON Schema equals the generated one, and the samples validate against it."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import jsonschema
+import yaml
+
+from expsync.spec.schema import json_schema
+from tests.cli_helpers import run_cli
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_committed_schema_matches_code() -> None:
+    committed = json.loads((ROOT / "schemas" / "experiment.schema.json").read_text())
+    assert committed == json_schema(), "run: expsync schema > schemas/experiment.schema.json"
+
+
+def test_schema_command_prints_the_schema() -> None:
+    r = run_cli(["schema"])
+    assert r.code == 0 and json.loads(r.out) == json_schema()
+    assert json.loads(r.out)["$schema"] == "http://json-schema.org/draft-07/schema#"
+
+
+def test_samples_validate_with_cli_and_schema() -> None:
+    r = run_cli(["validate"], cwd=ROOT)
+    assert r.code == 0, r.all
+    samples = sorted((ROOT / "experiments").glob("*.yaml"))
+    assert len(samples) >= 3
+    validator = jsonschema.Draft7Validator(json_schema())
+    statuses = set()
+    for f in samples:
+        assert f.read_text().startswith("# yaml-language-server: $schema=../schemas/experiment.schema.json")
+        doc = yaml.safe_load(f.read_text())
+        validator.validate(doc)
+        statuses.add((doc.get("status", "draft"), doc.get("archived", False)))
+    assert {("draft", False), ("active", False), ("completed", True)} <= statuses
+
+
+def test_schema_refuses_unknown_upstream_field() -> None:
+    validator = jsonschema.Draft7Validator(json_schema())
+    doc = yaml.safe_load((ROOT / "experiments" / "foo-rc-bakeoff.yaml").read_text())
+    doc["variants"][0]["upstream"]["api_key"] = "x"
+    assert list(validator.iter_errors(doc))
+
+
+def test_readme_documents_every_code() -> None:
+    from expsync.diagnostics import CODES
+
+    readme = (ROOT / "README.md").read_text()
+    import re
+
+    documented = set(re.findall(r"^\| `([EW]\d{3})` \|", readme, re.M))
+    assert documented == set(CODES), (set(CODES) - documented, documented - set(CODES))
