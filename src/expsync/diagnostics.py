@@ -84,7 +84,6 @@ CODES: Final[dict[str, CodeInfo]] = {
     "E309": CodeInfo("activation guard: variant has no effective version", "wait until its version is effective"),
     "E310": CodeInfo("activation guard: public_model_id is routed by another experiment", "complete or pause-and-complete the other experiment first"),
     "E311": CodeInfo("new experiments start as draft or active", "create it as draft or active, then change status"),
-    "E312": CodeInfo("pinned id not found", "remove the id: pin or run `expsync import`"),
     # E4xx: secrets
     "E401": CodeInfo("invalid secret reference", "use env:NAME, file:PATH, aws-sm:ID[#FIELD] or vault:MOUNT/PATH#FIELD"),
     "E402": CodeInfo("secret not found", "create the secret or fix the reference"),
@@ -98,7 +97,7 @@ CODES: Final[dict[str, CodeInfo]] = {
     "E502": CodeInfo("managed experiment removed from git", "only drafts (deleted) and completed+archived (unmanaged) may be removed"),
     "E503": CodeInfo("experiment owned by another key", "each database row is managed by one key"),
     "W501": CodeInfo("changed outside git; the plan reverts it", "update the YAML to keep the change", Severity.WARNING),
-    "W502": CodeInfo("activation has no effect on routing until the version is effective", "", Severity.WARNING),
+    "W502": CodeInfo("a future-dated version is pending", "it supersedes older versions when it takes effect", Severity.WARNING),
     "W503": CodeInfo("api key comparison skipped", "keys are reported as unknown", Severity.WARNING),
 }
 

@@ -87,6 +87,7 @@ class KeyChange(enum.StrEnum):
     UNCHANGED = "unchanged"
     ROTATED = "rotated"
     UNKNOWN = "unknown"  # not compared (--no-secrets, or nothing to decrypt)
+    NEW = "new"  # first version of a new variant: nothing to compare with
 
 
 @dataclass(frozen=True, slots=True)
@@ -201,3 +202,16 @@ class ActualState:
     managed: Mapping[str, ManagedRecord] = dc_field(default_factory=dict)
     #: keys still waiting in the cache outbox (a previous refresh did not finish)
     pending_cache_keys: tuple[str, ...] = ()
+
+
+#: Redis keys the gateway reads (spec §2.4); a configurable prefix goes in front of both.
+MEMBERSHIP_KEY: Final = "ai-gateway.model-experiments:experimented-public-ids"
+PER_ID_KEY_PREFIX: Final = "ai-gateway.model-experiments:by-public-id:"
+
+
+def per_id_key(public_model_id: str, prefix: str = "") -> str:
+    return f"{prefix}{PER_ID_KEY_PREFIX}{public_model_id}"
+
+
+def membership_key(prefix: str = "") -> str:
+    return f"{prefix}{MEMBERSHIP_KEY}"

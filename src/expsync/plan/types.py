@@ -1,0 +1,130 @@
+"""The Plan: ordered ops plus explanation plus status. Built only by :func:`expsync.plan.plan`.
+
+Fields marked *display only* explain the plan to people; apply must not branch on them.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+
+from expsync.diagnostics import Diagnostic, has_errors
+from expsync.model import JsonValue, Status
+from expsync.plan.ops import Action, Op, action_of, touches_gateway
+
+
+@dataclass(frozen=True, slots=True)
+class Share:
+    """One variant's traffic share: ``weight / sum(weights)`` (display only)."""
+
+    label: str
+    weight: int
+    total: int
+
+    @property
+    def percent(self) -> float:
+        return 100.0 * self.weight / self.total if self.total else 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class DriftItem:
+    """A field changed in the database outside git, relative to what expsync last applied."""
+
+    experiment_key: str
+    path: str
+    last_applied: JsonValue
+    actual: JsonValue
+    protective: bool  # paused/completed/archived outside git: never silently undone
+    reverted: bool  # the plan puts git's value back
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ExperimentPlan:
+    """Per-experiment explanation (display only) and the ops that belong to it."""
+
+    key: str
+    experiment_id: uuid.UUID
+    public_model_id: str
+    public_model_id_before: str | None
+    status_before: Status | None  # None: does not exist yet
+    status_after: Status | None  # None: deleted
+    archived_before: bool | None
+    archived_after: bool | None
+    shares_before: tuple[Share, ...]
+    shares_after: tuple[Share, ...]
+    routing_impact: tuple[str, ...]
+    cache_keys: tuple[str, ...]
+    ops: tuple[Op, ...]
+    notes: tuple[str, ...] = ()
+
+    @property
+    def status_path(self) -> str:
+        before = self.status_before.value if self.status_before else "(new)"
+        after = self.status_after.value if self.status_after else "(deleted)"
+        if self.status_before is None and self.status_after is not None and self.status_after is not Status.DRAFT:
+            return f"(new) -> draft -> {after}"
+        return before if before == after else f"{before} -> {after}"
+
+    @property
+    def action(self) -> Action:
+        actions = {action_of(op) for op in self.ops}
+        for a in (Action.CREATE, Action.DELETE):
+            if a in actions:
+                return a
+        if actions == {Action.MANAGE}:
+            return Action.MANAGE
+        return Action.UPDATE
+
+
+@dataclass(frozen=True, slots=True)
+class Digests:
+    desired: str
+    actual: str
+    ops: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Plan:
+    #: ops in execution order - the only thing apply executes
+    ops: tuple[Op, ...]
+    #: per-experiment explanation, sorted by key (display only)
+    experiments: tuple[ExperimentPlan, ...]
+    #: changes made in the database outside git (display; protective ones also refuse)
+    drift: tuple[DriftItem, ...]
+    #: refusals (errors) and warnings, sorted by file and line
+    diagnostics: tuple[Diagnostic, ...]
+    digests: Digests
+    #: every Redis key apply will refresh (membership key first); display only - apply
+    #: recomputes them from the ops it executes
+    cache_keys: tuple[str, ...]
+    #: False when api keys were not compared (--no-secrets): such a plan cannot be applied
+    secrets_compared: bool = True
+
+    @property
+    def has_changes(self) -> bool:
+        return bool(self.ops)
+
+    @property
+    def refused(self) -> bool:
+        return has_errors(self.diagnostics)
+
+    @property
+    def applyable(self) -> bool:
+        return not self.refused and self.secrets_compared
+
+    @property
+    def gateway_changes(self) -> bool:
+        return any(touches_gateway(op) for op in self.ops)
+
+    def counts(self) -> dict[str, int]:
+        out = {a.value: 0 for a in Action}
+        for e in self.experiments:
+            if e.ops:
+                out[e.action.value] += 1
+        return out
+
+    def op_counts(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for op in self.ops:
+            out[type(op).__name__] = out.get(type(op).__name__, 0) + 1
+        return out
