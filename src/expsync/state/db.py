@@ -1,0 +1,303 @@
+"""Database URL, engine, transactions and schema initialisation.
+
+* :func:`database_url` picks ``EXPSYNC_DATABASE_URL`` or the embedded SQLite default
+  (:data:`DEFAULT_SQLITE_PATH`, relative to the working directory).
+* :func:`make_engine` builds an engine that behaves the same on Postgres and SQLite:
+  foreign keys enforced, real transactions (SQLite's driver otherwise defers BEGIN and
+  cannot take a write lock up front), and connection failures raised as
+  :class:`~expsync.errors.DatabaseUnavailable` carrying the URL without its password.
+* :func:`begin` opens a transaction; ``immediate=True`` takes SQLite's write lock at BEGIN
+  (``BEGIN IMMEDIATE``), which is how two concurrent applies serialize there.
+* :func:`init_db` creates the gateway's tables when absent and migrates expsync's own tables
+  to the newest revision; :func:`ensure_initialized` does so only when something is missing,
+  and is what the embedded default runs on first use.
+
+expsync's own tables are migrated with Alembic (scripts in :mod:`expsync.migrations`,
+located from this file so an installed wheel works) and a version table of their own,
+:data:`OWN_VERSION_TABLE`; a host application's ``alembic_version`` is never touched.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Final
+
+import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import event
+from sqlalchemy.engine import Connection, Engine, ExceptionContext
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+
+from expsync.errors import ConfigError, DatabaseUnavailable
+from expsync.state.tables import APP_TABLES, OWN_TABLES, app_metadata
+
+__all__ = [
+    "DEFAULT_SQLITE_PATH",
+    "ENV_DATABASE_URL",
+    "MIGRATIONS_DIR",
+    "OWN_VERSION_TABLE",
+    "alembic_config",
+    "begin",
+    "database_url",
+    "engine_from_environ",
+    "ensure_initialized",
+    "head_revision",
+    "init_db",
+    "is_embedded_default",
+    "make_engine",
+    "own_revision",
+    "safe_url",
+    "upgrade_own_tables",
+]
+
+#: The embedded default database, relative to the working directory (created on first use).
+DEFAULT_SQLITE_PATH: Final = ".expsync/expsync.db"
+ENV_DATABASE_URL: Final = "EXPSYNC_DATABASE_URL"
+#: Alembic scripts for the ``expsync_*`` tables, shipped as package data.
+MIGRATIONS_DIR: Final = Path(__file__).resolve().parent.parent / "migrations"
+#: expsync's own Alembic version table; the host's ``alembic_version`` stays untouched.
+OWN_VERSION_TABLE: Final = "expsync_alembic_version"
+
+#: Postgres advisory lock key held while initialising, so concurrent first runs serialize.
+_INIT_LOCK_KEY: Final = int.from_bytes(b"expsync", "big")
+_IMMEDIATE: Final = "expsync_begin_immediate"
+_BUSY_TIMEOUT: Final = "expsync_busy_timeout_ms"
+
+
+# --------------------------------------------------------------------------------------
+# URLs
+# --------------------------------------------------------------------------------------
+
+
+def database_url(environ: Mapping[str, str], *, cwd: Path | None = None) -> str:
+    """``EXPSYNC_DATABASE_URL`` (``postgres://`` and ``postgresql://`` mean psycopg 3), or
+    the embedded SQLite file :data:`DEFAULT_SQLITE_PATH` under ``cwd`` (default: the
+    process's working directory)."""
+    raw = (environ.get(ENV_DATABASE_URL) or "").strip()
+    if not raw:
+        base = cwd if cwd is not None else Path.cwd()
+        return f"sqlite:///{(base / DEFAULT_SQLITE_PATH).resolve()}"
+    for scheme in ("postgres://", "postgresql://"):
+        if raw.startswith(scheme):
+            return "postgresql+psycopg://" + raw[len(scheme) :]
+    return raw
+
+
+def is_embedded_default(url: str, *, cwd: Path | None = None) -> bool:
+    """Whether ``url`` is the embedded default that :func:`database_url` falls back to."""
+    return url == database_url({}, cwd=cwd)
+
+
+def safe_url(url: str | sa.URL) -> str:
+    """The URL with its password masked (``***``): safe to print and log."""
+    try:
+        parsed = sa.make_url(url) if isinstance(url, str) else url
+    except ArgumentError:
+        # Not parseable as a URL: mask anything that looks like user:password@.
+        return re.sub(r"(://[^:/@]*):[^@/]*@", r"\1:***@", str(url))
+    return parsed.render_as_string(hide_password=True)
+
+
+# --------------------------------------------------------------------------------------
+# Engine and transactions
+# --------------------------------------------------------------------------------------
+
+
+def make_engine(url: str, **kwargs: Any) -> Engine:
+    """An engine for ``url`` (Postgres via psycopg 3, or SQLite). Does not connect yet.
+
+    Raises :class:`~expsync.errors.ConfigError` for a malformed or unsupported URL. Once
+    connected, failures to reach the database raise
+    :class:`~expsync.errors.DatabaseUnavailable`. Extra ``kwargs`` go to
+    :func:`sqlalchemy.create_engine`.
+    """
+    try:
+        parsed = sa.make_url(url)
+    except ArgumentError:
+        raise ConfigError(f"{ENV_DATABASE_URL} is not a valid database URL: {safe_url(url)}") from None
+    backend = parsed.get_backend_name()
+    if backend not in ("postgresql", "sqlite"):
+        raise ConfigError(
+            f"unsupported database {safe_url(parsed)}: use postgresql://... or sqlite:///PATH"
+        )
+    if backend == "postgresql":
+        # JIT compilation costs more than it saves on expsync's short, index-driven queries.
+        connect_args: dict[str, Any] = {"application_name": "expsync", "options": "-c jit=off"}
+        if "connect_timeout" not in parsed.query:
+            connect_args["connect_timeout"] = 10
+        kwargs.setdefault("connect_args", connect_args)
+    else:
+        _prepare_sqlite_file(parsed)
+    try:
+        engine = sa.create_engine(parsed, **kwargs)
+    except (ArgumentError, NoSuchModuleError, ImportError) as exc:
+        raise ConfigError(f"cannot use database {safe_url(parsed)}: {exc}") from None
+    if backend == "sqlite":
+        _configure_sqlite(engine)
+    _translate_connection_errors(engine)
+    return engine
+
+
+def _prepare_sqlite_file(url: sa.URL) -> None:
+    db = url.database
+    if db and db != ":memory:" and not db.startswith("file:"):
+        Path(db).parent.mkdir(parents=True, exist_ok=True)
+
+
+def _configure_sqlite(engine: Engine) -> None:
+    # SQLAlchemy's documented recipe: stop pysqlite from managing transactions itself
+    # (it defers BEGIN until the first write, so a lock cannot be taken up front) and
+    # emit BEGIN ourselves, IMMEDIATE when the connection asks for it.
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, connection_record: Any) -> None:
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        try:
+            cursor.execute("PRAGMA foreign_keys = ON")
+        finally:
+            cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        options = conn.get_execution_options()
+        busy_ms = options.get(_BUSY_TIMEOUT)
+        if busy_ms is not None:
+            conn.exec_driver_sql(f"PRAGMA busy_timeout = {int(busy_ms)}")
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if options.get(_IMMEDIATE) else "BEGIN")
+
+
+def _translate_connection_errors(engine: Engine) -> None:
+    shown = safe_url(engine.url)
+    password = engine.url.password
+
+    @event.listens_for(engine, "handle_error")
+    def _on_error(ctx: ExceptionContext) -> None:
+        # Only "cannot reach / lost the database"; SQL errors (constraint violations ...)
+        # keep their own types for the callers that handle them.
+        if ctx.connection is not None and not ctx.is_disconnect:
+            return
+        reason = str(ctx.original_exception).strip().splitlines()
+        text = reason[0] if reason else type(ctx.original_exception).__name__
+        if password:
+            text = text.replace(str(password), "***")
+        raise DatabaseUnavailable(f"cannot reach the database at {shown}: {text}") from None
+
+
+@contextmanager
+def begin(
+    engine: Engine,
+    *,
+    immediate: bool = False,
+    lock_timeout: float | None = None,
+    snapshot: bool = False,
+) -> Iterator[Connection]:
+    """A connection inside a transaction, committed on success, rolled back on error.
+
+    ``immediate=True`` starts the transaction with SQLite's write lock (``BEGIN IMMEDIATE``)
+    so concurrent writers serialize at BEGIN; ``lock_timeout`` (seconds) bounds how long
+    SQLite waits for that lock. Both are no-ops on Postgres, which uses advisory locks.
+    ``snapshot=True`` makes every statement see the same snapshot on Postgres
+    (REPEATABLE READ), as :func:`expsync.state.reader.read_actual` wants for a plan; a
+    SQLite transaction already reads from one snapshot.
+    """
+    with engine.connect() as conn:
+        if snapshot and engine.dialect.name == "postgresql":
+            conn.execution_options(isolation_level="REPEATABLE READ")
+        if engine.dialect.name == "sqlite":
+            options: dict[str, Any] = {_IMMEDIATE: immediate}
+            if lock_timeout is not None:
+                options[_BUSY_TIMEOUT] = max(0, round(lock_timeout * 1000))
+            conn.execution_options(**options)
+        with conn.begin():
+            yield conn
+
+
+# --------------------------------------------------------------------------------------
+# Schema
+# --------------------------------------------------------------------------------------
+
+
+def alembic_config(connection: Connection | None = None) -> Config:
+    """Alembic configuration for expsync's own migrations (also handy for authoring new
+    revisions: ``command.revision(alembic_config(), "message")``)."""
+    cfg = Config()
+    # configparser interpolation: a literal % in the path must be doubled.
+    cfg.set_main_option("script_location", str(MIGRATIONS_DIR).replace("%", "%%"))
+    cfg.set_main_option("path_separator", "os")
+    if connection is not None:
+        cfg.attributes["connection"] = connection
+    return cfg
+
+
+@functools.cache
+def head_revision() -> str:
+    """The newest revision of expsync's own migrations."""
+    head = ScriptDirectory(str(MIGRATIONS_DIR)).get_current_head()
+    assert head is not None, "expsync.migrations has no revisions"
+    return head
+
+
+def own_revision(conn: Connection) -> str | None:
+    """The revision of expsync's own tables in this database, or None if never migrated."""
+    ctx = MigrationContext.configure(conn, opts={"version_table": OWN_VERSION_TABLE})
+    return ctx.get_current_revision()
+
+
+def upgrade_own_tables(conn: Connection) -> None:
+    """Migrate expsync's own tables to the newest revision inside ``conn``'s transaction."""
+    command.upgrade(alembic_config(conn), "head")
+
+
+def init_db(engine: Engine) -> list[str]:
+    """Create the gateway's tables where absent and migrate expsync's own tables to head.
+
+    Idempotent and safe to run concurrently (Postgres: advisory lock; SQLite: immediate
+    transaction). Existing tables are never altered, and other tables (a host's
+    ``alembic_version``) are never touched. Returns the names of the tables it created.
+    """
+    with begin(engine, immediate=True) as conn:
+        if conn.dialect.name == "postgresql":
+            conn.execute(sa.select(sa.func.pg_advisory_xact_lock(_INIT_LOCK_KEY)))
+        before = set(sa.inspect(conn).get_table_names())
+        app_metadata.create_all(conn, checkfirst=True)
+        upgrade_own_tables(conn)
+        after = set(sa.inspect(conn).get_table_names())
+    order = [t.name for t in (*APP_TABLES, *OWN_TABLES)] + [OWN_VERSION_TABLE]
+    return [name for name in order if name in after - before]
+
+
+def ensure_initialized(engine: Engine, *, create_app_tables: bool = True) -> list[str]:
+    """Run :func:`init_db` only when something is missing or behind; return what it created.
+
+    With ``create_app_tables=False`` (a real gateway database, whose tables belong to the
+    gateway's own migrations) only expsync's own tables are migrated.
+    """
+    with engine.connect() as conn:
+        names = set(sa.inspect(conn).get_table_names())
+        needed = {t.name for t in OWN_TABLES} | ({t.name for t in APP_TABLES} if create_app_tables else set())
+        if needed <= names and own_revision(conn) == head_revision():
+            return []
+    if create_app_tables:
+        return init_db(engine)
+    with begin(engine, immediate=True) as conn:
+        if conn.dialect.name == "postgresql":
+            conn.execute(sa.select(sa.func.pg_advisory_xact_lock(_INIT_LOCK_KEY)))
+        upgrade_own_tables(conn)
+        after = set(sa.inspect(conn).get_table_names())
+    return [name for name in [t.name for t in OWN_TABLES] + [OWN_VERSION_TABLE] if name in after - names]
+
+
+def engine_from_environ(environ: Mapping[str, str], *, cwd: Path | None = None) -> Engine:
+    """The engine for this run; the embedded default is initialised on first use."""
+    url = database_url(environ, cwd=cwd)
+    engine = make_engine(url)
+    if is_embedded_default(url, cwd=cwd):
+        ensure_initialized(engine)
+    return engine

@@ -1,0 +1,224 @@
+"""Read the actual state a plan needs, in a constant number of set-based statements.
+
+:func:`read_actual` issues exactly five statements whatever the number of experiments
+(spec §5 item 2, §8: target <= 6):
+
+1. the experiments that matter: ids wanted by the desired state, ids expsync manages, and
+   every row that is active/paused on a desired public id (managed or not: they count for
+   the one-routing-experiment-per-public-id rule);
+2. their variants;
+3. per variant, at most two versions, picked in SQL by ``effective_at DESC, id DESC``: the
+   newest with ``effective_at <= now`` is *current*, the newest future-dated one (which is
+   then the newest overall) is *pending*; older versions never leave the database;
+4. every ``expsync_managed`` row;
+5. the distinct keys waiting in ``expsync_cache_outbox``.
+
+Id lists travel as one parameter whatever their length: a Postgres array
+(``= ANY(:ids)``) or, on SQLite, a JSON array expanded with ``json_each`` (SQLite caps bound
+variables per statement, 32,766 by default, so one parameter per id would not scale).
+
+For a consistent snapshot across the five statements, call it inside one transaction; on
+Postgres that transaction should be REPEATABLE READ (``db.begin(engine, snapshot=True)``) or
+hold the apply lock.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections import defaultdict
+from collections.abc import Collection, Iterable, Sequence
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.engine import Connection
+
+from expsync.model import (
+    ActualExperiment,
+    ActualState,
+    ActualVariant,
+    ActualVersion,
+    ManagedRecord,
+    Status,
+)
+from expsync.state.tables import (
+    ROUTING_STATUS_VALUES,
+    UTCDateTime,
+    cache_outbox,
+    experiment,
+    managed,
+    variant,
+    version,
+)
+
+__all__ = ["read_actual"]
+
+# Column order = the positional order of the model dataclasses' fields (see _assemble).
+_EXPERIMENT_COLUMNS = (
+    experiment.c.id,
+    experiment.c.public_model_id,
+    experiment.c.name,
+    experiment.c.description,
+    experiment.c.status,
+    experiment.c.is_archived,
+    experiment.c.created_at,
+    experiment.c.updated_at,
+    experiment.c.started_at,
+    experiment.c.ended_at,
+    experiment.c.created_by_user_id,
+)
+_VARIANT_COLUMNS = (variant.c.id, variant.c.experiment_id, variant.c.label, variant.c.weight)
+_VERSION_COLUMNS = (
+    version.c.id,
+    version.c.variant_id,
+    version.c.upstream,
+    version.c.encrypted_api_key,
+    version.c.effective_at,
+    version.c.created_by,
+    version.c.created_at,
+)
+_MANAGED_COLUMNS = (managed.c.key, managed.c.experiment_id, managed.c.last_applied, managed.c.applied_at)
+
+
+def read_actual(
+    conn: Connection,
+    *,
+    experiment_ids: Collection[uuid.UUID],
+    public_model_ids: Collection[str],
+    now: datetime,
+) -> ActualState:
+    """The rows relevant to a desired state with these experiment ids and public ids.
+
+    ``now`` (tz-aware) decides which version is current and which is pending. Experiments
+    and each experiment's variants come in uuid order (Postgres's order: by bytes), which is
+    the gateway's bucketing walk order. All datetimes are tz-aware UTC.
+    """
+    if now.tzinfo is None:
+        raise ValueError("read_actual needs a tz-aware 'now'")
+    dialect = conn.dialect.name
+
+    exp_rows = conn.execute(
+        sa.select(*_EXPERIMENT_COLUMNS).where(
+            sa.or_(
+                _in_uuids(experiment.c.id, experiment_ids, dialect),
+                sa.and_(
+                    _in_texts(experiment.c.public_model_id, public_model_ids, dialect),
+                    experiment.c.status.in_(ROUTING_STATUS_VALUES),
+                ),
+                experiment.c.id.in_(sa.select(managed.c.experiment_id)),
+            )
+        )
+    ).all()
+    found = [row[0] for row in exp_rows]
+
+    var_rows = conn.execute(
+        sa.select(*_VARIANT_COLUMNS).where(_in_uuids(variant.c.experiment_id, found, dialect))
+    ).all()
+
+    now_param = sa.bindparam("now", now, type_=UTCDateTime())
+    wanted_variants = _in_uuids(variant.c.experiment_id, found, dialect)
+    picked = sa.union_all(
+        sa.select(_newest_version(False, now_param)).where(wanted_variants),
+        sa.select(_newest_version(True, now_param)).where(wanted_variants),
+    )
+    ver_rows = conn.execute(sa.select(*_VERSION_COLUMNS).where(version.c.id.in_(picked))).all()
+
+    managed_rows = conn.execute(sa.select(*_MANAGED_COLUMNS)).all()
+    outbox_keys = conn.execute(
+        sa.select(cache_outbox.c.cache_key).distinct().order_by(cache_outbox.c.cache_key)
+    ).scalars().all()
+
+    return _assemble(exp_rows, var_rows, ver_rows, managed_rows, outbox_keys, now)
+
+
+def _newest_version(newer_than_now: bool, now: sa.BindParameter[datetime]) -> sa.ScalarSelect[Any]:
+    """Id of the newest version of the enclosing query's variant: the newest future-dated
+    one (``effective_at > now``) if ``newer_than_now``, else the newest other one.
+
+    One probe of IDX_model_experiment_variant_version_variant_effective per variant
+    (sorting only that variant's few rows for the id tie-break) instead of ranking every
+    version: measured at 5,000 x 3 x 10 rows, as fast as ROW_NUMBER() on Postgres and
+    three times faster on SQLite.
+    """
+    v = version.alias("v")
+    return (
+        sa.select(v.c.id)
+        .where(v.c.variant_id == variant.c.id, v.c.effective_at > now if newer_than_now else v.c.effective_at <= now)
+        .order_by(v.c.effective_at.desc(), v.c.id.desc())
+        .limit(1)
+        .correlate(variant)
+        .scalar_subquery()
+    )
+
+
+def _in_uuids(
+    column: sa.ColumnElement[Any], ids: Collection[uuid.UUID], dialect: str
+) -> sa.ColumnElement[bool]:
+    """``column IN ids`` with the whole list as one bound parameter."""
+    if dialect == "postgresql":
+        return column == sa.any_(sa.bindparam(None, list(ids), type_=ARRAY(sa.Uuid())))
+    # SQLite stores Uuid as 32 lower-case hex digits.
+    return _in_json_each(column, [i.hex for i in ids])
+
+
+def _in_texts(
+    column: sa.ColumnElement[Any], values: Collection[str], dialect: str
+) -> sa.ColumnElement[bool]:
+    """``column IN values`` with the whole list as one bound parameter."""
+    if dialect == "postgresql":
+        return column == sa.any_(sa.bindparam(None, list(values), type_=ARRAY(sa.Text())))
+    return _in_json_each(column, list(values))
+
+
+def _in_json_each(column: sa.ColumnElement[Any], values: list[str]) -> sa.ColumnElement[bool]:
+    each = sa.func.json_each(sa.bindparam(None, json.dumps(values), type_=sa.Text()))
+    return column.in_(sa.select(each.table_valued("value").c.value))
+
+
+def _assemble(
+    exp_rows: Iterable[Sequence[Any]],
+    var_rows: Iterable[Sequence[Any]],
+    ver_rows: Iterable[Sequence[Any]],
+    managed_rows: Iterable[Sequence[Any]],
+    outbox_keys: Iterable[str],
+    now: datetime,
+) -> ActualState:
+    # Rows are unpacked positionally (columns in the order of the _*_COLUMNS tuples, which
+    # follow the dataclass fields): at 150,000 rows this is several times faster than
+    # attribute access on Row objects.
+    current: dict[uuid.UUID, ActualVersion] = {}
+    pending: dict[uuid.UUID, ActualVersion] = {}
+    for row in ver_rows:
+        v = ActualVersion(*row)
+        (pending if v.effective_at > now else current)[v.variant_id] = v
+
+    variants: defaultdict[uuid.UUID, list[ActualVariant]] = defaultdict(list)
+    for var_id, exp_id, label, weight in var_rows:
+        variants[exp_id].append(
+            ActualVariant(var_id, exp_id, label, weight, current.get(var_id), pending.get(var_id))
+        )
+
+    experiments: dict[uuid.UUID, ActualExperiment] = {}
+    # uuid.UUID.int orders like the bytes, which is how Postgres orders uuids (and the
+    # gateway walks variants); sorting here makes SQLite agree whatever its text form.
+    for row in sorted(exp_rows, key=lambda r: r[0].int):
+        exp_id = row[0]
+        experiments[exp_id] = ActualExperiment(
+            *row[:4],
+            Status(row[4]),
+            bool(row[5]),
+            *row[6:],
+            variants=tuple(sorted(variants.get(exp_id, ()), key=lambda v: v.id.int)),
+        )
+
+    managed_records = {
+        key: ManagedRecord(key, exp_id, last_applied, applied_at)
+        for key, exp_id, last_applied, applied_at in sorted(managed_rows, key=lambda r: r[0])
+    }
+    return ActualState(
+        experiments=experiments,
+        managed=managed_records,
+        pending_cache_keys=tuple(outbox_keys),
+    )
