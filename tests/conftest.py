@@ -1,0 +1,184 @@
+"""Shared fixtures: real PostgreSQL and Redis (see scripts/services.sh), SQLite, statement counts.
+
+* ``pg_url``: a fresh, empty database per test on 127.0.0.1:5432 (user ``$PGUSER`` or
+  ``postgres``, trust auth), dropped afterwards. ``pg_engine``: the same with ``init_db`` done.
+* ``sqlite_url`` / ``sqlite_engine``: a file database in ``tmp_path``.
+* ``db_engine``: parametrized over both backends (initialised), ids ``sqlite`` / ``postgres``.
+* ``redis_url``: a Redis database number of the test's own (leased across concurrent pytest
+  processes, flushed before and after); ``redis_prefix``: a unique key prefix.
+* ``count_statements``: ``with count_statements(engine) as log: ...; log.count``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+import redis
+import sqlalchemy as sa
+from sqlalchemy import event
+
+from expsync.state.db import init_db, make_engine
+
+PG_HOST = "127.0.0.1"
+PG_PORT = 5432
+REDIS_HOST = "127.0.0.1"
+REDIS_PORT = 6379
+#: Redis databases handed to tests (0 holds the leases).
+REDIS_DBS = range(1, 16)
+_LEASE_SECONDS = 900
+
+
+def _pg_user() -> str:
+    return os.environ.get("PGUSER") or "postgres"
+
+
+def _pg_admin() -> psycopg.Connection[Any]:
+    try:
+        return psycopg.connect(
+            host=PG_HOST, port=PG_PORT, user=_pg_user(), dbname="postgres", autocommit=True, connect_timeout=5
+        )
+    except psycopg.OperationalError as exc:
+        pytest.fail(f"PostgreSQL is not reachable on {PG_HOST}:{PG_PORT} (run scripts/services.sh): {exc}")
+
+
+@pytest.fixture
+def pg_url() -> Iterator[str]:
+    """URL of a new empty Postgres database, dropped (WITH (FORCE)) after the test."""
+    name = f"expsync_test_{uuid.uuid4().hex[:16]}"
+    with _pg_admin() as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield f"postgresql+psycopg://{_pg_user()}@{PG_HOST}:{PG_PORT}/{name}"
+    finally:
+        with _pg_admin() as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def pg_engine(pg_url: str) -> Iterator[sa.Engine]:
+    """Engine on a fresh Postgres database with ``init_db`` done."""
+    engine = make_engine(pg_url)
+    init_db(engine)
+    try:
+        yield engine
+    finally:
+        engine.dispose()
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'expsync.db'}"
+
+
+@pytest.fixture
+def sqlite_engine(sqlite_url: str) -> Iterator[sa.Engine]:
+    """Engine on a fresh SQLite file with ``init_db`` done."""
+    engine = make_engine(sqlite_url)
+    init_db(engine)
+    try:
+        yield engine
+    finally:
+        engine.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def db_engine(request: pytest.FixtureRequest) -> sa.Engine:
+    """An initialised engine, once per backend."""
+    name = "pg_engine" if request.param == "postgres" else "sqlite_engine"
+    engine: sa.Engine = request.getfixturevalue(name)
+    return engine
+
+
+def _lease_redis_db(admin: redis.Redis, token: str) -> int:
+    deadline = time.monotonic() + 60
+    while True:
+        for db in REDIS_DBS:
+            if admin.set(f"expsync-test:lease:{db}", token, nx=True, ex=_LEASE_SECONDS):
+                return db
+        if time.monotonic() > deadline:
+            pytest.fail("no free Redis test database (1..15) after 60 s")
+        time.sleep(0.2)
+
+
+_RELEASE = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end return 0"
+
+
+@pytest.fixture
+def redis_url() -> Iterator[str]:
+    """``redis://127.0.0.1:6379/N`` with N leased to this test alone (also across concurrent
+    pytest runs), flushed before and after."""
+    admin = redis.Redis(host=REDIS_HOST, port=REDIS_PORT, db=0, socket_timeout=5)
+    try:
+        admin.ping()
+    except redis.RedisError as exc:
+        pytest.fail(f"Redis is not reachable on {REDIS_HOST}:{REDIS_PORT} (run scripts/services.sh): {exc}")
+    token = uuid.uuid4().hex
+    db = _lease_redis_db(admin, token)
+    client = redis.Redis(host=REDIS_HOST, port=REDIS_PORT, db=db, socket_timeout=5)
+    try:
+        client.flushdb()
+        yield f"redis://{REDIS_HOST}:{REDIS_PORT}/{db}"
+    finally:
+        try:
+            client.flushdb()
+            client.close()
+        finally:
+            admin.eval(_RELEASE, 1, f"expsync-test:lease:{db}", token)
+            admin.close()
+
+
+@pytest.fixture
+def redis_prefix() -> str:
+    """A key prefix no other test uses."""
+    return f"expsync-test-{uuid.uuid4().hex[:12]}:"
+
+
+_TX_CONTROL = re.compile(r"^\s*(BEGIN|COMMIT|ROLLBACK|SAVEPOINT|RELEASE|PRAGMA)\b", re.IGNORECASE)
+
+
+@dataclass
+class StatementLog:
+    """Statements sent to the database while the block ran."""
+
+    #: every statement, including transaction control (BEGIN/COMMIT/SAVEPOINT/PRAGMA)
+    all: list[str] = field(default_factory=list)
+
+    @property
+    def statements(self) -> list[str]:
+        """The statements that do work: transaction control excluded, so counts are equal on
+        Postgres (implicit BEGIN) and SQLite (explicit BEGIN)."""
+        return [s for s in self.all if not _TX_CONTROL.match(s)]
+
+    @property
+    def count(self) -> int:
+        return len(self.statements)
+
+
+@contextmanager
+def _count_statements(engine: sa.Engine) -> Iterator[StatementLog]:
+    log = StatementLog()
+
+    def before(conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, executemany: bool) -> None:
+        log.all.append(statement)
+
+    event.listen(engine, "before_cursor_execute", before)
+    try:
+        yield log
+    finally:
+        event.remove(engine, "before_cursor_execute", before)
+
+
+@pytest.fixture
+def count_statements() -> Callable[[sa.Engine], AbstractContextManager[StatementLog]]:
+    """``with count_statements(engine) as log: ...`` then ``log.count`` / ``log.statements``."""
+    return _count_statements
