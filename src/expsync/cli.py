@@ -12,12 +12,19 @@ import os
 import sys
 import traceback
 from collections.abc import Callable, Sequence
+from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any, TypeVar
 
 import click
 
 from expsync import __version__
 from expsync.diagnostics import Diagnostic, has_errors
+from expsync.model import DesiredState, Secret, SecretRef
+from expsync.pipeline import Settings, check_initialized, compute_plan
+from expsync.plan import Plan
+from expsync.secrets import Redactor, resolve_all, uses_in
+from expsync.state.db import begin, database_url, engine_from_environ, init_db, make_engine
 from expsync.errors import ExpsyncError
 from expsync.render import diagnostics as render_diags
 from expsync.spec.loader import LoadOptions, discover, load_desired
@@ -81,6 +88,124 @@ def validate(paths: tuple[str, ...], max_file_size: int, fmt: str) -> None:
         else:
             click.echo(render_diags.summary_line(diags), err=True)
     sys.exit(EXIT_INVALID if has_errors(diags) else EXIT_OK)
+
+
+def settings_from_env() -> Settings:
+    env = dict(os.environ)
+    return Settings(
+        environ=env,
+        cwd=Path.cwd(),
+        redis_url=env.get("EXPSYNC_REDIS_URL") or None,
+        redis_prefix=env.get("EXPSYNC_REDIS_KEY_PREFIX", ""),
+        actor=env.get("EXPSYNC_ACTOR") or None,
+        revision=env.get("GITHUB_SHA") or None,
+    )
+
+
+def use_color() -> bool:
+    return sys.stdout.isatty() and "NO_COLOR" not in os.environ
+
+
+def load_or_exit(paths: Sequence[str], max_file_size: int) -> DesiredState:
+    desired, diags = load_desired(paths, LoadOptions(max_file_size=max_file_size))
+    if has_errors(diags):
+        emit_diagnostics(diags)
+        click.echo(render_diags.summary_line(diags), err=True)
+        sys.exit(EXIT_INVALID)
+    return desired
+
+
+def resolve_or_exit(desired: DesiredState, settings: Settings, redactor: Redactor) -> dict[SecretRef, Secret]:
+    secrets, diags = resolve_all(uses_in(desired), environ=settings.environ, cwd=settings.cwd, redactor=redactor)
+    if _in_github():
+        # before anything else is printed, so the runner masks the values in the whole log
+        for line in redactor.github_mask_lines():
+            click.echo(line)
+    if has_errors(diags):
+        emit_diagnostics(diags)
+        click.echo(render_diags.summary_line(diags), err=True)
+        sys.exit(EXIT_INVALID)
+    return secrets
+
+
+def render_plan(plan: Plan, fmt: str, *, color: bool = False) -> str:
+    from expsync.render import json as render_json
+    from expsync.render import markdown as render_markdown
+    from expsync.render import text as render_text
+
+    if fmt == "json":
+        return render_json.render_json(plan)
+    if fmt == "markdown":
+        return render_markdown.render_markdown(plan)
+    return render_text.render_text(plan, color=color)
+
+
+def write_github_outputs(plan: Plan, redactor: Redactor) -> None:
+    out = os.environ.get("GITHUB_OUTPUT")
+    if out:
+        counts = plan.counts()
+        lines = [f"has_changes={'true' if plan.has_changes else 'false'}", f"refused={'true' if plan.refused else 'false'}"]
+        lines += [f"{k}={v}" for k, v in counts.items()]
+        with open(out, "a", encoding="utf-8") as f:
+            f.write("\n".join(lines) + "\n")
+    summary = os.environ.get("GITHUB_STEP_SUMMARY")
+    if summary:
+        with open(summary, "a", encoding="utf-8") as f:
+            f.write(redactor.redact(render_plan(plan, "markdown")) + "\n")
+
+
+@cli.command("plan")
+@paths_argument
+@click.option("--format", "fmt", type=click.Choice(["text", "json", "markdown"]), default="text", show_default=True)
+@click.option("--out", "out_file", type=click.Path(dir_okay=False), help="Save the plan (JSON) for `apply --plan`.")
+@click.option("--detailed-exitcode", is_flag=True, help="Exit 2 when the plan has changes.")
+@click.option("--no-secrets", is_flag=True, help="Do not resolve secrets (fork PRs); api keys show as unknown.")
+def plan_cmd(paths: tuple[str, ...], max_file_size: int, fmt: str, out_file: str | None, detailed_exitcode: bool,
+             no_secrets: bool) -> None:
+    """Show what apply would change, checked against the state machine. Writes nothing."""
+    settings = settings_from_env()
+    desired = load_or_exit(paths, max_file_size)
+    redactor = Redactor()
+    secrets = None if no_secrets else resolve_or_exit(desired, settings, redactor)
+    engine = engine_from_environ(settings.environ, cwd=settings.cwd)
+    try:
+        with begin(engine, snapshot=True) as conn:
+            check_initialized(conn)
+            computed = compute_plan(conn, desired, secrets, settings, now=datetime.now(timezone.utc))
+            conn.rollback()  # plan never writes
+    finally:
+        engine.dispose()
+    if computed.key_diagnostics:
+        emit_diagnostics(computed.key_diagnostics)
+        if has_errors(computed.key_diagnostics):
+            sys.exit(EXIT_INVALID)
+    plan = computed.plan
+    click.echo(redactor.redact(render_plan(plan, fmt, color=use_color() and fmt == "text")))
+    if _in_github():
+        click.echo(render_diags.github_annotations(plan.diagnostics))
+        write_github_outputs(plan, redactor)
+    if out_file:
+        Path(out_file).write_text(redactor.redact(render_plan(plan, "json")) + "\n", encoding="utf-8")
+    if plan.refused:
+        sys.exit(EXIT_REFUSED)
+    sys.exit(EXIT_CHANGES if detailed_exitcode and plan.has_changes else EXIT_OK)
+
+
+@cli.group()
+def db() -> None:
+    """Database administration."""
+
+
+@db.command("init")
+def db_init() -> None:
+    """Create the gateway tables (when absent) and migrate expsync's own tables."""
+    settings = settings_from_env()
+    engine = make_engine(database_url(settings.environ, cwd=settings.cwd))
+    try:
+        created = init_db(engine)
+    finally:
+        engine.dispose()
+    click.echo(f"created: {', '.join(created)}" if created else "database already initialised; nothing to do")
 
 
 @cli.command()

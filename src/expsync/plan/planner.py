@@ -516,7 +516,8 @@ def plan(
     cache_keys = (membership_key(options.redis_prefix), *per_id) if any(touches_gateway(o) for o in ops) else ()
     digests = Digests(
         desired=digest(desired.experiments),
-        actual=digest(actual),
+        # the outbox is excluded: draining it between plan and apply is not a change of state
+        actual=digest({"experiments": actual.experiments, "managed": actual.managed}),
         ops=digest(ops),
     )
     return Plan(

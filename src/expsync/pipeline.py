@@ -1,0 +1,93 @@
+"""The read side of the pipeline, shared by ``plan`` and ``apply``:
+
+    desired (already loaded) + secrets -> read actual (one snapshot) -> compare keys -> plan
+
+It takes an open connection (apply calls it inside its locked transaction, plan inside a
+read-only snapshot) and an explicit :class:`Settings`; nothing here reads ``os.environ``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from expsync.crypto import KEY_ENV_VAR, load_key
+from expsync.diagnostics import Diagnostic
+from expsync.errors import ExpsyncError
+from expsync.keycompare import compare_keys, needs_comparison
+from expsync.model import ActualState, DesiredState, Secret, SecretRef
+from expsync.plan import Plan, PlanOptions, plan
+from expsync.state.reader import read_actual
+
+
+class NotInitialized(ExpsyncError):
+    """The database lacks expsync's tables (and expsync must not create them on a plan)."""
+
+    exit_code = 1
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Configuration for one run, built once by the CLI from flags and the environment."""
+
+    environ: Mapping[str, str] = field(default_factory=dict)
+    cwd: Path = field(default_factory=Path.cwd)
+    redis_url: str | None = None
+    redis_prefix: str = ""
+    actor: str | None = None
+    revision: str | None = None
+
+    @property
+    def byok_value(self) -> str | None:
+        return self.environ.get(KEY_ENV_VAR)
+
+
+@dataclass(frozen=True, slots=True)
+class Computed:
+    plan: Plan
+    actual: ActualState
+    #: E407 and BYOK problems: invalid input (exit 3), not a plan refusal
+    key_diagnostics: tuple[Diagnostic, ...]
+
+
+def check_initialized(conn: Connection) -> None:
+    names = set(sa.inspect(conn).get_table_names())
+    missing = sorted({"model_experiment", "model_experiment_variant", "model_experiment_variant_version",
+                      "expsync_managed", "expsync_cache_outbox"} - names)
+    if missing:
+        raise NotInitialized(f"database is missing tables {', '.join(missing)}: run `expsync db init` first")
+
+
+def compute_plan(
+    conn: Connection,
+    desired: DesiredState,
+    secrets: Mapping[SecretRef, Secret] | None,
+    settings: Settings,
+    *,
+    now: datetime,
+) -> Computed:
+    """``secrets=None`` means ``--no-secrets``: keys are not compared, the plan is not applyable."""
+    actual = read_actual(
+        conn,
+        experiment_ids={d.resolved_id for d in desired.experiments.values()},
+        public_model_ids={d.public_model_id for d in desired.experiments.values()},
+        now=now,
+    )
+    key_changes: dict[tuple[str, str], object] = {}
+    key_diags: list[Diagnostic] = []
+    if secrets is not None and needs_comparison(desired, actual):
+        byok = load_key(settings.byok_value)  # ConfigError (exit 3) naming how to make one
+        key_changes, key_diags = compare_keys(desired, actual, secrets, byok)  # type: ignore[assignment]
+    p = plan(
+        desired,
+        actual,
+        now=now,
+        key_changes=key_changes,  # type: ignore[arg-type]
+        options=PlanOptions(redis_prefix=settings.redis_prefix, compare_secrets=secrets is not None),
+    )
+    return Computed(p, actual, tuple(key_diags))
