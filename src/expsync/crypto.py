@@ -1,0 +1,149 @@
+"""Encryption of partner API keys, byte-compatible with the gateway (spec §2.3).
+
+The gateway decrypts ``model_experiment_variant_version.encrypted_api_key`` itself, so the
+format here is a compatibility contract, not a design choice: AES-256-GCM, the key is
+``base64decode(BYOK_ENCRYPTION_KEY)`` used as is (exactly 32 bytes, no KDF), a random 12-byte
+IV, a 16-byte tag, no AAD, UTF-8 plaintext, stored as ``{"iv", "data", "authTag"}`` in
+standard padded base64 with the tag *separate* from the ciphertext (Node's ``getAuthTag()``
+layout, whereas ``AESGCM`` returns ``ciphertext || tag``).
+
+Nothing in this module ever puts key material, plaintext or ciphertext into an exception
+message: those messages are printed verbatim by the CLI (spec §9).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hmac
+import os
+from collections.abc import Mapping
+from typing import Final
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from expsync.errors import ConfigError, ExpsyncError
+from expsync.model import Secret
+
+__all__ = [
+    "IV_BYTES",
+    "KEY_BYTES",
+    "KEY_ENV_VAR",
+    "TAG_BYTES",
+    "DecryptError",
+    "decrypt_api_key",
+    "encrypt_api_key",
+    "keys_equal",
+    "load_key",
+]
+
+KEY_ENV_VAR: Final = "BYOK_ENCRYPTION_KEY"
+KEY_BYTES: Final = 32
+IV_BYTES: Final = 12
+TAG_BYTES: Final = 16
+
+_HOW_TO_GENERATE: Final = "generate one with `openssl rand -base64 32`"
+
+
+class DecryptError(ExpsyncError):
+    """A stored ``encrypted_api_key`` cannot be decrypted or is malformed.
+
+    Almost always the wrong ``BYOK_ENCRYPTION_KEY`` (a configuration problem, hence exit 3 like
+    :class:`~expsync.errors.ConfigError`); otherwise a corrupted row. Callers that compare keys
+    for a plan turn it into an ``E407`` diagnostic. The message names the problem only.
+    """
+
+    exit_code = 3
+
+
+def load_key(value: str | None) -> bytes:
+    """Decode ``BYOK_ENCRYPTION_KEY`` into the 32-byte AES key, or raise :class:`ConfigError`.
+
+    Decoding follows what the gateway's Node ``Buffer.from(value, "base64")`` accepts for
+    well-formed input (surrounding whitespace, missing padding, the URL-safe alphabet), so a key
+    the gateway works with also works here and yields the same bytes. Characters Node would
+    silently skip are refused instead: silently deriving a different key would encrypt rows the
+    gateway cannot read. The value itself is never echoed.
+    """
+    if value is None or not value.strip():
+        raise ConfigError(f"{KEY_ENV_VAR} is not set; it must be a base64-encoded 32-byte key: {_HOW_TO_GENERATE}")
+    text = "".join(value.split()).translate(str.maketrans("-_", "+/"))
+    text += "=" * (-len(text) % 4)
+    try:
+        key = base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        # `from None`: the chained exception adds nothing useful and must not carry the value.
+        raise ConfigError(f"{KEY_ENV_VAR} is not valid base64; {_HOW_TO_GENERATE}") from None
+    if len(key) != KEY_BYTES:
+        raise ConfigError(
+            f"{KEY_ENV_VAR} must decode to exactly {KEY_BYTES} bytes (it decodes to {len(key)}); {_HOW_TO_GENERATE}"
+        )
+    return key
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+def _check_key(key: bytes) -> None:
+    # AESGCM would also accept 16/24-byte keys (AES-128/192): the gateway would not.
+    if len(key) != KEY_BYTES:
+        raise ValueError(f"the encryption key must be {KEY_BYTES} bytes; obtain it with load_key()")
+
+
+def encrypt_api_key(plaintext: str | Secret, key: bytes, *, iv: bytes | None = None) -> dict[str, str]:
+    """Encrypt an API key for ``encrypted_api_key``: ``{"iv", "data", "authTag"}`` in that order.
+
+    ``iv`` is for test vectors only: in production it must be left out so every encryption gets
+    a fresh random IV (reusing an IV under one GCM key breaks both secrecy and integrity).
+    """
+    _check_key(key)
+    if iv is None:
+        iv = os.urandom(IV_BYTES)
+    elif len(iv) != IV_BYTES:
+        raise ValueError(f"iv must be {IV_BYTES} bytes")
+    text = plaintext.reveal() if isinstance(plaintext, Secret) else plaintext
+    sealed = AESGCM(key).encrypt(iv, text.encode("utf-8"), None)
+    return {"iv": _b64(iv), "data": _b64(sealed[:-TAG_BYTES]), "authTag": _b64(sealed[-TAG_BYTES:])}
+
+
+def _field(enc: Mapping[str, object], name: str) -> bytes:
+    raw = enc.get(name)
+    if not isinstance(raw, str):
+        raise DecryptError(f"stored api key is malformed: {name!r} is missing or not a string")
+    try:
+        return base64.b64decode(raw, validate=True)
+    except (binascii.Error, ValueError):
+        raise DecryptError(f"stored api key is malformed: {name!r} is not valid base64") from None
+
+
+def decrypt_api_key(enc: Mapping[str, object], key: bytes) -> Secret:
+    """Decrypt a stored ``encrypted_api_key`` JSON object into a :class:`Secret`.
+
+    Raises :class:`DecryptError` when the object is malformed or authentication fails (wrong
+    ``BYOK_ENCRYPTION_KEY`` or tampered data); GCM cannot tell those two apart.
+    """
+    _check_key(key)
+    if not isinstance(enc, Mapping):
+        raise DecryptError("stored api key is malformed: expected a JSON object with iv, data and authTag")
+    iv, data, tag = _field(enc, "iv"), _field(enc, "data"), _field(enc, "authTag")
+    if len(iv) != IV_BYTES:
+        raise DecryptError(f"stored api key is malformed: iv must be {IV_BYTES} bytes")
+    if len(tag) != TAG_BYTES:
+        raise DecryptError(f"stored api key is malformed: authTag must be {TAG_BYTES} bytes")
+    try:
+        plain = AESGCM(key).decrypt(iv, data + tag, None)
+    except InvalidTag:
+        raise DecryptError(
+            f"stored api key cannot be decrypted: authentication failed (wrong {KEY_ENV_VAR}, or the row was altered)"
+        ) from None
+    try:
+        return Secret(plain.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise DecryptError("stored api key decrypts to bytes that are not UTF-8 text") from None
+
+
+def keys_equal(a: Secret, b: Secret) -> bool:
+    """Compare two keys in constant time, so timing never reveals how much of a key matched."""
+    return hmac.compare_digest(a.reveal().encode("utf-8"), b.reveal().encode("utf-8"))
