@@ -89,7 +89,7 @@ CODES: Final[dict[str, CodeInfo]] = {
     "E402": CodeInfo("secret not found", "create the secret or fix the reference"),
     "E403": CodeInfo("access to the secret denied", "grant read access to the credentials in use"),
     "E404": CodeInfo("field missing in secret", "add the field or fix the #FIELD part"),
-    "E405": CodeInfo("secret is empty", "store a non-empty value"),
+    "E405": CodeInfo("secret is empty or not text", "store a non-empty UTF-8 text value"),
     "E406": CodeInfo("secret store unavailable", "install the extra or check the store's address and credentials"),
     "E407": CodeInfo("stored api key cannot be decrypted", "check BYOK_ENCRYPTION_KEY"),
     # E5xx: drift and ownership
