@@ -8,6 +8,7 @@ input, 4 refused, 5 stale/lock/conflict, 6 cache pending.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sys
 import traceback
@@ -67,7 +68,27 @@ def paths_argument(f: F) -> F:
 @click.pass_context
 def cli(ctx: click.Context, debug: bool) -> None:
     """Declarative GitOps reconciler for model experiments."""
-    ctx.obj = {"debug": debug}
+    global _redactor
+    _redactor = Redactor()
+    handler = logging.StreamHandler(sys.stderr)
+    # on the handler, not a logger: records propagated from botocore/urllib3 pass through here
+    handler.addFilter(_redactor.logging_filter())
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    for old in [h for h in root.handlers if getattr(h, "_expsync", False)]:
+        root.removeHandler(old)
+    handler._expsync = True  # type: ignore[attr-defined]
+    root.addHandler(handler)
+    root.setLevel(logging.DEBUG if debug else logging.WARNING)
+    ctx.obj = {"debug": debug, "redactor": _redactor}
+
+
+#: the run's redactor: every resolved secret value is registered here before anything prints
+_redactor: Redactor = Redactor()
+
+
+def redactor() -> Redactor:
+    return _redactor
 
 
 @cli.command()
@@ -165,8 +186,8 @@ def plan_cmd(paths: tuple[str, ...], max_file_size: int, fmt: str, out_file: str
     """Show what apply would change, checked against the state machine. Writes nothing."""
     settings = settings_from_env()
     desired = load_or_exit(paths, max_file_size)
-    redactor = Redactor()
-    secrets = None if no_secrets else resolve_or_exit(desired, settings, redactor)
+    red = redactor()
+    secrets = None if no_secrets else resolve_or_exit(desired, settings, red)
     engine = engine_from_environ(settings.environ, cwd=settings.cwd)
     try:
         with begin(engine, snapshot=True) as conn:
@@ -180,12 +201,12 @@ def plan_cmd(paths: tuple[str, ...], max_file_size: int, fmt: str, out_file: str
         if has_errors(computed.key_diagnostics):
             sys.exit(EXIT_INVALID)
     plan = computed.plan
-    click.echo(redactor.redact(render_plan(plan, fmt, color=use_color() and fmt == "text")))
+    click.echo(red.redact(render_plan(plan, fmt, color=use_color() and fmt == "text")))
     if _in_github():
         click.echo(render_diags.github_annotations(plan.diagnostics))
-        write_github_outputs(plan, redactor)
+        write_github_outputs(plan, red)
     if out_file:
-        Path(out_file).write_text(redactor.redact(render_plan(plan, "json")) + "\n", encoding="utf-8")
+        Path(out_file).write_text(red.redact(render_plan(plan, "json")) + "\n", encoding="utf-8")
     if plan.refused:
         sys.exit(EXIT_REFUSED)
     sys.exit(EXIT_CHANGES if detailed_exitcode and plan.has_changes else EXIT_OK)
@@ -228,7 +249,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         e.show()
         sys.exit(EXIT_INVALID if e.exit_code == 2 else e.exit_code)
     except ExpsyncError as e:
-        click.echo(f"error: {e}", err=True)
+        click.echo(f"error: {_redactor.redact(str(e))}", err=True)
         sys.exit(e.exit_code)
     except SystemExit:
         raise
@@ -237,7 +258,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     except BaseException as e:  # noqa: BLE001 - the one boundary for unexpected errors
         click.echo(f"error: an unexpected error occurred ({type(e).__name__})", err=True)
         if debug:
-            traceback.print_exc()
+            click.echo(_redactor.redact(traceback.format_exc()), err=True)
         else:
             click.echo("run with --debug for details", err=True)
         sys.exit(EXIT_ERROR)
