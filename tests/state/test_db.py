@@ -77,9 +77,8 @@ def test_bad_or_unsupported_url_is_a_config_error(url: str) -> None:
 def test_unreachable_postgres_raises_database_unavailable_without_password() -> None:
     # Port 1 on loopback: nothing listens there, the connection is refused at once.
     engine = make_engine("postgresql+psycopg://u:hunter2@127.0.0.1:1/d")
-    with pytest.raises(DatabaseUnavailable) as info:
-        with engine.connect():
-            pass
+    with pytest.raises(DatabaseUnavailable) as info, engine.connect():
+        pass
     message = str(info.value)
     assert "hunter2" not in message
     assert "postgresql+psycopg://u:***@127.0.0.1:1/d" in message
@@ -89,15 +88,13 @@ def test_unreachable_postgres_raises_database_unavailable_without_password() -> 
 def test_unopenable_sqlite_raises_database_unavailable(tmp_path: Path) -> None:
     (tmp_path / "dir.db").mkdir()  # a directory cannot be opened as a database file
     engine = make_engine(f"sqlite:///{tmp_path / 'dir.db'}")
-    with pytest.raises(DatabaseUnavailable):
-        with engine.connect() as conn:
-            conn.exec_driver_sql("SELECT 1")
+    with pytest.raises(DatabaseUnavailable), engine.connect() as conn:
+        conn.exec_driver_sql("SELECT 1")
 
 
 def test_sql_errors_are_not_reported_as_unavailable(sqlite_engine: sa.Engine) -> None:
-    with pytest.raises(sa.exc.OperationalError):
-        with sqlite_engine.connect() as conn:
-            conn.exec_driver_sql("SELECT * FROM no_such_table")
+    with pytest.raises(sa.exc.OperationalError), sqlite_engine.connect() as conn:
+        conn.exec_driver_sql("SELECT * FROM no_such_table")
 
 
 # --------------------------------------------------------------------------------------
@@ -233,10 +230,9 @@ def test_sqlite_enforces_foreign_keys(sqlite_engine: sa.Engine) -> None:
 
 
 def test_sqlite_transactions_roll_back_ddl_and_dml(sqlite_engine: sa.Engine) -> None:
-    with pytest.raises(RuntimeError):
-        with begin(sqlite_engine) as conn:
-            conn.exec_driver_sql("CREATE TABLE scratch (x INTEGER)")
-            raise RuntimeError
+    with pytest.raises(RuntimeError), begin(sqlite_engine) as conn:
+        conn.exec_driver_sql("CREATE TABLE scratch (x INTEGER)")
+        raise RuntimeError
     assert "scratch" not in sa.inspect(sqlite_engine).get_table_names()
 
 

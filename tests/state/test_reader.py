@@ -281,7 +281,12 @@ def test_selected_columns_follow_the_model_field_order() -> None:
     # _assemble builds the frozen model types positionally from these column tuples.
     import dataclasses
 
-    from expsync.model import ActualExperiment, ActualVariant, ActualVersion, ManagedRecord
+    from expsync.model import (
+        ActualExperiment,
+        ActualVariant,
+        ActualVersion,
+        ManagedRecord,
+    )
     from expsync.state import reader
 
     def names(cls: type) -> list[str]:

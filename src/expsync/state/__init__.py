@@ -16,7 +16,14 @@ Nothing here reads ``os.environ`` implicitly or holds a module-level engine: cal
 the environment mapping and the connection.
 """
 
-from expsync.state.db import begin, database_url, ensure_initialized, init_db, make_engine, safe_url
+from expsync.state.db import (
+    begin,
+    database_url,
+    ensure_initialized,
+    init_db,
+    make_engine,
+    safe_url,
+)
 from expsync.state.reader import read_actual
 
 __all__ = ["begin", "database_url", "ensure_initialized", "init_db", "make_engine", "read_actual", "safe_url"]

@@ -203,13 +203,31 @@ def _assemble(
     experiments: dict[uuid.UUID, ActualExperiment] = {}
     # uuid.UUID.int orders like the bytes, which is how Postgres orders uuids (and the
     # gateway walks variants); sorting here makes SQLite agree whatever its text form.
-    for row in sorted(exp_rows, key=lambda r: r[0].int):
-        exp_id = row[0]
+    for (
+        exp_id,
+        public_model_id,
+        name,
+        description,
+        status,
+        is_archived,
+        created_at,
+        updated_at,
+        started_at,
+        ended_at,
+        created_by_user_id,
+    ) in sorted(exp_rows, key=lambda r: r[0].int):
         experiments[exp_id] = ActualExperiment(
-            *row[:4],
-            Status(row[4]),
-            bool(row[5]),
-            *row[6:],
+            exp_id,
+            public_model_id,
+            name,
+            description,
+            Status(status),
+            bool(is_archived),
+            created_at,
+            updated_at,
+            started_at,
+            ended_at,
+            created_by_user_id,
             variants=tuple(sorted(variants.get(exp_id, ()), key=lambda v: v.id.int)),
         )
 

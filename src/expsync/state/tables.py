@@ -45,8 +45,8 @@ __all__ = [
     "experiment",
     "gen_random_uuid",
     "managed",
-    "utcnow",
     "own_metadata",
+    "utcnow",
     "variant",
     "version",
 ]
@@ -87,7 +87,7 @@ class UTCDateTime(sa.TypeDecorator[datetime]):
         return value.astimezone(UTC)
 
 
-class gen_random_uuid(FunctionElement[Any]):  # noqa: N801 - named after the SQL function
+class gen_random_uuid(FunctionElement[Any]):
     """Server-side random uuid: ``gen_random_uuid()`` on Postgres (built in since 13)."""
 
     type = sa.Uuid()
@@ -105,7 +105,7 @@ def _gen_random_uuid_sqlite(element: gen_random_uuid, compiler: SQLCompiler, **k
     return "lower(hex(randomblob(16)))"
 
 
-class utcnow(FunctionElement[datetime]):  # noqa: N801 - reads like the SQL it renders
+class utcnow(FunctionElement[datetime]):
     """The transaction's current time: ``now()`` on Postgres.
 
     On SQLite it renders UTC with microseconds in exactly the text form SQLAlchemy uses
