@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Run the test suite: set up .venv (reinstalling only when pyproject.toml changed), make sure
+# PostgreSQL and Redis are up (scripts/services.sh), then pytest with the given arguments.
+# Fails when pytest fails, and also when it collects no test at all (its exit 5).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if [ ! -x .venv/bin/python ]; then
+  echo "test.sh: creating .venv" >&2
+  "${PYTHON:-python3}" -m venv .venv
+fi
+
+stamp=.venv/.expsync-pyproject.sha256
+want=$(sha256sum pyproject.toml | cut -d' ' -f1)
+if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
+  echo "test.sh: installing expsync[test,aws,vault] into .venv" >&2
+  .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test,aws,vault]'
+  echo "$want" > "$stamp"
+  touch .venv/.installed  # the stamp scripts/demo.sh looks at
+fi
+
+bash scripts/services.sh
+
+status=0
+.venv/bin/python -m pytest "$@" || status=$?
+if [ "$status" -eq 5 ]; then
+  echo "test.sh: pytest collected no tests; that is a failure" >&2
+fi
+exit "$status"
