@@ -7,6 +7,7 @@ input, 4 refused, 5 stale/lock/conflict, 6 cache pending.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -18,15 +19,17 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import click
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
 
 from expsync import __version__
 from expsync.diagnostics import Diagnostic, has_errors
 from expsync.model import DesiredState, Secret, SecretRef
 from expsync.pipeline import Settings, check_initialized, compute_plan
-from expsync.plan import Plan
+from expsync.plan import Digests, Plan
 from expsync.secrets import Redactor, resolve_all, uses_in
 from expsync.state.db import begin, database_url, engine_from_environ, init_db, make_engine
-from expsync.errors import ExpsyncError
+from expsync.errors import CachePending, ExpsyncError
 from expsync.render import diagnostics as render_diags
 from expsync.spec.loader import LoadOptions, discover, load_desired
 from expsync.spec.schema import json_schema
@@ -190,6 +193,7 @@ def plan_cmd(paths: tuple[str, ...], max_file_size: int, fmt: str, out_file: str
     secrets = None if no_secrets else resolve_or_exit(desired, settings, red)
     engine = engine_from_environ(settings.environ, cwd=settings.cwd)
     try:
+        drain_leftover(engine, settings)
         with begin(engine, snapshot=True) as conn:
             check_initialized(conn)
             computed = compute_plan(conn, desired, secrets, settings, now=datetime.now(timezone.utc))
@@ -210,6 +214,135 @@ def plan_cmd(paths: tuple[str, ...], max_file_size: int, fmt: str, out_file: str
     if plan.refused:
         sys.exit(EXIT_REFUSED)
     sys.exit(EXIT_CHANGES if detailed_exitcode and plan.has_changes else EXIT_OK)
+
+
+def drain_leftover(engine: Engine, settings: Settings) -> None:
+    """Finish a cache refresh an earlier run left pending (spec §6). Never fatal here."""
+    if not settings.redis_url:
+        return
+    from expsync.cache.refresh import connect, drain
+
+    try:
+        with engine.connect() as conn:
+            pending = conn.execute(sa.text("SELECT count(*) FROM expsync_cache_outbox")).scalar_one()
+        if pending:
+            drain(engine, connect(settings.redis_url), prefix=settings.redis_prefix)
+            click.echo(f"finished a pending cache refresh ({pending} key(s) from an earlier run)", err=True)
+    except CachePending as e:
+        click.echo(f"warning: {e}", err=True)
+    except sa.exc.SQLAlchemyError:
+        pass  # uninitialised database: the command itself reports it
+
+
+def refresh_after_commit(engine: Engine, settings: Settings) -> None:
+    if not settings.redis_url:
+        click.echo("cache refresh skipped: EXPSYNC_REDIS_URL is not set", err=True)
+        return
+    from expsync.cache.refresh import connect, drain
+
+    result = drain(engine, connect(settings.redis_url), prefix=settings.redis_prefix)
+    click.echo(f"cache refreshed: membership {result.membership}, {len(result.deleted_keys)} per-id key(s) deleted")
+
+
+def _confirm_or_exit(plan: Plan, yes: bool) -> None:
+    if yes:
+        return
+    if not sys.stdin.isatty():
+        click.echo("error: apply needs --yes when not run on a terminal", err=True)
+        sys.exit(EXIT_INVALID)
+    click.echo(render_plan(plan, "text", color=use_color()))
+    answer = click.prompt("Apply these changes? Only 'yes' will be accepted", default="", show_default=False)
+    if answer != "yes":
+        click.echo("Apply cancelled; nothing was changed.")
+        sys.exit(EXIT_OK)
+
+
+@cli.command("apply")
+@paths_argument
+@click.option("--plan", "plan_file", type=click.Path(exists=True, dir_okay=False), help="Apply a plan saved by `plan --out`.")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation (needed when not on a terminal).")
+@click.option("--actor", envvar="EXPSYNC_ACTOR", default=None, help="Written to created_by* and the audit row.")
+@click.option("--revision", envvar="GITHUB_SHA", default=None, help="Git revision recorded in the audit row.")
+@click.option("--lock-timeout", type=click.FloatRange(min=0.001), default=30.0, show_default=True,
+              help="Seconds to wait for the apply lock.")
+def apply_cmd(paths: tuple[str, ...], max_file_size: int, plan_file: str | None, yes: bool, actor: str | None,
+              revision: str | None, lock_timeout: float) -> None:
+    """Apply the YAML to the database in one transaction, then refresh the Redis cache."""
+    from expsync.apply.run import KeyProblems, Refused, apply
+
+    settings = dataclasses.replace(settings_from_env(), actor=actor or None, revision=revision or None)
+    desired = load_or_exit(paths, max_file_size)
+    red = redactor()
+    secrets = resolve_or_exit(desired, settings, red)
+    expect = read_saved_digests(plan_file) if plan_file else None
+    engine = engine_from_environ(settings.environ, cwd=settings.cwd)
+    try:
+        drain_leftover(engine, settings)
+        if expect is None and not yes:
+            with begin(engine, snapshot=True) as conn:
+                check_initialized(conn)
+                shown = compute_plan(conn, desired, secrets, settings, now=datetime.now(timezone.utc)).plan
+            if shown.refused or not shown.has_changes:
+                expect = None  # the locked re-plan reports it
+            else:
+                _confirm_or_exit(shown, yes)
+                expect = shown.digests
+        try:
+            result = apply(engine, desired, secrets, settings, lock_timeout=lock_timeout, expect=expect)
+        except KeyProblems as e:
+            emit_diagnostics(e.diagnostics)
+            sys.exit(EXIT_INVALID)
+        except Refused as e:
+            click.echo(red.redact(render_plan(e.plan, "text", color=use_color())))
+            if _in_github():
+                click.echo(render_diags.github_annotations(e.plan.diagnostics))
+            sys.exit(EXIT_REFUSED)
+        plan = result.plan
+        if not plan.has_changes:
+            click.echo("No changes. The database matches the YAML; nothing was applied.")
+        else:
+            click.echo(red.redact(render_plan(plan, "text", color=use_color())))
+            click.echo(f"Applied in one transaction: {len(plan.ops)} operation(s), {result.statements} statement(s), "
+                       f"{result.seconds:.2f}s.")
+        if plan.gateway_changes or settings.redis_url:
+            refresh_after_commit(engine, settings)
+    finally:
+        engine.dispose()
+
+
+def read_saved_digests(path: str) -> Digests:
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+        d = data["digests"]
+        return Digests(desired=str(d["desired"]), actual=str(d["actual"]), ops=str(d["ops"]))
+    except (OSError, ValueError, KeyError, TypeError):
+        click.echo(f"error: {path}: not a plan file written by `expsync plan --out`", err=True)
+        sys.exit(EXIT_INVALID)
+
+
+@cli.group()
+def cache() -> None:
+    """Redis cache maintenance."""
+
+
+@cache.command("sync")
+def cache_sync() -> None:
+    """Recompute the membership key from the database and delete every routing per-id key."""
+    from expsync.cache.refresh import connect, drain
+
+    settings = settings_from_env()
+    if not settings.redis_url:
+        click.echo("error: EXPSYNC_REDIS_URL is not set", err=True)
+        sys.exit(EXIT_INVALID)
+    engine = engine_from_environ(settings.environ, cwd=settings.cwd)
+    try:
+        with engine.connect() as conn:
+            check_initialized(conn)
+        result = drain(engine, connect(settings.redis_url), prefix=settings.redis_prefix, full=True)
+    finally:
+        engine.dispose()
+    click.echo(f"cache synced: membership {result.membership}; {len(result.deleted_keys)} per-id key(s) deleted; "
+               f"{result.outbox_rows} pending outbox row(s) cleared")
 
 
 @cli.group()

@@ -1,0 +1,225 @@
+"""One apply: lock, re-plan inside the transaction, refuse or execute, audit, commit.
+
+    BEGIN (READ COMMITTED: a REPEATABLE READ snapshot would predate the lock)
+      Postgres: SET LOCAL lock_timeout; pg_advisory_xact_lock(APPLY_LOCK)   SQLite: BEGIN IMMEDIATE
+      read actual state -> compare keys -> plan          (the same code as `expsync plan`)
+      refuse: key problems (3), violations (4), digests differ from the saved plan (5)
+      execute ops -> outbox rows -> audit row
+    COMMIT
+
+Everything before the first write is a check; any exception rolls the whole transaction back,
+so a killed or failed apply leaves the database exactly as before. Database errors are mapped
+to friendly messages naming the rule or public id (never a traceback).
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any, Final
+
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
+
+from expsync.apply.execute import ApplyContext, OpResult, execute
+from expsync.cache.refresh import enqueue
+from expsync.crypto import load_key
+from expsync.diagnostics import Diagnostic
+from expsync.errors import ApplyConflict, ExpsyncError, InvalidInput, LockTimeout, PlanRefused, StalePlan
+from expsync.model import DesiredState, Secret, SecretRef
+from expsync.pipeline import Settings, check_initialized, compute_plan
+from expsync.plan import Digests, Plan
+from expsync.state.db import begin
+from expsync.state.tables import audit
+
+#: advisory lock key shared by every expsync apply on a database (bigint: b"expsapp")
+APPLY_LOCK: Final = int.from_bytes(b"expsapp", "big")
+
+
+class KeyProblems(InvalidInput):
+    def __init__(self, diags: tuple[Diagnostic, ...]) -> None:
+        super().__init__("stored api keys cannot be compared")
+        self.diagnostics = diags
+
+
+class Refused(PlanRefused):
+    def __init__(self, plan: Plan) -> None:
+        super().__init__(f"plan refused: {sum(d.is_error for d in plan.diagnostics)} error(s); nothing was applied")
+        self.plan = plan
+
+
+@dataclass(frozen=True, slots=True)
+class ApplyResult:
+    plan: Plan
+    results: tuple[OpResult, ...]
+    statements: int
+    seconds: float
+
+    @property
+    def changed(self) -> bool:
+        return self.plan.has_changes
+
+
+_CONSTRAINT_MESSAGES: Final = {
+    "model_experiment_active_not_archived": "an active experiment cannot be archived (CHECK model_experiment_active_not_archived)",
+    "model_experiment_status_valid": "invalid experiment status (CHECK model_experiment_status_valid)",
+    "model_experiment_variant_weight_positive": "variant weights must be positive (CHECK model_experiment_variant_weight_positive)",
+    "UQ_model_experiment_variant_experiment_label": "two variants of one experiment would share a label "
+    "(UNIQUE UQ_model_experiment_variant_experiment_label)",
+}
+
+
+def _constraint(err: DBAPIError) -> str:
+    diag = getattr(err.orig, "diag", None)
+    name = getattr(diag, "constraint_name", None) if diag else None
+    if name:
+        return str(name)
+    text = str(err.orig)
+    if "model_experiment.public_model_id" in text:
+        return "UQ_model_experiment_public_model_id_routing"
+    for known in _CONSTRAINT_MESSAGES:
+        if known in text:
+            return known
+    m = re.search(r"constraint failed: ([\w.]+)", text)
+    return m.group(1) if m else ""
+
+
+def _friendly(err: DBAPIError, plan: Plan | None) -> ExpsyncError:
+    name = _constraint(err)
+    if name == "UQ_model_experiment_public_model_id_routing":
+        pids = sorted({e.public_model_id for e in plan.experiments if e.status_after and e.status_after.value
+                       in ("active", "paused")}) if plan else []
+        return ApplyConflict(
+            f"another experiment became active or paused on {', '.join(pids) or 'the public id'} while applying "
+            "(routing unique index); nothing was applied - re-run plan"
+        )
+    if name in _CONSTRAINT_MESSAGES:
+        return ApplyConflict(f"the database refused the change: {_CONSTRAINT_MESSAGES[name]}; nothing was applied")
+    return ApplyConflict(f"the database refused the change ({name or type(err.orig).__name__}); nothing was applied")
+
+
+def _lock_holder(engine: Engine) -> str:
+    try:
+        with engine.connect() as c:
+            row = c.execute(sa.text(
+                "SELECT a.pid, a.application_name, a.usename, a.client_addr, a.xact_start FROM pg_locks l "
+                "JOIN pg_stat_activity a ON a.pid = l.pid WHERE l.locktype = 'advisory' AND l.granted "
+                "AND l.classid = :hi AND l.objid = :lo AND l.objsubid = 1"),
+                {"hi": APPLY_LOCK >> 32, "lo": APPLY_LOCK & 0xFFFFFFFF}).first()
+    except Exception:  # best effort: the timeout is reported either way
+        return ""
+    if row is None:
+        return ""
+    since = row.xact_start.isoformat(timespec="seconds") if row.xact_start else "?"
+    return f" (held by pid {row.pid}, application {row.application_name or '?'!r}, user {row.usename}, since {since})"
+
+
+def _take_lock(conn: Connection, engine: Engine, lock_timeout: float) -> None:
+    if conn.dialect.name != "postgresql":
+        return  # SQLite: BEGIN IMMEDIATE already holds the write lock
+    conn.execute(sa.text(f"SET LOCAL lock_timeout = '{max(1, int(lock_timeout * 1000))}ms'"))
+    try:
+        conn.execute(sa.select(sa.func.pg_advisory_xact_lock(APPLY_LOCK)))
+    except OperationalError as e:
+        if getattr(e.orig, "sqlstate", None) == "55P03":
+            raise LockTimeout(f"could not take the apply lock within {lock_timeout:g}s{_lock_holder(engine)}") from None
+        raise
+    conn.execute(sa.text("SET LOCAL lock_timeout = 0"))
+
+
+def apply(
+    engine: Engine,
+    desired: DesiredState,
+    secrets: Mapping[SecretRef, Secret],
+    settings: Settings,
+    *,
+    lock_timeout: float = 30.0,
+    expect: Digests | None = None,
+) -> ApplyResult:
+    """Apply ``desired``; ``expect`` are the digests of a saved or confirmed plan (exit 5 if they differ)."""
+    started = time.monotonic()
+    started_at = datetime.now(timezone.utc)
+    statements = 0
+
+    def count(*_: Any) -> None:
+        nonlocal statements
+        statements += 1
+
+    event.listen(engine, "before_cursor_execute", count)
+    plan: Plan | None = None
+    try:
+        try:
+            with begin(engine, immediate=True, lock_timeout=lock_timeout) as conn:
+                _take_lock(conn, engine, lock_timeout)
+                check_initialized(conn)
+                computed = compute_plan(conn, desired, secrets, settings, now=datetime.now(timezone.utc))
+                plan = computed.plan
+                if any(d.is_error for d in computed.key_diagnostics):
+                    raise KeyProblems(computed.key_diagnostics)
+                if plan.refused:
+                    raise Refused(plan)
+                if expect is not None and expect != plan.digests:
+                    changed = [n for n in ("desired", "actual", "ops") if getattr(expect, n) != getattr(plan.digests, n)]
+                    raise StalePlan(f"stale plan: the {' and '.join(changed)} state changed since it was made; "
+                                    "re-run plan (nothing was applied)")
+                results: tuple[OpResult, ...] = ()
+                if plan.has_changes:
+                    byok = load_key(settings.byok_value) if _needs_encryption(plan) else None
+                    ctx = ApplyContext(actor=settings.actor, actual=computed.actual, secrets=secrets, byok_key=byok)
+                    results = tuple(execute(plan.ops, conn, ctx))
+                    if plan.gateway_changes:
+                        enqueue(conn, plan.cache_keys)
+                conn.execute(sa.insert(audit).values(
+                    started_at=started_at, finished_at=datetime.now(timezone.utc), actor=settings.actor,
+                    revision=settings.revision, plan_digest=plan.digests.ops, summary=_summary(plan),
+                    outcome="applied" if plan.has_changes else "no_changes", statements=statements + 1))
+        except IntegrityError as e:
+            raise _friendly(e, plan) from None
+        except OperationalError as e:
+            text = str(e.orig).lower()
+            if "database is locked" in text or getattr(e.orig, "sqlstate", None) == "55P03":
+                raise LockTimeout(f"could not take the apply lock within {lock_timeout:g}s (another apply is running)") from None
+            raise
+    except ExpsyncError as e:
+        _audit_failure(engine, settings, plan, started_at, e)
+        raise
+    finally:
+        event.remove(engine, "before_cursor_execute", count)
+    return ApplyResult(plan, results, statements, time.monotonic() - started)
+
+
+def _needs_encryption(plan: Plan) -> bool:
+    from expsync.model import KeyChange
+    from expsync.plan.ops import InsertVersion
+
+    return any(isinstance(o, InsertVersion) and o.key_change is not KeyChange.UNCHANGED for o in plan.ops)
+
+
+def _summary(plan: Plan) -> dict[str, Any]:
+    """What the audit row keeps: counts and keys, never values that could hold a secret."""
+    return {
+        "counts": plan.counts(),
+        "operations": plan.op_counts(),
+        "experiments": [e.key for e in plan.experiments if e.ops],
+        "cache_keys": len(plan.cache_keys),
+        "digests": {"desired": plan.digests.desired, "actual": plan.digests.actual, "ops": plan.digests.ops},
+    }
+
+
+def _audit_failure(engine: Engine, settings: Settings, plan: Plan | None, started_at: datetime, err: ExpsyncError) -> None:
+    """Best effort, in its own transaction (the apply's was rolled back)."""
+    if not isinstance(err, ApplyConflict):
+        return  # refusals, stale plans, bad input and lock timeouts write nothing at all
+    try:
+        with engine.begin() as conn:
+            conn.execute(sa.insert(audit).values(
+                started_at=started_at, finished_at=datetime.now(timezone.utc), actor=settings.actor,
+                revision=settings.revision, plan_digest=plan.digests.ops if plan else "",
+                summary=_summary(plan) if plan else {}, outcome=f"failed: {type(err).__name__}", statements=None))
+    except Exception:
+        pass

@@ -1,0 +1,108 @@
+"""Redis cache refresh that converges across crashes (spec §2.4, §6).
+
+The apply transaction writes the keys to refresh into ``expsync_cache_outbox`` together with
+the data change, so "the DB changed" and "the cache must be refreshed" commit atomically.
+After commit :func:`drain` does, in this order:
+
+1. read the outbox rows and recompute the membership value from the database (not from the
+   plan: whatever committed last is the truth);
+2. one pipeline (no MULTI: it must work on Redis Cluster, where the keys live in different
+   slots) DELetes every per-public-id key and SETs the membership value;
+3. GET the membership key back and compare byte for byte;
+4. delete exactly the outbox rows that were read (rows added meanwhile by another apply stay).
+
+A failure at any step leaves the outbox rows in place, so the next expsync run (or
+``expsync cache sync``) repeats the refresh; every step is idempotent.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+from expsync.errors import CachePending
+from expsync.model import MEMBERSHIP_KEY, PER_ID_KEY_PREFIX, membership_key, per_id_key
+from expsync.state.tables import ROUTING_STATUS_VALUES, cache_outbox, experiment
+
+
+@dataclass(frozen=True, slots=True)
+class RefreshResult:
+    deleted_keys: tuple[str, ...]
+    membership: str
+    outbox_rows: int
+
+
+def membership_value(conn: Connection) -> str:
+    """The gateway's formula: sorted distinct routing public ids as compact JSON (spec §2.4)."""
+    ids = conn.execute(
+        sa.select(experiment.c.public_model_id).distinct().where(experiment.c.status.in_(ROUTING_STATUS_VALUES))
+    ).scalars().all()
+    return json.dumps(sorted(ids), separators=(",", ":"), ensure_ascii=False)
+
+
+def enqueue(conn: Connection, keys: Iterable[str]) -> int:
+    """Record keys to refresh, inside the caller's (apply) transaction."""
+    rows = [{"cache_key": k} for k in dict.fromkeys(keys)]
+    if rows:
+        conn.execute(sa.insert(cache_outbox), rows)
+    return len(rows)
+
+
+def connect(url: str) -> Any:
+    """A Redis client for ``url``; ``redis+cluster://`` / ``rediss+cluster://`` mean Redis Cluster."""
+    import redis
+
+    if url.startswith(("redis+cluster://", "rediss+cluster://")):
+        from redis.cluster import RedisCluster
+
+        return RedisCluster.from_url(url.replace("+cluster", "", 1), socket_timeout=5, socket_connect_timeout=5)
+    return redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=5)
+
+
+def _write(client: Any, delete: list[str], member_key: str, value: str) -> None:
+    pipe = client.pipeline(transaction=False)
+    for k in delete:
+        pipe.delete(k)
+    pipe.set(member_key, value)
+    pipe.execute()
+    got = client.get(member_key)
+    if got is None or got.decode("utf-8") != value:
+        raise CachePending(f"membership key {member_key} read back a different value; run `expsync cache sync`")
+
+
+def drain(engine: Engine, client: Any, *, prefix: str = "", full: bool = False) -> RefreshResult:
+    """Refresh Redis from the outbox (``full=True``: also every routing public id - cache sync).
+
+    Raises :class:`CachePending` (exit 6) when Redis cannot be written; the outbox stays.
+    """
+    with engine.begin() as conn:
+        rows = conn.execute(sa.select(cache_outbox.c.id, cache_outbox.c.cache_key)).all()
+        value = membership_value(conn)
+        routing = json.loads(value) if full else []
+    if not rows and not full:
+        return RefreshResult((), value, 0)
+    mkey = membership_key(prefix)
+    keys = {k for _, k in rows if k != mkey and not k.endswith(MEMBERSHIP_KEY)}
+    keys |= {per_id_key(pid, prefix) for pid in routing}
+    delete = sorted(keys)
+    try:
+        _write(client, delete, mkey, value)
+    except CachePending:
+        raise
+    except Exception as e:  # redis errors of any kind: the DB change stands, the outbox stays
+        raise CachePending(
+            f"the database change is committed but Redis could not be refreshed ({type(e).__name__}); "
+            "run `expsync cache sync` (any later expsync run also finishes it)"
+        ) from None
+    if rows:
+        with engine.begin() as conn:
+            conn.execute(sa.delete(cache_outbox).where(cache_outbox.c.id.in_([r[0] for r in rows])))
+    return RefreshResult(tuple(delete), value, len(rows))
+
+
+__all__ = ["RefreshResult", "connect", "drain", "enqueue", "membership_value", "PER_ID_KEY_PREFIX"]
