@@ -1,1 +1,178 @@
-"""render stage (filled in by its issue)."""
+"""render stage: ``Plan -> str``, one module per format. Renderers decide nothing.
+
+* :mod:`expsync.render.text` - ``render_text(plan, *, color=False)``: the default,
+  Terraform-like view for a terminal or a CI log.
+* :mod:`expsync.render.json` - ``render_json(plan)``: a versioned wire format
+  (``format_version``) with its own output models; also the file ``plan --out`` saves.
+  ``json_schema()`` generates ``schemas/plan.schema.json``.
+* :mod:`expsync.render.markdown` - ``render_markdown(plan)``: one sticky pull-request comment
+  that stays under 60,000 characters by dropping detail, never by cutting a table.
+* :mod:`expsync.render.diagnostics` - diagnostics alone (validate, annotations).
+
+The format is chosen once, in ``cli.py``. A renderer only reads the :class:`~expsync.plan.Plan`
+it is given: no database, Redis, secret store, environment or clock. Same plan, same string.
+
+Per-op output goes through ``functools.singledispatch`` registries (one function per format,
+one registration per op class) whose base implementation raises ``NotImplementedError``;
+``tests/render/test_registry.py`` checks every op type of ``expsync.plan.ops.Op`` is handled.
+
+No renderer can print a secret: ops carry :class:`~expsync.model.KeyChange` and a secret
+*reference* (``env:NAME``), never a key. This module holds the few helpers the formats share
+(counts, the summary line, value and share formatting) so they say the same thing.
+"""
+
+from __future__ import annotations
+
+# stdlib json under another name: importing the submodule expsync.render.json rebinds ``json`` here
+import json as _stdjson
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Final, assert_never
+
+from expsync.model import JsonValue, KeyChange
+from expsync.plan.ops import Action, RelabelVariant, action_of
+from expsync.plan.types import ExperimentPlan, Plan, Share
+
+__all__ = [
+    "HEADLINE_ACTIONS",
+    "Summary",
+    "changed_experiments",
+    "format_percent",
+    "format_share",
+    "format_value",
+    "headline_action",
+    "key_change_text",
+    "share_rows",
+    "shares_unchanged",
+    "summarize",
+    "summary_line",
+]
+
+#: the per-experiment actions a summary counts, in the order it prints them
+HEADLINE_ACTIONS: Final = (Action.CREATE, Action.UPDATE, Action.TRANSITION, Action.DELETE, Action.MANAGE)
+
+
+def headline_action(e: ExperimentPlan) -> Action:
+    """The one action an experiment is counted under: create > delete > transition > update
+    (field, variant, version and archive edits) > manage (expsync bookkeeping only)."""
+    actions = {action_of(op) for op in e.ops}
+    for a in (Action.CREATE, Action.DELETE, Action.TRANSITION):
+        if a in actions:
+            return a
+    if actions - {Action.MANAGE}:
+        return Action.UPDATE
+    return Action.MANAGE
+
+
+@dataclass(frozen=True, slots=True)
+class Summary:
+    """Counts of changed experiments by :func:`headline_action`, plus ops and diagnostics."""
+
+    create: int
+    update: int
+    transition: int
+    delete: int
+    manage: int
+    operations: int
+    errors: int
+    warnings: int
+
+    def as_dict(self) -> dict[str, int]:
+        return {
+            "create": self.create,
+            "update": self.update,
+            "transition": self.transition,
+            "delete": self.delete,
+            "manage": self.manage,
+            "operations": self.operations,
+            "errors": self.errors,
+            "warnings": self.warnings,
+        }
+
+
+def changed_experiments(plan: Plan) -> list[ExperimentPlan]:
+    """Experiments with at least one op, sorted by key."""
+    return sorted((e for e in plan.experiments if e.ops), key=lambda e: e.key)
+
+
+def summarize(plan: Plan) -> Summary:
+    counts = dict.fromkeys(HEADLINE_ACTIONS, 0)
+    for e in changed_experiments(plan):
+        counts[headline_action(e)] += 1
+    errors = sum(1 for d in plan.diagnostics if d.is_error)
+    return Summary(
+        create=counts[Action.CREATE],
+        update=counts[Action.UPDATE],
+        transition=counts[Action.TRANSITION],
+        delete=counts[Action.DELETE],
+        manage=counts[Action.MANAGE],
+        operations=len(plan.ops),
+        errors=errors,
+        warnings=len(plan.diagnostics) - errors,
+    )
+
+
+def summary_line(plan: Plan) -> str:
+    """``Plan: 1 to create, ...`` / ``No changes. ...`` / ``Plan refused: N error(s).``"""
+    s = summarize(plan)
+    if plan.refused:
+        return f"Plan refused: {s.errors} error(s)."
+    if not plan.has_changes:
+        return "No changes. The database matches the YAML."
+    line = f"Plan: {s.create} to create, {s.update} to update, {s.transition} to transition, {s.delete} to delete"
+    if s.manage:
+        line += f", {s.manage} bookkeeping only"
+    return line + "."
+
+
+def format_value(value: JsonValue) -> str:
+    """Compact JSON (``"foo"``, ``1``, ``null``, ``{"t":0.2}``); control characters escaped."""
+    return _stdjson.dumps(value, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+
+
+def format_percent(share: Share) -> str:
+    """``50%``, ``33.3%``: one decimal at most."""
+    text = f"{share.percent:.1f}".rstrip("0").rstrip(".")
+    return f"{text}%"
+
+
+def format_share(share: Share | None) -> str:
+    """``50% (1)``: percentage with the weight behind it; ``(none)`` when there is none."""
+    return "(none)" if share is None else f"{format_percent(share)} ({share.weight})"
+
+
+def share_rows(e: ExperimentPlan) -> list[tuple[str, Share | None, Share | None]]:
+    """``(label, before, after)`` per variant, before matched to after by label (following the
+    plan's relabels). Variants in gateway walk order: after's order, then removed ones."""
+    renamed = {op.before: op.after for op in e.ops if isinstance(op, RelabelVariant)}
+    before = {renamed.get(s.label, s.label): s for s in e.shares_before}
+    rows: list[tuple[str, Share | None, Share | None]] = [(s.label, before.pop(s.label, None), s) for s in e.shares_after]
+    rows += [(s.label, s, None) for label, s in before.items()]
+    return rows
+
+
+def shares_unchanged(e: ExperimentPlan) -> bool:
+    return bool(e.shares_before) and _same_shares(e.shares_before, e.shares_after) and not any(
+        isinstance(op, RelabelVariant) for op in e.ops
+    )
+
+
+def _same_shares(a: Iterable[Share], b: Iterable[Share]) -> bool:
+    return [(s.label, s.weight, s.total) for s in a] == [(s.label, s.weight, s.total) for s in b]
+
+
+def key_change_text(change: KeyChange, *, secrets_compared: bool) -> str:
+    """What happens to a variant's api key, in words. Never the key or any part of it."""
+    match change:
+        case KeyChange.UNCHANGED:
+            return "unchanged"
+        case KeyChange.ROTATED:
+            return "rotated"
+        case KeyChange.NEW:
+            return "new"
+        case KeyChange.UNKNOWN:
+            if not secrets_compared:
+                return "unknown (not compared: --no-secrets)"
+            return "unknown (could not be compared)"
+        case _:
+            assert_never(change)
