@@ -167,9 +167,10 @@ def render_plan(plan: Plan, fmt: str, *, color: bool = False) -> str:
 def write_github_outputs(plan: Plan, redactor: Redactor) -> None:
     out = os.environ.get("GITHUB_OUTPUT")
     if out:
-        counts = plan.counts()
+        from expsync.render import summarize
+
         lines = [f"has_changes={'true' if plan.has_changes else 'false'}", f"refused={'true' if plan.refused else 'false'}"]
-        lines += [f"{k}={v}" for k, v in counts.items()]
+        lines += [f"{k}={v}" for k, v in summarize(plan).as_dict().items()]
         with open(out, "a", encoding="utf-8") as f:
             f.write("\n".join(lines) + "\n")
     summary = os.environ.get("GITHUB_STEP_SUMMARY")
@@ -313,6 +314,8 @@ def apply_cmd(paths: tuple[str, ...], max_file_size: int, plan_file: str | None,
 def read_saved_digests(path: str) -> Digests:
     try:
         data = json.loads(Path(path).read_text(encoding="utf-8"))
+        if data.get("format_version") != "1":
+            raise ValueError("unsupported format_version")
         d = data["digests"]
         return Digests(desired=str(d["desired"]), actual=str(d["actual"]), ops=str(d["ops"]))
     except (OSError, ValueError, KeyError, TypeError):

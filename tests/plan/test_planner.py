@@ -132,7 +132,7 @@ def test_unarchive(status):
 
 
 @pytest.mark.parametrize(("status", "archived", "expect"), [
-    (D, False, ["DeleteExperiment", "ReleaseExperiment"]),
+    (D, False, ["DeleteExperiment"]),
     (C, True, ["ReleaseExperiment"]),
     (A, False, "E502"), (P, False, "E502"), (C, False, "E502"), (P, True, "E502"),
 ])

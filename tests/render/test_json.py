@@ -119,11 +119,11 @@ def test_drift_items() -> None:
 def test_delete_and_release() -> None:
     out = rendered(plans.delete_and_release())
     by_key = {e["key"]: e for e in out["experiments"]}
-    assert [o["type"] for o in by_key["scratch"]["operations"]] == ["delete_experiment", "release_experiment"]
+    assert [o["type"] for o in by_key["scratch"]["operations"]] == ["delete_experiment"]
     assert by_key["scratch"]["status_after"] is None and by_key["scratch"]["action"] == "delete"
     assert by_key["foo-rc-bakeoff"]["action"] == "manage"
     assert out["summary"] == {"create": 0, "update": 0, "transition": 0, "delete": 1, "manage": 1,
-                                   "operations": 3, "errors": 0, "warnings": 0}
+                                   "operations": 2, "errors": 0, "warnings": 0}
 
 
 def test_no_secrets_plan_is_not_applyable_and_key_is_unknown() -> None:

@@ -110,9 +110,7 @@ error: experiments/old.yaml:4:9: status: no transition from completed to active 
 ~ experiment "foo-rc-bakeoff" will be updated
     public model id: partner/preview-foo
     status: active
-    traffic:
-        rc2  50% (1) -> 25% (1)
-        rc1  50% (1) -> 75% (3)
+    traffic (unchanged): rc2 50% (1), rc1 50% (1)
     ~ name: "Foo RC1 vs RC2" -> "Foo, re-weighted"
     cache: ai-gateway.model-experiments:by-public-id:partner/preview-foo
 
@@ -151,9 +149,7 @@ def test_delete_and_release_of_removed_yaml() -> None:
 # experiment "foo-rc-bakeoff" bookkeeping only
     public model id: partner/preview-foo
     status: completed
-    traffic:
-        rc2  50% (1) -> (none)
-        rc1  50% (1) -> (none)
+    traffic (unchanged): rc2 50% (1), rc1 50% (1)
     # stop managing: completed and archived; removed from git (database rows stay)
 
 - experiment "scratch" will be deleted
@@ -163,7 +159,6 @@ def test_delete_and_release_of_removed_yaml() -> None:
         rc2  50% (1) -> (none)
         rc1  50% (1) -> (none)
     - delete experiment (draft; its variants and versions go with it)
-    # stop managing: deleted (database rows stay)
     cache: ai-gateway.model-experiments:by-public-id:partner/scratch
 
 Plan: 0 to create, 0 to update, 0 to transition, 1 to delete, 1 bookkeeping only."""

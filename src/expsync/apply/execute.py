@@ -247,7 +247,8 @@ def _delete(conn: Connection, ops: Sequence[DeleteExperiment], ctx: ApplyContext
     ids = [o.experiment_id for o in ops]
     stmt = sa.delete(experiment).where(experiment.c.id.in_(ids), experiment.c.status == Status.DRAFT.value)
     _expect(conn.execute(stmt), len(ids), "delete drafts")
-    return 1
+    conn.execute(sa.delete(managed).where(managed.c.experiment_id.in_(ids)))
+    return 2
 
 
 @executes(ReleaseExperiment)

@@ -133,7 +133,8 @@ class InsertVersion(_ExperimentOp):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class DeleteExperiment(_ExperimentOp):
-    """DELETE of a draft experiment (cascades to variants and versions) whose YAML was removed."""
+    """DELETE of a draft experiment (cascades to variants and versions) whose YAML was removed;
+    its ownership record goes with it."""
 
     public_model_id: str
     status: Status

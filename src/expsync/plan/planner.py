@@ -422,7 +422,6 @@ class _Planner:
         if machine.may(Change.DELETE, a.status):
             r.ops.append(DeleteExperiment(experiment_key=p.key, experiment_id=a.id, public_model_id=a.public_model_id,
                                           status=a.status))
-            r.ops.append(ReleaseExperiment(experiment_key=p.key, experiment_id=a.id, reason="deleted"))
             r.status_after = None
         elif a.status is Status.COMPLETED and a.is_archived:
             r.ops.append(ReleaseExperiment(experiment_key=p.key, experiment_id=a.id,
@@ -442,7 +441,9 @@ def _explain(r: _Result, options: PlanOptions) -> ExperimentPlan:
     p, d, a = r.p, r.p.desired, r.p.actual
     before = tuple(_shares([(v.id, v.label, v.weight) for v in a.variants])) if a else ()
     after: tuple[Share, ...] = ()
-    if d is not None and r.status_after is not None:
+    if any(x.is_error for x in r.diags) or (d is None and r.status_after is not None):
+        after = before  # refused, or released: the rows stay as they are
+    elif d is not None and r.status_after is not None:
         after = _shares([(d.variant_id(v), v.label, v.weight) for v in d.variants])
     status_before = a.status if a else None
     impact = []

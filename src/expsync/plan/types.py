@@ -67,13 +67,15 @@ class ExperimentPlan:
 
     @property
     def action(self) -> Action:
+        """The one action this experiment is counted under: create > delete > transition >
+        update (field, variant, version and archive edits) > manage (bookkeeping only)."""
         actions = {action_of(op) for op in self.ops}
-        for a in (Action.CREATE, Action.DELETE):
+        for a in (Action.CREATE, Action.DELETE, Action.TRANSITION):
             if a in actions:
                 return a
-        if actions == {Action.MANAGE}:
-            return Action.MANAGE
-        return Action.UPDATE
+        if actions - {Action.MANAGE}:
+            return Action.UPDATE
+        return Action.MANAGE
 
 
 @dataclass(frozen=True, slots=True)

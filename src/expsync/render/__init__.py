@@ -53,15 +53,8 @@ HEADLINE_ACTIONS: Final = (Action.CREATE, Action.UPDATE, Action.TRANSITION, Acti
 
 
 def headline_action(e: ExperimentPlan) -> Action:
-    """The one action an experiment is counted under: create > delete > transition > update
-    (field, variant, version and archive edits) > manage (expsync bookkeeping only)."""
-    actions = {action_of(op) for op in e.ops}
-    for a in (Action.CREATE, Action.DELETE, Action.TRANSITION):
-        if a in actions:
-            return a
-    if actions - {Action.MANAGE}:
-        return Action.UPDATE
-    return Action.MANAGE
+    """The action an experiment is counted under (defined once, on :class:`ExperimentPlan`)."""
+    return e.action
 
 
 @dataclass(frozen=True, slots=True)
