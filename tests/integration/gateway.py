@@ -75,3 +75,23 @@ def gateway_routes(conn: sa.Connection, public_model_id: str) -> list[dict]:
         "ON true WHERE v.experiment_id = :e ORDER BY v.id"), {"e": exp[0]}).all()
     return [{"status": exp[1], "label": r[1], "weight": r[2], "upstream": r[3],
              "api_key": decrypt(r[4]) if r[4] else None} for r in rows]
+
+
+# --- the gateway's Redis cache (spec §2.4), as its router reads it -----------------------
+
+MEMBERSHIP = "ai-gateway.model-experiments:experimented-public-ids"
+BY_PUBLIC_ID = "ai-gateway.model-experiments:by-public-id:"
+
+
+def expected_membership(conn: sa.Connection) -> bytes:
+    """The membership value recomputed from the rows: distinct routing public ids (archived
+    included), sorted, compact JSON, non-ASCII as is."""
+    ids = conn.execute(sa.text(
+        "SELECT DISTINCT public_model_id FROM model_experiment WHERE status IN ('active','paused')")).scalars().all()
+    return json.dumps(sorted(ids), separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
+def dump_text(conn: sa.Connection) -> str:
+    """Every cell of every table as text, for 'this value appears nowhere' scans."""
+    return repr(dump_tables(conn)) + "\n" + json.dumps(
+        {t: [[str(c) for c in row] for row in rows] for t, rows in dump_tables(conn).items()}, ensure_ascii=False)

@@ -1,0 +1,91 @@
+"""A killed apply leaves the database fully before (spec §9): the apply is stopped by SIGKILL at
+its last statement, with everything else already written in its transaction."""
+
+from __future__ import annotations
+
+import signal
+import time
+from pathlib import Path
+
+import psycopg
+import sqlalchemy as sa
+
+from tests.cli_helpers import run_cli
+from tests.integration.apply_support import Repo, cli_env, experiment, spawn, variant
+from tests.integration.gateway import dump_tables
+
+SECRETS = {"KEY_A": "sk-a-0001", "KEY_B": "sk-b-0002"}
+
+
+def expsync_backend(engine: sa.Engine) -> tuple[int, str, str | None] | None:
+    with engine.connect() as c:
+        row = c.execute(sa.text(
+            "SELECT pid, query, wait_event_type FROM pg_stat_activity WHERE datname = current_database() "
+            "AND application_name = 'expsync' AND pid <> pg_backend_pid()")).first()
+    return tuple(row) if row else None  # type: ignore[return-value]
+
+
+def test_sigkill_at_the_last_statement_leaves_the_database_as_before(tmp_path: Path, pg_engine: sa.Engine) -> None:
+    env = cli_env(pg_engine, SECRETS)
+    repo = Repo(tmp_path).put(
+        experiment("existing", "partner/existing", "active",
+                   [variant("a", "existing-a", "env:KEY_A"), variant("b", "existing-b", "env:KEY_A")]),
+        experiment("old-draft", "partner/old-draft", "draft", [variant("a", "d-a", "env:KEY_A")]),
+    )
+    assert run_cli(["apply", "--yes", repo.path], env=env).code == 0
+
+    # the big change: 300 new experiments, a hot swap, a rotation, a pause and a deleted draft
+    repo.put(*[
+        experiment(f"bulk-{i:03d}", f"partner/bulk-{i:03d}", "active" if i % 3 else "draft",
+                   [variant("a", f"bulk-{i}-a", "env:KEY_A"), variant("b", f"bulk-{i}-b", "env:KEY_B", weight=2)])
+        for i in range(300)
+    ])
+    doc = repo.edit("existing")
+    doc["status"] = "paused"
+    doc["variants"][0]["upstream"]["internal_id"] = "existing-a-v2"
+    doc["variants"][1]["api_key"] = "env:KEY_B"
+    repo.put(doc)
+    repo.remove("old-draft")
+    with pg_engine.connect() as c:
+        before = dump_tables(c)
+
+    u = pg_engine.url
+    blocker = psycopg.connect(host=u.host, port=u.port, user=u.username, dbname=u.database)
+    try:
+        blocker.execute("LOCK TABLE expsync_audit IN ACCESS EXCLUSIVE MODE")  # held until rollback
+        proc = spawn(["apply", "--yes", repo.path], env, tmp_path)
+        deadline = time.monotonic() + 60
+        while True:
+            backend = expsync_backend(pg_engine)
+            if backend and backend[2] == "Lock":
+                break
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline, backend
+            time.sleep(0.05)
+        pid, query, _ = backend
+        assert query.lstrip().upper().startswith("INSERT INTO EXPSYNC_AUDIT"), query
+        with pg_engine.connect() as c:  # by now its transaction has written to every other table
+            written = set(c.execute(sa.text(
+                "SELECT relation::regclass::text FROM pg_locks WHERE pid = :pid AND mode = 'RowExclusiveLock' "
+                "AND granted AND locktype = 'relation'"), {"pid": pid}).scalars())
+        assert {"model_experiment", "model_experiment_variant", "model_experiment_variant_version",
+                "expsync_managed", "expsync_cache_outbox"} <= written, written
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+        assert proc.returncode == -signal.SIGKILL
+    finally:
+        blocker.rollback()
+        blocker.close()
+
+    deadline = time.monotonic() + 30
+    while expsync_backend(pg_engine) is not None:  # the orphaned backend notices and rolls back
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    with pg_engine.connect() as c:
+        assert dump_tables(c) == before
+
+    r = run_cli(["apply", "--yes", repo.path], env=env)
+    assert r.code == 0 and "Applied in one transaction" in r.out, r.all
+    assert run_cli(["plan", "--detailed-exitcode", repo.path], env=env).code == 0
+    with pg_engine.connect() as c:
+        assert c.execute(sa.text("SELECT count(*) FROM model_experiment")).scalar_one() == 301
