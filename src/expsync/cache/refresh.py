@@ -2,7 +2,8 @@
 
 The apply transaction writes the keys to refresh into ``expsync_cache_outbox`` together with
 the data change, so "the DB changed" and "the cache must be refreshed" commit atomically.
-After commit :func:`drain` does, in this order:
+After commit :func:`drain` does, in this order, in one transaction that holds the refresh
+lock (Postgres: advisory lock :data:`REFRESH_LOCK`; SQLite: an immediate transaction):
 
 1. read the outbox rows and recompute the membership value from the database (not from the
    plan: whatever committed last is the truth);
@@ -10,6 +11,11 @@ After commit :func:`drain` does, in this order:
    slots) DELetes every per-public-id key and SETs the membership value;
 3. GET the membership key back and compare byte for byte;
 4. delete exactly the outbox rows that were read (rows added meanwhile by another apply stay).
+
+The lock serializes refreshes: without it a refresh that read the rows before another apply
+committed could SET its older membership value after that apply's refresh SET the newer one,
+and the outbox, already cleared by both, would never repair it. With it, every refresh reads
+the rows after the previous refresh finished writing, so the last SET is always the newest.
 
 A failure at any step leaves the outbox rows in place, so the next expsync run (or
 ``expsync cache sync``) repeats the refresh; every step is idempotent.
@@ -20,14 +26,18 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from expsync.errors import CachePending
 from expsync.model import MEMBERSHIP_KEY, PER_ID_KEY_PREFIX, membership_key, per_id_key
+from expsync.state.db import begin
 from expsync.state.tables import ROUTING_STATUS_VALUES, cache_outbox, experiment
+
+#: advisory lock key held by a refresh from reading the rows to clearing the outbox (b"expsrfr")
+REFRESH_LOCK: Final = int.from_bytes(b"expsrfr", "big")
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,27 +90,29 @@ def drain(engine: Engine, client: Any, *, prefix: str = "", full: bool = False) 
 
     Raises :class:`CachePending` (exit 6) when Redis cannot be written; the outbox stays.
     """
-    with engine.begin() as conn:
+    with begin(engine, immediate=True) as conn:
+        if conn.dialect.name == "postgresql":
+            # held until the outbox rows are deleted: refreshes must not interleave (module doc)
+            conn.execute(sa.select(sa.func.pg_advisory_xact_lock(REFRESH_LOCK)))
         rows = conn.execute(sa.select(cache_outbox.c.id, cache_outbox.c.cache_key)).all()
         value = membership_value(conn)
         routing = json.loads(value) if full else []
-    if not rows and not full:
-        return RefreshResult((), value, 0)
-    mkey = membership_key(prefix)
-    keys = {k for _, k in rows if k != mkey and not k.endswith(MEMBERSHIP_KEY)}
-    keys |= {per_id_key(pid, prefix) for pid in routing}
-    delete = sorted(keys)
-    try:
-        _write(client, delete, mkey, value)
-    except CachePending:
-        raise
-    except Exception as e:  # redis errors of any kind: the DB change stands, the outbox stays
-        raise CachePending(
-            f"the database change is committed but Redis could not be refreshed ({type(e).__name__}); "
-            "run `expsync cache sync` (any later expsync run also finishes it)"
-        ) from None
-    if rows:
-        with engine.begin() as conn:
+        if not rows and not full:
+            return RefreshResult((), value, 0)
+        mkey = membership_key(prefix)
+        keys = {k for _, k in rows if k != mkey and not k.endswith(MEMBERSHIP_KEY)}
+        keys |= {per_id_key(pid, prefix) for pid in routing}
+        delete = sorted(keys)
+        try:
+            _write(client, delete, mkey, value)
+        except CachePending:
+            raise
+        except Exception as e:  # redis errors of any kind: the DB change stands, the outbox stays
+            raise CachePending(
+                f"the database change is committed but Redis could not be refreshed ({type(e).__name__}); "
+                "run `expsync cache sync` (any later expsync run also finishes it)"
+            ) from None
+        if rows:
             conn.execute(sa.delete(cache_outbox).where(cache_outbox.c.id.in_([r[0] for r in rows])))
     return RefreshResult(tuple(delete), value, len(rows))
 
