@@ -161,12 +161,14 @@ def apply(
                 plan = computed.plan
                 if any(d.is_error for d in computed.key_diagnostics):
                     raise KeyProblems(computed.key_diagnostics)
-                if plan.refused:
-                    raise Refused(plan)
+                # stale before refused: a saved plan that no longer matches is exit 5 (spec §5.7)
+                # whatever the re-plan says now; the fresh plan the user re-runs explains it
                 if expect is not None and expect != plan.digests:
                     changed = [n for n in ("desired", "actual", "ops") if getattr(expect, n) != getattr(plan.digests, n)]
                     raise StalePlan(f"stale plan: the {' and '.join(changed)} state changed since it was made; "
                                     "re-run plan (nothing was applied)")
+                if plan.refused:
+                    raise Refused(plan)
                 results: tuple[OpResult, ...] = ()
                 if plan.has_changes:
                     byok = load_key(settings.byok_value) if _needs_encryption(plan) else None
