@@ -317,10 +317,18 @@ def read_saved_digests(path: str) -> Digests:
         if data.get("format_version") != "1":
             raise ValueError("unsupported format_version")
         d = data["digests"]
-        return Digests(desired=str(d["desired"]), actual=str(d["actual"]), ops=str(d["ops"]))
+        digests = Digests(desired=str(d["desired"]), actual=str(d["actual"]), ops=str(d["ops"]))
+        compared = data["secrets_compared"]
     except (OSError, ValueError, KeyError, TypeError):
         click.echo(f"error: {path}: not a plan file written by `expsync plan --out`", err=True)
         sys.exit(EXIT_INVALID)
+    if compared is not True:
+        # its key changes are `unknown`; for creates the ops digest would still match, so the
+        # digests alone cannot tell (README: a --no-secrets plan is never applyable)
+        click.echo(f"error: {path}: made with `plan --no-secrets` (api keys were not compared), so it cannot be "
+                   "applied; run `expsync plan --out FILE` with the secrets available", err=True)
+        sys.exit(EXIT_INVALID)
+    return digests
 
 
 @cli.group()
