@@ -112,13 +112,22 @@ class DesiredExperiment:
     id: uuid.UUID | None = None  # pinned id (adoption); else deterministic
     #: path within the document ("status", "variants[1].weight") -> where it is in the file
     sources: Mapping[str, SourceRange] = dc_field(default_factory=dict, compare=False, hash=False)
+    # derived once (uuid5 is not free at 5,000 experiments): resolved id, variant key -> id
+    _rid: uuid.UUID = dc_field(init=False, compare=False, repr=False)
+    _vids: Mapping[str, uuid.UUID] = dc_field(init=False, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        rid = self.id or experiment_id_for(self.key)
+        object.__setattr__(self, "_rid", rid)
+        object.__setattr__(self, "_vids", {v.key: v.id or variant_id_for(rid, v.key) for v in self.variants})
 
     @property
     def resolved_id(self) -> uuid.UUID:
-        return self.id or experiment_id_for(self.key)
+        return self._rid
 
     def variant_id(self, v: DesiredVariant) -> uuid.UUID:
-        return v.id or variant_id_for(self.resolved_id, v.key)
+        vid = self._vids.get(v.key)
+        return vid if vid is not None and (v.id is None or v.id == vid) else (v.id or variant_id_for(self._rid, v.key))
 
     def source(self, path: str) -> SourceRange | None:
         """The closest recorded source for ``path`` (falls back to parents, then the document)."""

@@ -14,6 +14,7 @@ same digests. Steps:
 
 from __future__ import annotations
 
+import itertools
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -40,7 +41,7 @@ from expsync.model import (
     per_id_key,
 )
 from expsync.plan import machine
-from expsync.plan.digest import digest
+from expsync.plan.digest import digest_items
 from expsync.plan.machine import Change, GuardInput, Trigger
 from expsync.plan.ops import (
     AddVariant,
@@ -516,10 +517,13 @@ def plan(
     per_id = sorted({k for e in explained for k in e.cache_keys})
     cache_keys = (membership_key(options.redis_prefix), *per_id) if any(touches_gateway(o) for o in ops) else ()
     digests = Digests(
-        desired=digest(desired.experiments),
+        desired=digest_items(desired.experiments[k] for k in sorted(desired.experiments)),
         # the outbox is excluded: draining it between plan and apply is not a change of state
-        actual=digest({"experiments": actual.experiments, "managed": actual.managed}),
-        ops=digest(ops),
+        actual=digest_items(itertools.chain(
+            (actual.experiments[i] for i in sorted(actual.experiments)),
+            (actual.managed[k] for k in sorted(actual.managed)),
+        )),
+        ops=digest_items(ops),
     )
     return Plan(
         ops=ops,

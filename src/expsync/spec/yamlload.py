@@ -48,10 +48,13 @@ class Marks(Mapping[str, SourceRange]):
 
     def __init__(self, file: str) -> None:
         self.file = file
-        self.raw: dict[str, yaml.Mark] = {}
+        # packed (line << 20 | column), 0-based: an int per path instead of a libyaml Mark
+        # object keeps 5,000 documents' worth of positions small
+        self.raw: dict[str, int] = {}
 
     def __getitem__(self, path: str) -> SourceRange:
-        return _src(self.file, self.raw[path])
+        packed = self.raw[path]
+        return SourceRange(self.file, (packed >> 20) + 1, (packed & 0xFFFFF) + 1)
 
     def __contains__(self, path: object) -> bool:
         return path in self.raw
@@ -127,7 +130,8 @@ class _Builder:
         self.seen.add(id(node))
         if depth > MAX_DEPTH:
             raise self.refuse("E116", f"nesting deeper than {MAX_DEPTH} levels", node, path)
-        self.raw[path] = node.start_mark
+        m = node.start_mark
+        self.raw[path] = m.line << 20 | m.column
         if isinstance(node, yaml.ScalarNode):
             return self.scalar(node, path)
         if isinstance(node, yaml.SequenceNode):
@@ -178,7 +182,8 @@ class _Builder:
                     child,
                 )
             first_line[key] = line
-            self.raw[child + "#key"] = key_node.start_mark
+            km = key_node.start_mark
+            self.raw[child + "#key"] = km.line << 20 | km.column
             out[key] = self.build(value_node, child, depth + 1)
         return out
 
