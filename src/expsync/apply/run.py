@@ -31,7 +31,7 @@ from expsync.cache.refresh import enqueue
 from expsync.crypto import load_key
 from expsync.diagnostics import Diagnostic
 from expsync.errors import ApplyConflict, ExpsyncError, InvalidInput, LockTimeout, PlanRefused, StalePlan
-from expsync.model import DesiredState, Secret, SecretRef
+from expsync.model import DesiredState, Secret, SecretRef, Status
 from expsync.pipeline import Settings, check_initialized, compute_plan
 from expsync.plan import Digests, Plan
 from expsync.state.db import begin
@@ -74,6 +74,9 @@ _CONSTRAINT_MESSAGES: Final = {
 }
 
 
+_ROUTING: Final = frozenset({Status.ACTIVE, Status.PAUSED})
+
+
 def _constraint(err: DBAPIError) -> str:
     diag = getattr(err.orig, "diag", None)
     name = getattr(diag, "constraint_name", None) if diag else None
@@ -92,8 +95,13 @@ def _constraint(err: DBAPIError) -> str:
 def _friendly(err: DBAPIError, plan: Plan | None) -> ExpsyncError:
     name = _constraint(err)
     if name == "UQ_model_experiment_public_model_id_routing":
-        pids = sorted({e.public_model_id for e in plan.experiments if e.status_after and e.status_after.value
-                       in ("active", "paused")}) if plan else []
+        # Postgres names the conflicting value; otherwise the candidates are the experiments this
+        # plan brings into the index (draft or new -> active), not every routing one it touches
+        m = re.search(r"\(public_model_id\)=\((.*)\) already exists", getattr(getattr(err.orig, "diag", None),
+                                                                              "message_detail", None) or "")
+        pids = [m.group(1)] if m else sorted({
+            e.public_model_id for e in plan.experiments
+            if e.status_after in _ROUTING and e.status_before not in _ROUTING}) if plan else []
         return ApplyConflict(
             f"another experiment became active or paused on {', '.join(pids) or 'the public id'} while applying "
             "(routing unique index); nothing was applied - re-run plan"

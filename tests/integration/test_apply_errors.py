@@ -1,0 +1,227 @@
+"""Apply fails cleanly (spec §6, §7, §9): refusals, a missing --yes and database rejections are
+exit codes with a clear message, never a traceback, and leave the database as it was."""
+
+from __future__ import annotations
+
+import os
+import pty
+import select
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from tests.cli_helpers import run_cli
+from tests.integration.apply_support import Repo, cli_env, experiment, subprocess_env, variant
+from tests.integration.gateway import dump_tables
+
+SECRETS = {"KEY_A": "sk-a-0001"}
+
+
+def two(i: str) -> list[dict]:
+    return [variant("a", f"m-{i}-a", "env:KEY_A"), variant("b", f"m-{i}-b", "env:KEY_A")]
+
+
+def snapshot(engine: sa.Engine) -> dict:
+    with engine.connect() as c:
+        return dump_tables(c)
+
+
+def test_refused_by_the_state_machine_is_exit_4_and_writes_nothing(tmp_path: Path, db_engine: sa.Engine) -> None:
+    env = cli_env(db_engine, SECRETS)
+    repo = Repo(tmp_path).put(experiment("foo", "partner/foo", "active", two("foo")))
+    assert run_cli(["apply", "--yes", repo.path], env=env).code == 0
+    doc = repo.edit("foo")
+    doc["variants"][0]["weight"] = 3  # weights are frozen after activation
+    doc["variants"][1]["upstream"]["internal_id"] = "m-foo-b-v2"  # a legal change in the same plan
+    repo.put(doc, experiment("bar", "partner/bar", "draft", two("bar")))
+    before = snapshot(db_engine)
+    r = run_cli(["apply", "--yes", repo.path], env=env)
+    assert r.code == 4, r.all
+    assert "E3" in r.all and "create a new experiment" in r.all and "Traceback" not in r.all
+    assert snapshot(db_engine) == before  # nothing, not even the legal parts or an audit row
+
+
+def test_apply_without_yes_off_a_terminal_is_exit_3(tmp_path: Path, db_engine: sa.Engine) -> None:
+    env = cli_env(db_engine, SECRETS)
+    repo = Repo(tmp_path).put(experiment("foo", "partner/foo", "active", two("foo")))
+    before = snapshot(db_engine)
+    r = run_cli(["apply", repo.path], env=env)
+    assert r.code == 3 and "--yes" in r.err, r.all
+    assert snapshot(db_engine) == before
+
+
+def _run_on_terminal(args: list[str], env: dict, cwd: Path, answer: str, before_answer=None) -> tuple[int, str]:
+    """The CLI with a pseudo-terminal as stdin/stdout, answering its confirmation prompt."""
+    master, slave = pty.openpty()
+    proc = subprocess.Popen([sys.executable, "-m", "expsync.cli", *args], env=subprocess_env(env | {"NO_COLOR": "1"}),
+                            cwd=cwd, stdin=slave, stdout=slave, stderr=slave, close_fds=True)
+    os.close(slave)
+    out = b""
+    deadline = time.monotonic() + 60
+    try:
+        while b"Only 'yes' will be accepted" not in out:
+            assert time.monotonic() < deadline and proc.poll() is None, out.decode(errors="replace")
+            if select.select([master], [], [], 0.1)[0]:
+                out += os.read(master, 65536)
+        if before_answer:
+            before_answer()
+        os.write(master, answer.encode() + b"\n")
+        while True:
+            if select.select([master], [], [], 0.1)[0]:
+                try:
+                    chunk = os.read(master, 65536)
+                except OSError:  # EIO: the child closed the terminal
+                    break
+                if not chunk:
+                    break
+                out += chunk
+            elif proc.poll() is not None:
+                break
+            assert time.monotonic() < deadline
+        return proc.wait(timeout=30), out.decode(errors="replace")
+    finally:
+        os.close(master)
+        if proc.poll() is None:
+            proc.kill()
+
+
+def test_confirmation_on_a_terminal(tmp_path: Path, pg_engine: sa.Engine) -> None:
+    env = cli_env(pg_engine, SECRETS)
+    repo = Repo(tmp_path).put(experiment("foo", "partner/foo", "active", two("foo")))
+    before = snapshot(pg_engine)
+    code, out = _run_on_terminal(["apply", repo.path], env, tmp_path, "no")
+    assert code == 0 and "Apply cancelled; nothing was changed" in out, out
+    assert snapshot(pg_engine) == before
+
+    def admin_ui_takes_the_public_id() -> None:
+        with pg_engine.begin() as c:
+            c.execute(sa.text("INSERT INTO model_experiment (public_model_id, name, status) "
+                              "VALUES ('partner/foo', 'ui', 'paused')"))
+
+    # what was shown is what is applied: a change while the prompt waits makes it stale
+    code, out = _run_on_terminal(["apply", repo.path], env, tmp_path, "yes", admin_ui_takes_the_public_id)
+    assert code == 5 and "stale plan" in out, out
+    assert {k: v for k, v in snapshot(pg_engine).items() if k != "model_experiment"} == {
+        k: v for k, v in before.items() if k != "model_experiment"}
+    with pg_engine.begin() as c:
+        c.execute(sa.text("UPDATE model_experiment SET status = 'completed', ended_at = now(), updated_at = now()"))
+    code, out = _run_on_terminal(["apply", repo.path], env, tmp_path, "yes")
+    assert code == 0 and "Applied in one transaction" in out, out
+    assert run_cli(["plan", "--detailed-exitcode", repo.path], env=env).code == 0
+
+
+# Rejections by the database itself. The race they stand for (another writer that ignores the
+# apply lock, e.g. the admin UI activating an experiment on the same public id between the
+# re-plan and the UPDATE) cannot be timed from outside, so a trigger makes that writer act at
+# exactly that moment, inside apply's own transaction.
+
+RACE_PG = """
+CREATE FUNCTION admin_ui_races() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  INSERT INTO model_experiment (public_model_id, name, status) VALUES (NEW.public_model_id, 'admin UI', 'paused');
+  RETURN NEW;
+END $$;
+CREATE TRIGGER admin_ui_races BEFORE UPDATE ON model_experiment FOR EACH ROW
+  WHEN (OLD.status = 'draft' AND NEW.status = 'active' AND NEW.public_model_id = 'partner/contested')
+  EXECUTE FUNCTION admin_ui_races();
+"""
+RACE_SQLITE = """
+CREATE TRIGGER admin_ui_races BEFORE UPDATE ON model_experiment
+  WHEN OLD.status = 'draft' AND NEW.status = 'active' AND NEW.public_model_id = 'partner/contested'
+BEGIN
+  INSERT INTO model_experiment (id, public_model_id, name, status)
+  VALUES (lower(hex(randomblob(16))), NEW.public_model_id, 'admin UI', 'paused');
+END;
+"""
+ARCHIVE_PG = """
+CREATE FUNCTION sneaky_archive() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN NEW.is_archived := true; RETURN NEW; END $$;
+CREATE TRIGGER sneaky_archive BEFORE UPDATE ON model_experiment FOR EACH ROW
+  WHEN (NEW.status = 'active') EXECUTE FUNCTION sneaky_archive();
+"""
+ARCHIVE_SQLITE = """
+CREATE TRIGGER sneaky_archive AFTER UPDATE OF status ON model_experiment WHEN NEW.status = 'active'
+BEGIN UPDATE model_experiment SET is_archived = 1 WHERE id = NEW.id; END;
+"""
+
+
+def install(engine: sa.Engine, pg: str, sqlite: str) -> None:
+    with engine.begin() as c:
+        if engine.dialect.name == "postgresql":
+            c.exec_driver_sql(pg)
+        else:
+            c.connection.driver_connection.executescript(sqlite)  # type: ignore[union-attr]
+
+
+def test_routing_unique_index_race_is_a_friendly_conflict(tmp_path: Path, db_engine: sa.Engine) -> None:
+    env = cli_env(db_engine, SECRETS)
+    repo = Repo(tmp_path).put(experiment("quiet", "partner/quiet", "active", two("q")),
+                              experiment("swapped", "partner/swapped", "active", two("s")))
+    assert run_cli(["apply", "--yes", repo.path], env=env).code == 0
+    doc = repo.edit("swapped")
+    doc["variants"][0]["upstream"]["internal_id"] = "m-s-a-v2"
+    repo.put(doc, experiment("contested", "partner/contested", "active", two("c")),
+             experiment("elsewhere", "partner/elsewhere", "active", two("e")))
+    install(db_engine, RACE_PG, RACE_SQLITE)
+    before = snapshot(db_engine)
+    r = run_cli(["apply", "--yes", repo.path], env=env)
+    assert r.code == 5, r.all
+    assert "partner/contested" in r.err and "routing unique index" in r.err and "nothing was applied" in r.err
+    assert "partner/swapped" not in r.err and "partner/quiet" not in r.err
+    assert "Traceback" not in r.all and "IntegrityError" not in r.all
+    after = snapshot(db_engine)
+    audit = after.pop("expsync_audit")
+    assert after == {k: v for k, v in before.items() if k != "expsync_audit"}
+    assert audit[: len(before["expsync_audit"])] == before["expsync_audit"]
+    (failure,) = audit[len(before["expsync_audit"]):]
+    assert "failed: ApplyConflict" in failure
+
+
+def test_check_constraint_rejection_names_the_rule(tmp_path: Path, db_engine: sa.Engine) -> None:
+    env = cli_env(db_engine, SECRETS)
+    repo = Repo(tmp_path).put(experiment("foo", "partner/foo", "active", two("foo")))
+    install(db_engine, ARCHIVE_PG, ARCHIVE_SQLITE)
+    with db_engine.connect() as c:
+        before = {k: v for k, v in dump_tables(c).items() if k != "expsync_audit"}
+    r = run_cli(["apply", "--yes", repo.path], env=env)
+    assert r.code == 5, r.all
+    assert "model_experiment_active_not_archived" in r.err and "nothing was applied" in r.err
+    assert "Traceback" not in r.all
+    with db_engine.connect() as c:
+        assert {k: v for k, v in dump_tables(c).items() if k != "expsync_audit"} == before
+
+
+def test_unexpected_row_count_from_a_lock_ignoring_writer_rolls_back(tmp_path: Path, pg_engine: sa.Engine) -> None:
+    """The executor checks what each statement changed: a row deleted under it by a writer
+    that ignores the lock (here: a trigger deleting the row being activated) fails the apply."""
+    env = cli_env(pg_engine, SECRETS)
+    repo = Repo(tmp_path).put(experiment("foo", "partner/foo", "draft", two("foo")))
+    assert run_cli(["apply", "--yes", repo.path], env=env).code == 0
+    eid = uuid.UUID(str(snapshot(pg_engine)["model_experiment"][0][0]))
+    with pg_engine.begin() as c:
+        c.exec_driver_sql(f"""
+            CREATE FUNCTION vanish() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RETURN NULL; END $$;
+            CREATE TRIGGER vanish BEFORE UPDATE ON model_experiment FOR EACH ROW
+              WHEN (OLD.id = '{eid}' AND NEW.status = 'active') EXECUTE FUNCTION vanish();""")
+    doc = repo.edit("foo")
+    doc["status"] = "active"
+    repo.put(doc)
+    before = {k: v for k, v in snapshot(pg_engine).items() if k != "expsync_audit"}
+    r = run_cli(["apply", "--yes", repo.path], env=env)
+    assert r.code == 5 and "changed by another writer" in r.err and "Traceback" not in r.all, r.all
+    assert {k: v for k, v in snapshot(pg_engine).items() if k != "expsync_audit"} == before
+
+
+@pytest.mark.parametrize("bad", ["not base64!!", "c2hvcnQ="])
+def test_missing_or_bad_byok_key_is_exit_3_before_any_write(tmp_path: Path, pg_engine: sa.Engine, bad: str) -> None:
+    repo = Repo(tmp_path).put(experiment("foo", "partner/foo", "draft", two("foo")))
+    before = snapshot(pg_engine)
+    r = run_cli(["apply", "--yes", repo.path], env=cli_env(pg_engine, SECRETS, BYOK_ENCRYPTION_KEY=bad))
+    assert r.code == 3 and "openssl rand -base64 32" in r.err and "Traceback" not in r.all, r.all
+    assert bad not in r.all
+    assert snapshot(pg_engine) == before
