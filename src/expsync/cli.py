@@ -283,11 +283,11 @@ def apply_cmd(paths: tuple[str, ...], max_file_size: int, plan_file: str | None,
             with begin(engine, snapshot=True) as conn:
                 check_initialized(conn)
                 shown = compute_plan(conn, desired, secrets, settings, now=datetime.now(timezone.utc)).plan
-            if shown.refused or not shown.has_changes:
-                expect = None  # the locked re-plan reports it
-            else:
+            if shown.has_changes and not shown.refused:
                 _confirm_or_exit(shown, yes)
-                expect = shown.digests
+            # bound to what was shown (or not asked about, when there was nothing to confirm):
+            # a state that changed meanwhile is stale (exit 5), never applied unconfirmed
+            expect = shown.digests
         try:
             result = apply(engine, desired, secrets, settings, lock_timeout=lock_timeout, expect=expect)
         except KeyProblems as e:
