@@ -228,6 +228,7 @@ def _insert_version(conn: Connection, ops: Sequence[InsertVersion], ctx: ApplyCo
     stored = _stored_keys(ctx.actual)
     rows = []
     for o in ops:
+        enc: Mapping[str, Any]
         if o.key_change is KeyChange.UNCHANGED and o.base_version_id in stored:
             # upstream-only change: the previous ciphertext is copied as is (spec §2.3)
             enc = stored[o.base_version_id]

@@ -324,14 +324,15 @@ class _Planner:
         for i, v in enumerate(d.variants):
             vid = d.variant_id(v)
             path = f"variants[{i}]"
-            av = actual_by_id.get(vid)
-            if av is None:
+            found = actual_by_id.get(vid)
+            if found is None:
                 if self._check(r, Change.VARIANT_SET, status, f"adding variant {v.label!r}", path):
                     r.ops.append(AddVariant(experiment_key=key, experiment_id=eid, variant_key=v.key, variant_id=vid,
                                             label=v.label, weight=v.weight))
                     r.ops.append(self._version(key, eid, v, vid, None))
                 effective[v.label] = self.now
                 continue
+            av = found
             if av.label != v.label and self._check(r, Change.VARIANT_LABEL, status, f"relabel {av.label!r} -> {v.label!r}",
                                                    f"{path}.label"):
                 r.ops.append(RelabelVariant(experiment_key=key, experiment_id=eid, variant_key=v.key, variant_id=vid,

@@ -35,14 +35,14 @@ def _custom(code: str, message: str) -> PydanticCustomError:
 class OpencodeSettings(BaseModel):
     model_config = _STRICT
     ai_sdk_provider: Literal["anthropic", "openai", "openai-compatible", "openrouter", "alibaba", "mistral"] = Field(
-        default=None  # type: ignore[assignment]
+        default=None  # type: ignore[arg-type]
     )
 
 
 class OpenclawSettings(BaseModel):
     model_config = _STRICT
     api_adapter: Literal["openai-completions", "openai-responses", "anthropic-messages"] = Field(
-        default=None  # type: ignore[assignment]
+        default=None  # type: ignore[arg-type]
     )
 
 
@@ -56,8 +56,8 @@ class Upstream(BaseModel):
     # an explicit ``null`` in YAML is refused as the wrong type instead of reaching the DB.
     opencode_settings: OpencodeSettings = Field(default=None)  # type: ignore[assignment]
     openclaw_settings: OpenclawSettings = Field(default=None)  # type: ignore[assignment]
-    extra_body: dict[str, Any] = Field(default=None)  # type: ignore[assignment]
-    remove_from_body: list[str] = Field(default=None)  # type: ignore[assignment]
+    extra_body: dict[str, Any] = Field(default=None)  # type: ignore[arg-type]
+    remove_from_body: list[str] = Field(default=None)  # type: ignore[arg-type]
     add_cache_breakpoints: bool = Field(default=None)  # type: ignore[assignment]
     inject_reasoning_into_content: bool = Field(default=None)  # type: ignore[assignment]
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from typing import Final, TypeAlias
+from typing import Any, Final, TypeAlias
 
 import yaml
 
@@ -95,13 +95,14 @@ def _child(path: str, key: str | int) -> str:
     return f"{path}.{key}" if path else key
 
 
-def _first_alias_mark(text: str, from_line: int) -> yaml.Mark | None:
+def _first_alias_mark(text: str, from_line: int) -> Any:
     """Position of the first alias at or after ``from_line`` (0-based). Only called on the
     refusal path: events are not expanded, so this is linear even for an alias bomb."""
     try:
         for event in yaml.parse(text, Loader=_LOADER):
-            if isinstance(event, yaml.AliasEvent) and event.start_mark.line >= from_line:
-                return event.start_mark
+            mark = event.start_mark
+            if isinstance(event, yaml.AliasEvent) and mark is not None and mark.line >= from_line:
+                return mark
     except yaml.YAMLError:
         return None
     return None
