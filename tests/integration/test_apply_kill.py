@@ -1,5 +1,6 @@
-"""A killed apply leaves the database fully before (spec §9): the apply is stopped by SIGKILL at
-its last statement, with everything else already written in its transaction."""
+"""A killed apply leaves the database fully before or fully after, and the cache converges on
+the next run (spec §9): SIGKILL at the last statement of the transaction, and after COMMIT
+before the Redis refresh."""
 
 from __future__ import annotations
 
@@ -8,11 +9,13 @@ import time
 from pathlib import Path
 
 import psycopg
+import redis
 import sqlalchemy as sa
 
+from expsync.cache.refresh import REFRESH_LOCK
 from tests.cli_helpers import run_cli
 from tests.integration.apply_support import Repo, cli_env, experiment, spawn, variant
-from tests.integration.gateway import dump_tables
+from tests.integration.gateway import BY_PUBLIC_ID, MEMBERSHIP, dump_tables, expected_membership
 
 SECRETS = {"KEY_A": "sk-a-0001", "KEY_B": "sk-b-0002"}
 
@@ -89,3 +92,44 @@ def test_sigkill_at_the_last_statement_leaves_the_database_as_before(tmp_path: P
     assert run_cli(["plan", "--detailed-exitcode", repo.path], env=env).code == 0
     with pg_engine.connect() as c:
         assert c.execute(sa.text("SELECT count(*) FROM model_experiment")).scalar_one() == 301
+
+
+def test_sigkill_after_commit_before_the_cache_refresh_converges_on_the_next_run(
+        tmp_path: Path, pg_engine: sa.Engine, redis_url: str, redis_prefix: str) -> None:
+    """Killed between COMMIT and the Redis refresh (held there by another refresh holding the
+    refresh lock): the database is fully after, the outbox remembers, the next plan finishes."""
+    env = cli_env(pg_engine, SECRETS, EXPSYNC_REDIS_URL=redis_url, EXPSYNC_REDIS_KEY_PREFIX=redis_prefix)
+    repo = Repo(tmp_path).put(experiment("one", "partner/one", "active",
+                                         [variant("a", "one-a", "env:KEY_A"), variant("b", "one-b", "env:KEY_A")]))
+    client = redis.Redis.from_url(redis_url)
+    client.set(redis_prefix + BY_PUBLIC_ID + "partner/one", "stale")
+    u = pg_engine.url
+    blocker = psycopg.connect(host=u.host, port=u.port, user=u.username, dbname=u.database, autocommit=True)
+    try:
+        blocker.execute("SELECT pg_advisory_lock(%s)", (REFRESH_LOCK,))
+        proc = spawn(["apply", "--yes", repo.path], env, tmp_path)
+        deadline = time.monotonic() + 60
+        while True:
+            with pg_engine.connect() as c:
+                waiting = c.execute(sa.text("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' "
+                                            "AND NOT granted")).scalar_one()
+            if waiting:
+                break
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        blocker.close()
+    with pg_engine.connect() as c:
+        assert c.execute(sa.text("SELECT status FROM model_experiment")).scalar_one() == "active"  # committed
+        assert c.execute(sa.text("SELECT count(*) FROM expsync_cache_outbox")).scalar_one() == 2
+    assert client.get(redis_prefix + BY_PUBLIC_ID + "partner/one") == b"stale"
+
+    r = run_cli(["plan", "--detailed-exitcode", repo.path], env=env)
+    assert r.code == 0 and "finished a pending cache refresh" in r.err, r.all
+    with pg_engine.connect() as c:
+        assert client.get(redis_prefix + MEMBERSHIP) == expected_membership(c) == b'["partner/one"]'
+        assert c.execute(sa.text("SELECT count(*) FROM expsync_cache_outbox")).scalar_one() == 0
+    assert client.keys("*") == [(redis_prefix + MEMBERSHIP).encode()]
