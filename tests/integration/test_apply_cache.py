@@ -6,16 +6,19 @@ from __future__ import annotations
 
 import json
 import socket
+import sqlite3
 import threading
 import time
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 import redis
 import sqlalchemy as sa
 
-from expsync.cache.refresh import drain
+from expsync.cache.refresh import REFRESH_LOCK, drain
+from expsync.errors import CachePending
 from tests.cli_helpers import run_cli
 from tests.integration.apply_support import Repo, cli_env, experiment, spawn, variant
 from tests.integration.gateway import BY_PUBLIC_ID, MEMBERSHIP, expected_membership
@@ -179,3 +182,27 @@ def waiting_on_advisory_lock(engine: sa.Engine) -> bool:
     with engine.connect() as c:
         return bool(c.execute(sa.text("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"))
                     .scalar_one())
+
+
+def test_refresh_lock_not_free_is_cache_pending(tmp_path: Path, db_engine: sa.Engine, redis_url: str,
+                                                 client: redis.Redis) -> None:
+    """A refresh that cannot take the refresh lock in time is 'cache pending' (exit 6), not an
+    unexpected error, and keeps the outbox (SQLite: another writer holds the database)."""
+    repo = Repo(tmp_path).put(experiment("one", "partner/one", "active", two("1")))
+    assert run_cli(["apply", "--yes", repo.path], env=cli_env(db_engine, SECRETS)).code == 0  # no Redis: pending
+    assert outbox(db_engine)
+    u = db_engine.url
+    if db_engine.dialect.name == "postgresql":
+        other = psycopg.connect(host=u.host, port=u.port, user=u.username, dbname=u.database, autocommit=True)
+        other.execute("SELECT pg_advisory_lock(%s)", (REFRESH_LOCK,))
+    else:
+        other = sqlite3.connect(u.database, isolation_level=None)
+        other.execute("BEGIN IMMEDIATE")
+    try:
+        with pytest.raises(CachePending, match="expsync cache sync"):
+            drain(db_engine, client, lock_timeout=0.2)
+    finally:
+        other.close()
+    assert outbox(db_engine) and client.keys("*") == []
+    drain(db_engine, client)
+    assert_converged(db_engine, client, "")

@@ -30,6 +30,7 @@ from typing import Any, Final
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import OperationalError
 
 from expsync.errors import CachePending
 from expsync.model import MEMBERSHIP_KEY, PER_ID_KEY_PREFIX, membership_key, per_id_key
@@ -85,15 +86,31 @@ def _write(client: Any, delete: list[str], member_key: str, value: str) -> None:
         raise CachePending(f"membership key {member_key} read back a different value; run `expsync cache sync`")
 
 
-def drain(engine: Engine, client: Any, *, prefix: str = "", full: bool = False) -> RefreshResult:
+def drain(engine: Engine, client: Any, *, prefix: str = "", full: bool = False,
+          lock_timeout: float = 30.0) -> RefreshResult:
     """Refresh Redis from the outbox (``full=True``: also every routing public id - cache sync).
 
-    Raises :class:`CachePending` (exit 6) when Redis cannot be written; the outbox stays.
+    Raises :class:`CachePending` (exit 6) when Redis cannot be written, or when the refresh
+    lock is not free within ``lock_timeout`` seconds; the outbox stays either way.
     """
-    with begin(engine, immediate=True) as conn:
+    try:
+        return _drain(engine, client, prefix, full, lock_timeout)
+    except OperationalError as e:
+        if getattr(e.orig, "sqlstate", None) != "55P03" and "database is locked" not in str(e.orig):
+            raise
+        raise CachePending(
+            f"the cache refresh lock was not free within {lock_timeout:g}s (another expsync run holds it); "
+            "run `expsync cache sync` (any later expsync run also finishes it)"
+        ) from None
+
+
+def _drain(engine: Engine, client: Any, prefix: str, full: bool, lock_timeout: float) -> RefreshResult:
+    with begin(engine, immediate=True, lock_timeout=lock_timeout) as conn:
         if conn.dialect.name == "postgresql":
             # held until the outbox rows are deleted: refreshes must not interleave (module doc)
+            conn.execute(sa.text(f"SET LOCAL lock_timeout = '{max(1, int(lock_timeout * 1000))}ms'"))
             conn.execute(sa.select(sa.func.pg_advisory_xact_lock(REFRESH_LOCK)))
+            conn.execute(sa.text("SET LOCAL lock_timeout = 0"))
         rows = conn.execute(sa.select(cache_outbox.c.id, cache_outbox.c.cache_key)).all()
         value = membership_value(conn)
         routing = json.loads(value) if full else []
