@@ -225,7 +225,7 @@ def drain_leftover(engine: Engine, settings: Settings) -> None:
 
     try:
         with engine.connect() as conn:
-            pending = conn.execute(sa.text("SELECT count(*) FROM expsync_cache_outbox")).scalar_one()
+            pending: int = conn.execute(sa.text("SELECT count(*) FROM expsync_cache_outbox")).scalar_one()
         if pending:
             drain(engine, connect(settings.redis_url), prefix=settings.redis_prefix)
             click.echo(f"finished a pending cache refresh ({pending} key(s) from an earlier run)", err=True)

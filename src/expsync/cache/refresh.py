@@ -24,7 +24,7 @@ A failure at any step leaves the outbox rows in place, so the next expsync run (
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -50,7 +50,7 @@ class RefreshResult:
 
 def membership_value(conn: Connection) -> str:
     """The gateway's formula: sorted distinct routing public ids as compact JSON (spec §2.4)."""
-    ids = conn.execute(
+    ids: Sequence[str] = conn.execute(
         sa.select(experiment.c.public_model_id).distinct().where(experiment.c.status.in_(ROUTING_STATUS_VALUES))
     ).scalars().all()
     return json.dumps(sorted(ids), separators=(",", ":"), ensure_ascii=False)
@@ -117,7 +117,7 @@ def _drain(engine: Engine, client: Any, prefix: str, full: bool, lock_timeout: f
         if not rows and not full:
             return RefreshResult((), value, 0)
         mkey = membership_key(prefix)
-        keys = {k for _, k in rows if k != mkey and not k.endswith(MEMBERSHIP_KEY)}
+        keys = {str(k) for _, k in rows if k != mkey and not str(k).endswith(MEMBERSHIP_KEY)}
         keys |= {per_id_key(pid, prefix) for pid in routing}
         delete = sorted(keys)
         try:
