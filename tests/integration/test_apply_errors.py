@@ -225,3 +225,18 @@ def test_missing_or_bad_byok_key_is_exit_3_before_any_write(tmp_path: Path, pg_e
     assert r.code == 3 and "openssl rand -base64 32" in r.err and "Traceback" not in r.all, r.all
     assert bad not in r.all
     assert snapshot(pg_engine) == before
+
+
+def test_stored_keys_under_another_byok_key_are_exit_3(tmp_path: Path, pg_engine: sa.Engine) -> None:
+    """Comparing keys needs decrypting the current versions: with a valid but different
+    BYOK_ENCRYPTION_KEY that is E407, invalid input, and nothing is written."""
+    repo = Repo(tmp_path).put(experiment("foo", "partner/foo", "active", two("foo")))
+    assert run_cli(["apply", "--yes", repo.path], env=cli_env(pg_engine, SECRETS)).code == 0
+    doc = repo.edit("foo")
+    doc["variants"][0]["upstream"]["internal_id"] = "m-foo-a-v2"
+    repo.put(doc)
+    before = snapshot(pg_engine)
+    other_key = "CAgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAg="  # 32 bytes of 0x08
+    r = run_cli(["apply", "--yes", repo.path], env=cli_env(pg_engine, SECRETS, BYOK_ENCRYPTION_KEY=other_key))
+    assert r.code == 3 and "E407" in r.err and "Traceback" not in r.all, r.all
+    assert snapshot(pg_engine) == before

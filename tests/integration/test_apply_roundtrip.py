@@ -142,4 +142,23 @@ def test_every_kind_of_edit_round_trips(db_engine: sa.Engine, corpus_repo: Repo)
         assert conn.execute(sa.text("SELECT status, is_archived FROM model_experiment WHERE public_model_id = "
                                     "'partner/gen-active-two'")).one() == ("completed", True)
 
+    # one plan, order-sensitive (spec §5.5): complete foo before its successor activates on the
+    # same public id; unarchive a paused + archived experiment before re-activating it
+    three = corpus_repo.edit("gen-active-three")
+    three["status"], three["archived"] = "paused", True
+    corpus_repo.put(three)
+    apply_then_no_changes(corpus_repo, env)
+    three["status"], three["archived"] = "active", False
+    foo = corpus_repo.edit("foo-rc-bakeoff")
+    foo["status"] = "completed"
+    successor = corpus_repo.edit("foo-rc-bakeoff")
+    successor["key"], successor["name"] = "foo-rc-bakeoff-2", "Foo RC2 vs RC3"
+    successor["variants"][0]["upstream"]["internal_id"] = "foo-rc3"
+    corpus_repo.put(three, foo, successor)
+    apply_then_no_changes(corpus_repo, env)
+    with db_engine.connect() as conn:
+        assert sorted(conn.execute(sa.text("SELECT name, status FROM model_experiment WHERE public_model_id = "
+                                           "'partner/preview-foo'")).all()) == [
+            ("Foo RC1 vs RC2", "completed"), ("Foo RC2 vs RC3", "active")]
+
     assert_gateway_routes(db_engine, corpus_repo, secrets)
