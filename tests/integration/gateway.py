@@ -95,3 +95,7 @@ def dump_text(conn: sa.Connection) -> str:
     """Every cell of every table as text, for 'this value appears nowhere' scans."""
     return repr(dump_tables(conn)) + "\n" + json.dumps(
         {t: [[str(c) for c in row] for row in rows] for t, rows in dump_tables(conn).items()}, ensure_ascii=False)
+
+
+#: pg_locks filter: advisory locks are per database, and other tests run in other databases
+THIS_DB = "database = (SELECT oid FROM pg_database WHERE datname = current_database())"

@@ -21,7 +21,7 @@ from expsync.cache.refresh import REFRESH_LOCK, drain
 from expsync.errors import CachePending
 from tests.cli_helpers import run_cli
 from tests.integration.apply_support import Repo, cli_env, experiment, spawn, variant
-from tests.integration.gateway import BY_PUBLIC_ID, MEMBERSHIP, expected_membership
+from tests.integration.gateway import BY_PUBLIC_ID, MEMBERSHIP, THIS_DB, expected_membership
 
 SECRETS = {"KEY_A": "sk-a-0001"}
 
@@ -180,7 +180,8 @@ def test_a_slow_refresh_cannot_overwrite_a_newer_one(tmp_path: Path, pg_engine: 
 
 def waiting_on_advisory_lock(engine: sa.Engine) -> bool:
     with engine.connect() as c:
-        return bool(c.execute(sa.text("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"))
+        return bool(c.execute(sa.text("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted "
+                                      f"AND {THIS_DB}"))
                     .scalar_one())
 
 

@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from expsync.apply.run import APPLY_LOCK
 from tests.cli_helpers import run_cli
 from tests.integration.apply_support import Repo, cli_env, experiment, spawn, variant
-from tests.integration.gateway import dump_tables
+from tests.integration.gateway import THIS_DB, dump_tables
 
 SECRETS = {"KEY_A": "sk-a-0001"}
 
@@ -43,7 +43,7 @@ def holder(pg_engine: sa.Engine) -> Iterator[psycopg.Connection]:
 def waiting_for_apply_lock(engine: sa.Engine) -> int:
     with engine.connect() as c:
         return c.execute(sa.text(
-            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted "
+            f"SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted AND {THIS_DB} "
             "AND ((classid::bigint << 32) | objid::bigint) = :k"), {"k": APPLY_LOCK}).scalar_one()
 
 

@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from expsync.cache.refresh import REFRESH_LOCK
 from tests.cli_helpers import run_cli
 from tests.integration.apply_support import Repo, cli_env, experiment, spawn, variant
-from tests.integration.gateway import BY_PUBLIC_ID, MEMBERSHIP, dump_tables, expected_membership
+from tests.integration.gateway import BY_PUBLIC_ID, MEMBERSHIP, THIS_DB, dump_tables, expected_membership
 
 SECRETS = {"KEY_A": "sk-a-0001", "KEY_B": "sk-b-0002"}
 
@@ -112,7 +112,7 @@ def test_sigkill_after_commit_before_the_cache_refresh_converges_on_the_next_run
         while True:
             with pg_engine.connect() as c:
                 waiting = c.execute(sa.text("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' "
-                                            "AND NOT granted")).scalar_one()
+                                            f"AND NOT granted AND {THIS_DB}")).scalar_one()
             if waiting:
                 break
             assert proc.poll() is None, proc.communicate()
