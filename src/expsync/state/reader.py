@@ -126,7 +126,7 @@ def read_actual(
     ver_rows = conn.execute(sa.select(*_VERSION_COLUMNS).where(version.c.id.in_(picked))).all()
 
     managed_rows = conn.execute(sa.select(*_MANAGED_COLUMNS)).all()
-    outbox_keys = conn.execute(
+    outbox_keys: Sequence[str] = conn.execute(
         sa.select(cache_outbox.c.cache_key).distinct().order_by(cache_outbox.c.cache_key)
     ).scalars().all()
 
