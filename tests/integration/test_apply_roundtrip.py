@@ -162,3 +162,23 @@ def test_every_kind_of_edit_round_trips(db_engine: sa.Engine, corpus_repo: Repo)
             ("Foo RC1 vs RC2", "completed"), ("Foo RC2 vs RC3", "active")]
 
     assert_gateway_routes(db_engine, corpus_repo, secrets)
+
+
+def test_swapping_two_labels_round_trips(db_engine: sa.Engine, tmp_path: Path) -> None:
+    """(experiment_id, label) is unique at every statement; a swap must not trip over it."""
+    from tests.integration.apply_support import experiment, variant
+
+    repo = Repo(tmp_path)
+    secrets = {"K": "sk-swap-000111"}
+    env = cli_env(db_engine, secrets)
+    doc = experiment("swap", "partner/swap", "active", [
+        variant("left", upstream("m1"), "env:K", key="a"), variant("right", upstream("m2"), "env:K", key="b")])
+    repo.put(doc)
+    apply_then_no_changes(repo, env)
+    doc = repo.edit("swap")
+    doc["variants"][0]["label"], doc["variants"][1]["label"] = "right", "left"
+    repo.put(doc)
+    apply_then_no_changes(repo, env)
+    with db_engine.connect() as conn:
+        labels = conn.execute(sa.text("SELECT label FROM model_experiment_variant")).scalars().all()
+    assert sorted(labels) == ["left", "right"]
