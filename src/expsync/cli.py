@@ -45,12 +45,13 @@ def _in_github() -> bool:
 
 
 def emit_diagnostics(diags: Sequence[Diagnostic], *, err: bool = True) -> None:
-    """Print diagnostics (to stderr by default) and, in GitHub Actions, annotations on stdout."""
+    """Print diagnostics (to stderr by default) and, in GitHub Actions, workflow annotations
+    (on stderr too: stdout carries only the requested output, e.g. JSON)."""
     if not diags:
         return
     click.echo(render_diags.render_text(diags), err=err)
     if _in_github():
-        click.echo(render_diags.github_annotations(diags))
+        click.echo(render_diags.github_annotations(diags), err=True)
 
 
 def paths_argument(f: F) -> F:
@@ -104,7 +105,7 @@ def validate(paths: tuple[str, ...], max_file_size: int, fmt: str) -> None:
     if fmt == "json":
         click.echo(render_diags.render_validate_json(diags, files=len(files), experiments=len(desired.experiments)))
         if _in_github():
-            click.echo(render_diags.github_annotations(diags))
+            click.echo(render_diags.github_annotations(diags), err=True)
     else:
         emit_diagnostics(diags)
         if not has_errors(diags):
@@ -144,7 +145,9 @@ def resolve_or_exit(desired: DesiredState, settings: Settings, redactor: Redacto
     if _in_github():
         # before anything else is printed, so the runner masks the values in the whole log
         for line in redactor.github_mask_lines():
-            click.echo(line)
+            # stderr: the runner reads workflow commands from both streams, and stdout stays
+            # the plan alone (a markdown comment or JSON document must never carry a value)
+            click.echo(line, err=True)
     if has_errors(diags):
         emit_diagnostics(diags)
         click.echo(render_diags.summary_line(diags), err=True)
@@ -208,7 +211,7 @@ def plan_cmd(paths: tuple[str, ...], max_file_size: int, fmt: str, out_file: str
     plan = computed.plan
     click.echo(red.redact(render_plan(plan, fmt, color=use_color() and fmt == "text")))
     if _in_github():
-        click.echo(render_diags.github_annotations(plan.diagnostics))
+        click.echo(render_diags.github_annotations(plan.diagnostics), err=True)
         write_github_outputs(plan, red)
     if out_file:
         Path(out_file).write_text(red.redact(render_plan(plan, "json")) + "\n", encoding="utf-8")
@@ -296,7 +299,7 @@ def apply_cmd(paths: tuple[str, ...], max_file_size: int, plan_file: str | None,
         except Refused as e:
             click.echo(red.redact(render_plan(e.plan, "text", color=use_color())))
             if _in_github():
-                click.echo(render_diags.github_annotations(e.plan.diagnostics))
+                click.echo(render_diags.github_annotations(e.plan.diagnostics), err=True)
             sys.exit(EXIT_REFUSED)
         plan = result.plan
         if not plan.has_changes:

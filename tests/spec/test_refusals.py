@@ -226,4 +226,4 @@ def test_all_problems_reported_in_one_run_sorted(tmp_path: Path) -> None:
 def test_github_annotations(tmp_path: Path) -> None:
     f = write(tmp_path, GOOD.replace("weight: 1", "weight: 0", 1))
     r = run_cli(["validate", str(f)], env={"GITHUB_ACTIONS": "true"})
-    assert f"::error file={f},line=7,col=13,title=E209::" in r.out
+    assert f"::error file={f},line=7,col=13,title=E209::" in r.err
