@@ -369,3 +369,11 @@ def test_planner_imports_no_io_libraries():
             "print(bad); sys.exit(1 if bad else 0)")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_removing_an_id_pin_does_not_duplicate_the_experiment():
+    pinned = dexp("pinned", status=A, id=__import__("uuid").UUID("11111111-2222-3333-4444-555555555555"))
+    a = actual(actual_of(pinned), managed=(pinned,))
+    p = run(desired(dataclasses.replace(pinned, id=None)), a)
+    assert codes(p) == ["E503"] and p.ops == ()
+    assert "11111111-2222-3333-4444-555555555555" in p.diagnostics[0].hint

@@ -212,6 +212,15 @@ class _Planner:
 
     def _create(self, p: Pair, d: DesiredExperiment) -> _Result:
         r = _Result(p, d.resolved_id, d.public_model_id, status_after=d.status, archived_after=d.archived)
+        if p.managed is not None and p.managed.experiment_id in self.actual.experiments:
+            # the key already manages a row that still exists under another id (an id: pin
+            # was removed or changed): creating would duplicate it and orphan the original
+            r.refuse("E503", f"key {p.key!r} manages experiment {p.managed.experiment_id}, but the YAML now "
+                     f"points at {d.resolved_id}", "id" if d.id else "key",
+                     hint=f"restore `id: {p.managed.experiment_id}` in the YAML")
+            r.status_after = self.actual.experiments[p.managed.experiment_id].status
+            r.experiment_id = p.managed.experiment_id
+            return r
         if p.managed is not None:
             r.drift.append(DriftItem(p.key, "(row)", "exists", "deleted outside git", False, True))
             r.diags.append(
