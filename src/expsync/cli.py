@@ -26,7 +26,7 @@ from expsync import __version__
 from expsync.diagnostics import Diagnostic, has_errors
 from expsync.model import DesiredState, Secret, SecretRef
 from expsync.pipeline import Settings, check_initialized, compute_plan
-from expsync.plan import Digests, Plan
+from expsync.plan import Digests, Plan, keys_matter
 from expsync.secrets import Redactor, resolve_all, uses_in
 from expsync.state.db import begin, database_url, engine_from_environ, init_db, make_engine
 from expsync.errors import CachePending, ExpsyncError
@@ -141,7 +141,8 @@ def load_or_exit(paths: Sequence[str], max_file_size: int) -> DesiredState:
 
 
 def resolve_or_exit(desired: DesiredState, settings: Settings, redactor: Redactor) -> dict[SecretRef, Secret]:
-    secrets, diags = resolve_all(uses_in(desired), environ=settings.environ, cwd=settings.cwd, redactor=redactor)
+    uses = [u for u in uses_in(desired) if keys_matter(desired.experiments[u.experiment])]
+    secrets, diags = resolve_all(uses, environ=settings.environ, cwd=settings.cwd, redactor=redactor)
     if _in_github():
         # before anything else is printed, so the runner masks the values in the whole log
         for line in redactor.github_mask_lines():

@@ -182,3 +182,22 @@ def test_swapping_two_labels_round_trips(db_engine: sa.Engine, tmp_path: Path) -
     with db_engine.connect() as conn:
         labels = conn.execute(sa.text("SELECT label FROM model_experiment_variant")).scalars().all()
     assert sorted(labels) == ["left", "right"]
+
+
+def test_completed_experiment_needs_no_live_secret(db_engine: sa.Engine, tmp_path: Path) -> None:
+    """Once completed, a partner key that is rotated or deleted must not block later plans."""
+    from tests.integration.apply_support import experiment, variant
+
+    repo = Repo(tmp_path)
+    env = cli_env(db_engine, {"K": "sk-done-000111"})
+    doc = experiment("done", "partner/done", "active", [variant("a", upstream("m1"), "env:K"),
+                                                         variant("b", upstream("m2"), "env:K")])
+    repo.put(doc)
+    apply_then_no_changes(repo, env)
+    doc = repo.edit("done")
+    doc["status"], doc["archived"] = "completed", True
+    repo.put(doc)
+    apply_then_no_changes(repo, env)
+    for secrets in ({"K": "sk-done-ROTATED-9"}, {}):
+        r = run_cli(["plan", "--detailed-exitcode", repo.path], env=cli_env(db_engine, secrets))
+        assert r.code == 0 and "No changes" in r.out, r.all

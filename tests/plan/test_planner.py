@@ -377,3 +377,12 @@ def test_removing_an_id_pin_does_not_duplicate_the_experiment():
     p = run(desired(dataclasses.replace(pinned, id=None)), a)
     assert codes(p) == ["E503"] and p.ops == ()
     assert "11111111-2222-3333-4444-555555555555" in p.diagnostics[0].hint
+
+
+def test_completed_experiment_ignores_key_rotation():
+    from expsync.plan import keys_matter
+
+    base = dexp(status=C, archived=True)
+    p = run(desired(base), applied(base), key_changes={("exp", "a"): KeyChange.ROTATED})
+    assert p.ops == () and not p.refused
+    assert not keys_matter(base) and all(keys_matter(dexp(status=s)) for s in (D, A, P))

@@ -96,6 +96,13 @@ def pair(desired: DesiredState, actual: ActualState) -> tuple[Pair, ...]:
     return tuple(sorted(out, key=lambda p: p.key))
 
 
+def keys_matter(d: DesiredExperiment) -> bool:
+    """Whether ``d``'s api keys are resolved and compared at all. Not for an experiment that
+    is (or is being) completed: it can never take a new version, so a rotated or deleted
+    partner key must not block every later plan. Derived from the edit table."""
+    return machine.may(Change.NEW_VERSION, d.status)
+
+
 def last_applied_of(d: DesiredExperiment) -> JsonObject:
     """What expsync records as applied for ``d``: references only, never secret values."""
     return {
@@ -358,6 +365,8 @@ class _Planner:
                     effective[v.label] = self.now
                 continue
             kc = self.key_changes.get((key, v.key), KeyChange.UNKNOWN)
+            if not keys_matter(d):
+                kc = KeyChange.UNCHANGED  # its secret is not even resolved (see keys_matter)
             if av.pending is not None:
                 r.diags.append(Diagnostic.make(
                     "W502", f"variant {v.label!r} has a version effective at {av.pending.effective_at.isoformat()} "
