@@ -386,3 +386,19 @@ def test_completed_experiment_ignores_key_rotation():
     p = run(desired(base), applied(base), key_changes={("exp", "a"): KeyChange.ROTATED})
     assert p.ops == () and not p.refused
     assert not keys_matter(base) and all(keys_matter(dexp(status=s)) for s in (D, A, P))
+
+
+def test_variant_changes_outside_git_are_drift():
+    base = dexp(status=A)
+    a = actual_of(base)
+    v0 = a.variants[0]
+    hotfix = dataclasses.replace(v0.current, id=__import__("uuid").uuid4(), upstream={**UP, "internal_id": "m-hotfix"})
+    a = dataclasses.replace(a, variants=(dataclasses.replace(v0, label="renamed-in-ui", current=hotfix),) + a.variants[1:])
+    p = run(desired(base), actual(a, managed=(base,)))
+    key = next(v.key for v in base.variants if base.variant_id(v) == v0.id)
+    paths = {d.path: d for d in p.drift}
+    assert set(paths) == {f"variants.{key}.label", f"variants.{key}.upstream"}
+    assert all(d.reverted and not d.protective for d in p.drift)
+    warnings = [d for d in p.diagnostics if d.code == "W501"]
+    assert len(warnings) == 2 and all(w.source is not None for w in warnings)
+    assert {type(o).__name__ for o in p.ops} >= {"RelabelVariant", "InsertVersion"}

@@ -126,15 +126,43 @@ def last_applied_of(d: DesiredExperiment) -> JsonObject:
     }
 
 
-def _actual_view(a: ActualExperiment) -> dict[str, JsonValue]:
-    """The same shape as :func:`last_applied_of`, keyed by variant id, for drift comparison."""
-    return {
-        "public_model_id": a.public_model_id,
-        "name": a.name,
-        "description": a.description,
-        "status": a.status.value,
-        "archived": a.is_archived,
-    }
+_DRIFT_FIELDS = ("public_model_id", "name", "description", "status", "archived")
+
+
+def _drift_views(
+    last: JsonObject, a: ActualExperiment, d: DesiredExperiment
+) -> tuple[dict[str, JsonValue], dict[str, JsonValue], dict[str, JsonValue], dict[str, str]]:
+    """Flat ``path -> value`` views of the last applied record, the database and git, with
+    variants matched by id (``variants.<key>.label`` ...), plus path -> YAML source path."""
+    last_view: dict[str, JsonValue] = {f: last.get(f) for f in _DRIFT_FIELDS}
+    now_view: dict[str, JsonValue] = {"public_model_id": a.public_model_id, "name": a.name,
+                                      "description": a.description, "status": a.status.value,
+                                      "archived": a.is_archived}
+    want: dict[str, JsonValue] = {"public_model_id": d.public_model_id, "name": d.name,
+                                  "description": d.description, "status": d.status.value, "archived": d.archived}
+    where: dict[str, str] = {}
+    actual_by_id = {str(v.id): v for v in a.variants}
+    desired_by_id = {str(d.variant_id(v)): (i, v) for i, v in enumerate(d.variants)}
+    raw_variants = last.get("variants")
+    for lv in raw_variants if isinstance(raw_variants, list) else []:
+        if not isinstance(lv, dict):
+            continue
+        vid, vkey = str(lv.get("id")), str(lv.get("key"))
+        prefix = f"variants.{vkey}"
+        av = actual_by_id.get(vid)
+        latest = (av.pending or av.current) if av else None
+        dv = desired_by_id.get(vid)
+        for fld in ("label", "weight", "upstream"):
+            path = f"{prefix}.{fld}"
+            last_view[path] = lv.get(fld)
+            if av is not None:
+                now_view[path] = av.label if fld == "label" else av.weight if fld == "weight" else (
+                    latest.upstream if latest else None)
+            if dv is not None:
+                i, v = dv
+                want[path] = v.label if fld == "label" else v.weight if fld == "weight" else v.upstream
+                where[path] = f"variants[{i}].{fld}"
+    return last_view, now_view, want, where
 
 
 #: status moves that make routing safer; done outside git they are never silently undone
@@ -399,34 +427,35 @@ class _Planner:
             r.activation_source = d.source("status")
 
     def _drift(self, r: _Result, d: DesiredExperiment, a: ActualExperiment, m: ManagedRecord | None) -> set[object]:
-        """Record drift; refuse protective drift that git has not acknowledged. Returns the
-        fields (``Status`` value or ``"archived"``) whose change must not be planned."""
+        """Record drift (database vs what expsync last applied) for experiment fields and, by
+        variant id, each variant's label, weight and upstream. Refuse protective drift that git
+        has not acknowledged; warn (W501) where git did not change the field, so the plan
+        reverts it. Returns the fields (``Status`` value or ``"archived"``) not to plan."""
         blocked: set[object] = set()
         if m is None:
             return blocked
-        last = m.last_applied
-        now_view = _actual_view(a)
-        want = {"public_model_id": d.public_model_id, "name": d.name, "description": d.description,
-                "status": d.status.value, "archived": d.archived}
-        for fname, actual_value in now_view.items():
-            last_value = last.get(fname)
+        last, now_view, want, where = _drift_views(m.last_applied, a, d)
+        for path in sorted(set(last) | set(now_view)):
+            last_value, actual_value = last.get(path), now_view.get(path)
             if last_value == actual_value:
                 continue
-            protective = (fname == "status" and (last_value, actual_value) in PROTECTIVE) or (
-                fname == "archived" and actual_value is True)
-            unacknowledged = want[fname] == last_value
+            protective = (path == "status" and (last_value, actual_value) in PROTECTIVE) or (
+                path == "archived" and actual_value is True)
+            unacknowledged = want.get(path) == last_value
             refused = protective and unacknowledged
-            r.drift.append(DriftItem(r.p.key, fname, last_value, actual_value, protective,
-                                     reverted=want[fname] != actual_value and not refused))
+            r.drift.append(DriftItem(r.p.key, path, last_value, actual_value, protective,
+                                     reverted=want.get(path) != actual_value and not refused))
             if refused:
-                blocked.add(d.status if fname == "status" else "archived")
-                r.refuse("E501", f"{fname} was changed to {actual_value!r} outside git (last applied: {last_value!r}); "
-                         "expsync will not undo a protective change", fname,
-                         hint=f"set {fname}: {str(actual_value).lower()} in the YAML to acknowledge it")
-            elif want[fname] != actual_value and want[fname] == last_value:
-                r.diags.append(Diagnostic.make("W501", f"{fname} was changed to {actual_value!r} outside git; "
-                                               f"the plan reverts it to {want[fname]!r}", d.source(fname),
-                                               path=fname, experiment=r.p.key))
+                blocked.add(d.status if path == "status" else "archived")
+                r.refuse("E501", f"{path} was changed to {actual_value!r} outside git (last applied: {last_value!r}); "
+                         "expsync will not undo a protective change", path,
+                         hint=f"set {path}: {str(actual_value).lower()} in the YAML to acknowledge it")
+            elif want.get(path) != actual_value and unacknowledged:
+                shown = "absent" if actual_value is None else repr(actual_value)
+                back = "what git says" if isinstance(want.get(path), dict) else repr(want.get(path))
+                r.diags.append(Diagnostic.make("W501", f"{path} was changed to {shown} outside git; the plan reverts "
+                                               f"it to {back}", d.source(where.get(path, path)),
+                                               path=where.get(path, path), experiment=r.p.key))
         return blocked
 
     def _removed(self, p: Pair) -> _Result:
