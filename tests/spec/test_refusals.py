@@ -227,3 +227,15 @@ def test_github_annotations(tmp_path: Path) -> None:
     f = write(tmp_path, GOOD.replace("weight: 1", "weight: 0", 1))
     r = run_cli(["validate", str(f)], env={"GITHUB_ACTIONS": "true"})
     assert f"::error file={f},line=7,col=13,title=E209::" in r.err
+
+
+def test_weight_must_fit_the_integer_column(tmp_path: Path) -> None:
+    _, out = validate_json(write(tmp_path, GOOD.replace("weight: 1", "weight: 9999999999", 1)))
+    d = only(out["diagnostics"], "E209")
+    assert (d["line"], d["col"]) == (7, 13)
+
+
+def test_nul_characters_are_refused(tmp_path: Path) -> None:
+    _, out = validate_json(write(tmp_path, GOOD.replace("name: Foo", 'name: "a\\0b"')))
+    d = only(out["diagnostics"], "E113")
+    assert (d["line"], d["col"], d["path"]) == (3, 7, "name")

@@ -24,7 +24,7 @@ from typing import Any, Final
 import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
+from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, OperationalError
 
 from expsync.apply.execute import ApplyContext, OpResult, execute
 from expsync.cache.refresh import enqueue
@@ -190,6 +190,9 @@ def apply(
                     outcome="applied" if plan.has_changes else "no_changes", statements=statements + 1))
         except IntegrityError as e:
             raise _friendly(e, plan) from None
+        except DataError as e:
+            raise InvalidInput(f"the database refused a value ({type(e.orig).__name__}: "
+                               f"{str(e.orig).splitlines()[0] if str(e.orig) else 'invalid data'}); nothing was applied") from None
         except OperationalError as e:
             text = str(e.orig).lower()
             if "database is locked" in text or getattr(e.orig, "sqlstate", None) == "55P03":

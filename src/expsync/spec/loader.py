@@ -48,10 +48,11 @@ _TYPE_CODES: Final = {
 _FIELD_CODES: Final = {
     ("key", "string_pattern_mismatch"): "E115",
     ("weight", "greater_than_equal"): "E209",
+    ("weight", "less_than_equal"): "E209",
 }
 _MESSAGES: Final = {
     "E115": "key must match [a-z0-9][a-z0-9._-]{0,99}",
-    "E209": "weight must be a positive integer",
+    "E209": "weight must be a positive integer below 2^31",
 }
 
 

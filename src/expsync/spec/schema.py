@@ -75,7 +75,7 @@ class Variant(BaseModel):
     key: Annotated[str | None, Field(pattern=KEY_PATTERN, description="stable identity; defaults to the label")] = None
     id: Annotated[uuid.UUID | None, Field(strict=False, description="pinned database id (adoption)")] = None
     label: Annotated[str, Field(min_length=1, max_length=64)]
-    weight: Annotated[int, Field(ge=1, description="positive integer; share = weight / sum(weights)")]
+    weight: Annotated[int, Field(ge=1, le=2_147_483_647, description="positive integer (fits the integer column); share = weight / sum(weights)")]
     upstream: Upstream
     api_key: Annotated[
         str, Field(description="secret reference, never a literal key", json_schema_extra={"pattern": SECRET_REF_PATTERN})

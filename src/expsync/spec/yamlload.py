@@ -148,6 +148,8 @@ class _Builder:
         if tag not in _ALLOWED_SCALAR_TAGS:
             raise self.refuse("E105", f"tag {tag!r} is not allowed", node, path)
         if tag == _STR or tag == _TIMESTAMP:
+            if "\x00" in node.value:  # an escaped "\0": Postgres text cannot store it
+                raise self.refuse("E113", "NUL characters are not allowed in values", node, path)
             # a date-looking value (2024-01-01) stays the text the user wrote
             return str(node.value)
         try:
