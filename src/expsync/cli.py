@@ -117,6 +117,10 @@ def validate(paths: tuple[str, ...], max_file_size: int, fmt: str) -> None:
 
 def settings_from_env() -> Settings:
     env = dict(os.environ)
+    if env.get("EXPSYNC_REDIS_URL"):
+        from expsync.cache.refresh import check_url
+
+        check_url(env["EXPSYNC_REDIS_URL"])  # ConfigError (exit 3) before anything is written
     return Settings(
         environ=env,
         cwd=Path.cwd(),
@@ -233,7 +237,7 @@ def drain_leftover(engine: Engine, settings: Settings) -> None:
         if pending:
             drain(engine, connect(settings.redis_url), prefix=settings.redis_prefix)
             click.echo(f"finished a pending cache refresh ({pending} key(s) from an earlier run)", err=True)
-    except CachePending as e:
+    except ExpsyncError as e:  # Redis down or unreachable: the command goes on, the outbox stays
         click.echo(f"warning: {e}", err=True)
     except sa.exc.SQLAlchemyError:
         pass  # uninitialised database: the command itself reports it

@@ -240,3 +240,19 @@ def test_stored_keys_under_another_byok_key_are_exit_3(tmp_path: Path, pg_engine
     r = run_cli(["apply", "--yes", repo.path], env=cli_env(pg_engine, SECRETS, BYOK_ENCRYPTION_KEY=other_key))
     assert r.code == 3 and "E407" in r.err and "Traceback" not in r.all, r.all
     assert snapshot(pg_engine) == before
+
+
+def test_malformed_redis_url_is_invalid_input_before_anything_is_written(tmp_path, pg_engine) -> None:  # type: ignore[no-untyped-def]
+    from tests.integration.apply_support import Repo, cli_env, experiment, upstream, variant
+    from tests.integration.gateway import dump_tables
+
+    repo = Repo(tmp_path)
+    repo.put(experiment("x", "partner/x", "draft", [variant("a", upstream("m"), "env:K")]))
+    with pg_engine.connect() as c:
+        before = dump_tables(c)
+    for url in ("foo://x", "redis://:pw@[broken"):
+        for args in (["apply", "--yes", repo.path], ["plan", repo.path]):
+            r = run_cli(args, env={**cli_env(pg_engine, {"K": "sk-x-000111"}), "EXPSYNC_REDIS_URL": url})
+            assert r.code == 3 and "EXPSYNC_REDIS_URL" in r.err and "Traceback" not in r.all, r.all
+    with pg_engine.connect() as c:
+        assert dump_tables(c) == before

@@ -32,7 +32,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import OperationalError
 
-from expsync.errors import CachePending
+from expsync.errors import CachePending, ConfigError
 from expsync.model import MEMBERSHIP_KEY, PER_ID_KEY_PREFIX, membership_key, per_id_key
 from expsync.state.db import begin
 from expsync.state.tables import ROUTING_STATUS_VALUES, cache_outbox, experiment
@@ -64,14 +64,37 @@ def enqueue(conn: Connection, keys: Iterable[str]) -> int:
     return len(rows)
 
 
+REDIS_SCHEMES: Final = ("redis://", "rediss://", "unix://", "redis+cluster://", "rediss+cluster://")
+
+
+def check_url(url: str) -> None:
+    """Refuse a malformed ``EXPSYNC_REDIS_URL`` up front (exit 3), before anything is written:
+    discovering it after the database commit would leave a refresh nobody can finish."""
+    if not url.startswith(REDIS_SCHEMES):
+        raise ConfigError("EXPSYNC_REDIS_URL must start with " + ", ".join(REDIS_SCHEMES))
+    from redis.connection import parse_url
+
+    try:
+        parse_url(url.replace("+cluster", "", 1))
+    except (ValueError, TypeError) as e:
+        raise ConfigError(f"EXPSYNC_REDIS_URL is not a valid Redis URL ({type(e).__name__})") from None
+
+
 def connect(url: str) -> Any:
-    """A Redis client for ``url``; ``redis+cluster://`` / ``rediss+cluster://`` mean Redis Cluster."""
+    """A Redis client for ``url``; ``redis+cluster://`` / ``rediss+cluster://`` mean Redis Cluster.
+
+    Raises :class:`ConfigError` for a malformed URL and :class:`CachePending` when a cluster
+    client cannot reach any node (it discovers the slots on creation)."""
     import redis
 
+    check_url(url)
     if url.startswith(("redis+cluster://", "rediss+cluster://")):
         from redis.cluster import RedisCluster
 
-        return RedisCluster.from_url(url.replace("+cluster", "", 1), socket_timeout=5, socket_connect_timeout=5)
+        try:
+            return RedisCluster.from_url(url.replace("+cluster", "", 1), socket_timeout=5, socket_connect_timeout=5)
+        except Exception as e:  # any failure to reach the cluster: the refresh stays pending
+            raise CachePending(f"Redis Cluster unreachable ({type(e).__name__}); run `expsync cache sync` later") from None
     return redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=5)
 
 
