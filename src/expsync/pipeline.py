@@ -71,7 +71,13 @@ def compute_plan(
     *,
     now: datetime,
 ) -> Computed:
-    """``secrets=None`` means ``--no-secrets``: keys are not compared, the plan is not applyable."""
+    """``secrets=None`` means ``--no-secrets``: keys are not compared, the plan is not applyable.
+
+    ``now`` is replaced by the database's own clock on Postgres: the gateway decides which
+    version is current with the database's ``now()``, and new versions get that clock too, so
+    a CI runner's skewed clock must not decide it."""
+    if conn.dialect.name == "postgresql":
+        now = conn.execute(sa.select(sa.func.now())).scalar_one()
     actual = read_actual(
         conn,
         experiment_ids={d.resolved_id for d in desired.experiments.values()},

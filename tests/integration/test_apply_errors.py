@@ -256,3 +256,23 @@ def test_malformed_redis_url_is_invalid_input_before_anything_is_written(tmp_pat
             assert r.code == 3 and "EXPSYNC_REDIS_URL" in r.err and "Traceback" not in r.all, r.all
     with pg_engine.connect() as c:
         assert dump_tables(c) == before
+
+
+def test_actor_that_is_not_a_gateway_user_is_invalid_input(tmp_path, pg_engine) -> None:  # type: ignore[no-untyped-def]
+    """In the gateway's database created_by_user_id references its users table."""
+    import sqlalchemy as sa
+
+    from tests.integration.apply_support import Repo, cli_env, experiment, upstream, variant
+
+    with pg_engine.begin() as c:
+        c.execute(sa.text("CREATE TABLE app_user (id text PRIMARY KEY)"))
+        c.execute(sa.text("ALTER TABLE model_experiment ADD CONSTRAINT model_experiment_created_by_user_id_fkey "
+                          "FOREIGN KEY (created_by_user_id) REFERENCES app_user (id)"))
+    repo = Repo(tmp_path)
+    repo.put(experiment("x", "partner/x", "draft", [variant("a", upstream("m"), "env:K")]))
+    r = run_cli(["apply", "--yes", "--actor", "github-actions[bot]", repo.path], env=cli_env(pg_engine, {"K": "sk-x-000111"}))
+    assert r.code == 3 and "--actor" in r.err and "Traceback" not in r.all, r.all
+    with pg_engine.connect() as c:
+        assert c.execute(sa.text("SELECT count(*) FROM model_experiment")).scalar_one() == 0
+    r = run_cli(["apply", "--yes", repo.path], env=cli_env(pg_engine, {"K": "sk-x-000111"}))  # unset: NULL
+    assert r.code == 0, r.all

@@ -206,11 +206,11 @@ def _update_variants(conn: Connection, rows: list[dict[str, Any]], column: str, 
 @executes(RelabelVariant)
 def _relabel(conn: Connection, ops: Sequence[RelabelVariant], ctx: ApplyContext) -> int:
     # Two steps, because labels may be swapped or rotated between variants of one experiment
-    # and (experiment_id, label) is unique at every statement: first a placeholder that no
-    # YAML label can collide with (a label is at most 64 characters; the placeholder is longer),
-    # then the final labels. Both happen inside the transaction; nobody sees the placeholder.
-    _update_variants(conn, [{"b_id": o.variant_id, "b_value": f"~expsync-relabel~{o.variant_id}~{o.before}"[:200]}
-                            for o in ops], "label", "relabel variants")
+    # and (experiment_id, label) is unique at every statement: first a placeholder unique per
+    # variant ("~" + its id in hex: 33 characters, within the 1-64 label rule), then the final
+    # labels. Both run inside the transaction; nobody outside sees the placeholder.
+    _update_variants(conn, [{"b_id": o.variant_id, "b_value": "~" + o.variant_id.hex} for o in ops],
+                     "label", "relabel variants")
     _update_variants(conn, [{"b_id": o.variant_id, "b_value": o.after} for o in ops], "label", "relabel variants")
     return 2
 

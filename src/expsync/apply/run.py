@@ -108,6 +108,11 @@ def _friendly(err: DBAPIError, plan: Plan | None) -> ExpsyncError:
         )
     if name in _CONSTRAINT_MESSAGES:
         return ApplyConflict(f"the database refused the change: {_CONSTRAINT_MESSAGES[name]}; nothing was applied")
+    if getattr(err.orig, "sqlstate", None) == "23503" or "FOREIGN KEY constraint failed" in str(err.orig):
+        # in the gateway's own database created_by* reference its users table: not a race
+        return InvalidInput(
+            f"the database refused the change: foreign key {name or '(unnamed)'} - --actor / EXPSYNC_ACTOR must be "
+            "an existing gateway user id, or unset (NULL); nothing was applied")
     return ApplyConflict(f"the database refused the change ({name or type(err.orig).__name__}); nothing was applied")
 
 
@@ -137,7 +142,8 @@ def _take_lock(conn: Connection, engine: Engine, lock_timeout: float) -> None:
         if getattr(e.orig, "sqlstate", None) == "55P03":
             raise LockTimeout(f"could not take the apply lock within {lock_timeout:g}s{_lock_holder(engine)}") from None
         raise
-    conn.execute(sa.text("SET LOCAL lock_timeout = 0"))
+    # lock_timeout stays set for the rest of the transaction: a long admin-UI transaction
+    # holding a row lock must not make apply (holding the apply lock) wait forever
 
 
 def apply(
@@ -196,7 +202,9 @@ def apply(
         except OperationalError as e:
             text = str(e.orig).lower()
             if "database is locked" in text or getattr(e.orig, "sqlstate", None) == "55P03":
-                raise LockTimeout(f"could not take the apply lock within {lock_timeout:g}s (another apply is running)") from None
+                raise LockTimeout(f"could not take the apply lock within {lock_timeout:g}s, or waited longer for "
+                                  "a row lock (another apply, or a long transaction of another writer); nothing "
+                                  "was applied") from None
             raise
     except ExpsyncError as e:
         _audit_failure(engine, settings, plan, started_at, e)
