@@ -272,7 +272,8 @@ def _confirm_or_exit(plan: Plan, yes: bool) -> None:
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation (needed when not on a terminal).")
 @click.option("--actor", envvar="EXPSYNC_ACTOR", default=None, help="Written to created_by* and the audit row.")
 @click.option("--revision", envvar="GITHUB_SHA", default=None, help="Git revision recorded in the audit row.")
-@click.option("--lock-timeout", type=click.FloatRange(min=0.001), default=30.0, show_default=True,
+@click.option("--lock-timeout", type=click.FloatRange(min=0.001, max=86400.0), default=30.0, show_default=True,
+              callback=lambda ctx, param, v: _not_nan(v),
               help="Seconds to wait for the apply lock.")
 def apply_cmd(paths: tuple[str, ...], max_file_size: int, plan_file: str | None, yes: bool, actor: str | None,
               revision: str | None, lock_timeout: float) -> None:
@@ -280,9 +281,14 @@ def apply_cmd(paths: tuple[str, ...], max_file_size: int, plan_file: str | None,
     from expsync.apply.run import KeyProblems, Refused, apply
 
     settings = dataclasses.replace(settings_from_env(), actor=actor or None, revision=revision or None)
+    if not yes and not sys.stdin.isatty():
+        # unattended runs must say so explicitly, with or without a saved plan
+        click.echo("error: apply needs --yes when not run on a terminal", err=True)
+        sys.exit(EXIT_INVALID)
     desired = load_or_exit(paths, max_file_size)
     red = redactor()
     secrets = resolve_or_exit(desired, settings, red)
+    # on a terminal a saved plan is itself the reviewed confirmation (as in Terraform)
     expect = read_saved_digests(plan_file) if plan_file else None
     engine = engine_from_environ(settings.environ, cwd=settings.cwd)
     try:
@@ -319,9 +325,17 @@ def apply_cmd(paths: tuple[str, ...], max_file_size: int, plan_file: str | None,
         engine.dispose()
 
 
+def _not_nan(value: float) -> float:
+    if value != value:
+        raise click.BadParameter("must be a number of seconds")
+    return value
+
+
 def read_saved_digests(path: str) -> Digests:
     try:
         data = json.loads(Path(path).read_text(encoding="utf-8"))
+        if not isinstance(data, dict) or not isinstance(data.get("digests"), dict):
+            raise ValueError("not a plan object")
         if data.get("format_version") != "1":
             raise ValueError("unsupported format_version")
         d = data["digests"]

@@ -276,3 +276,23 @@ def test_actor_that_is_not_a_gateway_user_is_invalid_input(tmp_path, pg_engine) 
         assert c.execute(sa.text("SELECT count(*) FROM model_experiment")).scalar_one() == 0
     r = run_cli(["apply", "--yes", repo.path], env=cli_env(pg_engine, {"K": "sk-x-000111"}))  # unset: NULL
     assert r.code == 0, r.all
+
+
+@pytest.mark.parametrize("args", [["--lock-timeout", "nan"], ["--lock-timeout", "inf"], ["--lock-timeout", "1e12"]])
+def test_bad_lock_timeouts_are_usage_errors(args: list[str], tmp_path: Path) -> None:
+    r = run_cli(["apply", "--yes", *args, str(tmp_path)])
+    assert r.code == 3 and "Traceback" not in r.all
+
+
+def test_plan_file_that_is_not_a_plan_object(tmp_path: Path) -> None:
+    f = tmp_path / "p.json"
+    f.write_text("[1]")
+    r = run_cli(["apply", "--yes", "--plan", str(f), str(tmp_path)])
+    assert r.code == 3 and "not a plan file" in r.err
+
+
+def test_saved_plan_needs_yes_off_a_terminal(tmp_path: Path) -> None:
+    f = tmp_path / "p.json"
+    f.write_text("{}")
+    r = run_cli(["apply", "--plan", str(f), str(tmp_path)])
+    assert r.code == 3 and "--yes" in r.err

@@ -147,3 +147,11 @@ def test_file_ref_keeps_its_scheme_distinct_from_env(tmp_path: Path) -> None:
     assert not diags
     assert secrets[SecretRef("env", "K")].reveal() == "from-env"
     assert secrets[SecretRef("file", "K")].reveal() == "from-file"
+
+
+def test_env_value_that_is_not_utf8_is_e405() -> None:
+    import os as _os
+
+    raw = _os.fsdecode(b"sk-\xff\xfe-abcdef")  # how Python exposes undecodable environment bytes
+    s, d = resolve_all([SecretRef("env", "K")], environ={"K": raw}, cwd=Path("/"))
+    assert not s and [x.code for x in d] == ["E405"]

@@ -78,6 +78,10 @@ def text_value(value: str, what: str) -> Outcome:
     """Accept ``value`` as the key unless it is empty or only whitespace (no usable key)."""
     if not value.strip():
         return Failure(EMPTY, f"{what} is empty")
+    try:
+        value.encode("utf-8")  # e.g. an environment variable holding undecodable bytes
+    except UnicodeEncodeError:
+        return Failure(EMPTY, f"{what} is not valid UTF-8 text")
     return Secret(value)
 
 
