@@ -239,3 +239,18 @@ def test_nul_characters_are_refused(tmp_path: Path) -> None:
     _, out = validate_json(write(tmp_path, GOOD.replace("name: Foo", 'name: "a\\0b"')))
     d = only(out["diagnostics"], "E113")
     assert (d["line"], d["col"], d["path"]) == (3, 7, "name")
+
+
+@pytest.mark.parametrize("url", ["https://user:sk-live-CANARYx@api.example/v1", "https://api.example/v1?api_key=sk-x",
+                                 "https://api.example/v1?token=abc", "https://[::1/v1"])
+def test_base_url_never_carries_credentials(tmp_path: Path, url: str) -> None:
+    f = write(tmp_path, GOOD.replace("https://api.partner.example/v1", url, 1))
+    r = run_cli(["validate", "--format", "json", str(f)])
+    d = only(json.loads(r.out)["diagnostics"], "E114")
+    assert (d["line"], d["col"]) == (10, 17) and "CANARY" not in r.all
+
+
+def test_base_url_may_carry_ordinary_query_parameters(tmp_path: Path) -> None:
+    f = write(tmp_path, GOOD.replace("https://api.partner.example/v1", "https://x.openai.azure.com/v1?api-version=2024-06-01", 1))
+    code, out = validate_json(f)
+    assert code == 0, out

@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 import uuid
 from typing import Annotated, Any, Final, Literal
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic.json_schema import GenerateJsonSchema
@@ -24,6 +24,7 @@ KEY_PATTERN: Final = r"^[a-z0-9][a-z0-9._-]{0,99}$"
 PUBLIC_ID_PATTERN: Final = r"^[^A-Z\s]+$"
 SECRET_REF_PATTERN: Final = r"^(env|file|aws-sm|vault):.+$"
 _KEY_RE = re.compile(KEY_PATTERN)
+_SECRET_PARAM = re.compile(r"key|token|secret|password|passwd|signature|^sig$|auth|credential")
 
 _STRICT = ConfigDict(extra="forbid", strict=True, frozen=True)
 
@@ -64,9 +65,19 @@ class Upstream(BaseModel):
     @field_validator("base_url")
     @classmethod
     def _http_url(cls, v: str) -> str:
-        parts = urlsplit(v)
-        if parts.scheme not in ("http", "https") or not parts.hostname or any(c.isspace() for c in v):
+        try:
+            parts = urlsplit(v)
+            host = parts.hostname
+        except ValueError:
+            raise _custom("E114", "base_url must be an absolute http:// or https:// URL") from None
+        if parts.scheme not in ("http", "https") or not host or any(c.isspace() for c in v):
             raise _custom("E114", "base_url must be an absolute http:// or https:// URL")
+        # the upstream JSON never holds a secret: no user:password@, no key/token query params
+        if parts.username is not None or parts.password is not None:
+            raise _custom("E114", "base_url must not carry credentials (user:password@); use api_key")
+        names = {k.lower() for k, _ in parse_qsl(parts.query, keep_blank_values=True)}
+        if any(_SECRET_PARAM.search(n) for n in names):
+            raise _custom("E114", "base_url must not carry a key or token in its query string; use api_key")
         return v
 
 
