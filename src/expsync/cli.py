@@ -12,7 +12,9 @@ import json
 import logging
 import os
 import sys
+import re
 import traceback
+import uuid
 from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
@@ -376,6 +378,51 @@ def cache_sync() -> None:
         engine.dispose()
     click.echo(f"cache synced: membership {result.membership}; {len(result.deleted_keys)} per-id key(s) deleted; "
                f"{result.outbox_rows} pending outbox row(s) cleared")
+
+
+@cli.command("import")
+@click.option("--all", "all_unmanaged", is_flag=True, help="Every experiment expsync does not manage yet.")
+@click.option("--id", "ids", multiple=True, type=click.UUID, help="An experiment id (repeatable).")
+@click.option("--public-model-id", "pids", multiple=True, help="Every experiment on this public id (repeatable).")
+@click.option("--key", "key", default=None, help="The key to give the experiment (one --id only).")
+@click.option("--out-dir", type=click.Path(file_okay=False), default="experiments", show_default=True)
+def import_cmd(all_unmanaged: bool, ids: tuple[uuid.UUID, ...], pids: tuple[str, ...], key: str | None,
+               out_dir: str) -> None:
+    """Write YAML (with id: pins) for experiments that exist in the database but not in git."""
+    from expsync.crypto import load_key
+    from expsync.importer import import_experiments, select_ids
+    from expsync.spec.schema import KEY_PATTERN
+
+    if not (all_unmanaged or ids or pids):
+        click.echo("error: say what to import: --all, --id or --public-model-id", err=True)
+        sys.exit(EXIT_INVALID)
+    if key is not None and (len(ids) != 1 or all_unmanaged or pids or not re.match(KEY_PATTERN, key)):
+        click.echo(f"error: --key needs exactly one --id and must match {KEY_PATTERN}", err=True)
+        sys.exit(EXIT_INVALID)
+    settings = settings_from_env()
+    byok = load_key(settings.byok_value) if settings.byok_value else None
+    engine = engine_from_environ(settings.environ, cwd=settings.cwd)
+    try:
+        with begin(engine, snapshot=True) as conn:
+            check_initialized(conn)
+            chosen = select_ids(conn, all_unmanaged=all_unmanaged, ids=ids, public_model_ids=pids)
+            missing = set(ids) - set(chosen)
+            if missing:
+                click.echo("error: not found, or already managed by expsync: " + ", ".join(sorted(map(str, missing))),
+                           err=True)
+                sys.exit(EXIT_INVALID)
+            try:
+                done = import_experiments(conn, chosen, Path(out_dir), now=datetime.now(timezone.utc), byok=byok,
+                                          keys={ids[0]: key} if key else None)
+            except FileExistsError as e:
+                click.echo(f"error: {e} exists; choose another --key or --out-dir (nothing was overwritten)", err=True)
+                sys.exit(EXIT_INVALID)
+    finally:
+        engine.dispose()
+    for item in done:
+        click.echo(f"wrote {item.path} (key {item.key}; api key variables: {', '.join(item.env_vars)})")
+    if not done:
+        click.echo("nothing to import")
 
 
 @cli.group()

@@ -1,0 +1,77 @@
+"""`expsync import`: admin-UI rows -> YAML with id pins -> the next plan only adopts them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import sqlalchemy as sa
+import yaml
+
+from tests.cli_helpers import run_cli
+from tests.integration.gateway import TEST_KEY_B64, admin_add_variant, admin_add_version, admin_create_experiment
+
+BASE = "https://api.partner.example/v1"
+KEY = "sk-live-CANARY-import-0451"
+
+
+def seed(engine: sa.Engine) -> dict:
+    with engine.begin() as c:
+        live = admin_create_experiment(c, "partner/legacy", "Legacy UI Bake-off!", status="active")
+        a, b = admin_add_variant(c, live, "rc 1", 1), admin_add_variant(c, live, "rc-2", 3)
+        admin_add_version(c, a, {"internal_id": "m1", "base_url": BASE, "extra_body": {"t": 0.2}}, KEY)
+        admin_add_version(c, b, {"internal_id": "m2", "base_url": BASE}, KEY)
+        old = admin_create_experiment(c, "partner/old", "Old one", status="completed", archived=True)
+        v = admin_add_variant(c, old, "only", 1)
+        admin_add_version(c, v, {"internal_id": "m0", "base_url": BASE}, KEY)
+    return {"live": live, "old": old}
+
+
+def env(engine: sa.Engine, **extra: str) -> dict[str, str]:
+    return {"EXPSYNC_DATABASE_URL": engine.url.render_as_string(hide_password=False),
+            "BYOK_ENCRYPTION_KEY": TEST_KEY_B64, **extra}
+
+
+def test_import_then_plan_only_adopts(tmp_path: Path, pg_engine: sa.Engine) -> None:
+    ids = seed(pg_engine)
+    out = tmp_path / "experiments"
+    r = run_cli(["import", "--all", "--out-dir", str(out)], env=env(pg_engine))
+    assert r.code == 0, r.all
+    assert KEY not in r.all and "CANARY" not in r.all
+    files = sorted(out.glob("*.yaml"))
+    assert [f.name for f in files] == ["legacy-ui-bake-off.yaml", "old-one.yaml"]
+    text = files[0].read_text()
+    assert "CANARY" not in text and text.startswith("# yaml-language-server: $schema=")
+    doc = yaml.safe_load(text)
+    assert doc["id"] == str(ids["live"]) and doc["status"] == "active" and all("id" in v for v in doc["variants"])
+    # equal stored keys share one variable
+    assert {v["api_key"] for v in doc["variants"]} == {"env:LEGACY_UI_BAKE_OFF_PARTNER_API_KEY"}
+    assert run_cli(["validate", str(out)]).code == 0
+    e = env(pg_engine, LEGACY_UI_BAKE_OFF_PARTNER_API_KEY=KEY)
+    p = run_cli(["plan", "--format", "json", str(out)], env=e)
+    assert p.code == 0, p.all
+    import json
+
+    plan = json.loads(p.out)
+    assert {o["type"] for o in plan["operations"]} == {"record_managed"}  # adoption only
+    assert run_cli(["apply", "--yes", str(out)], env=e).code == 0
+    assert run_cli(["plan", "--detailed-exitcode", str(out)], env=e).code == 0
+    # managed rows are not imported again
+    again = run_cli(["import", "--all", "--out-dir", str(tmp_path / "again")], env=env(pg_engine))
+    assert again.code == 0 and "nothing to import" in again.out
+
+
+def test_import_refuses_to_overwrite_and_checks_arguments(tmp_path: Path, pg_engine: sa.Engine) -> None:
+    ids = seed(pg_engine)
+    out = tmp_path / "experiments"
+    out.mkdir()
+    (out / "mine.yaml").write_text("# an engineer's file\n")
+    r = run_cli(["import", "--id", str(ids["live"]), "--key", "mine", "--out-dir", str(out)], env=env(pg_engine))
+    assert r.code == 3 and "nothing was overwritten" in r.err
+    assert (out / "mine.yaml").read_text() == "# an engineer's file\n"
+    assert run_cli(["import"], env=env(pg_engine)).code == 3
+    assert run_cli(["import", "--all", "--key", "x"], env=env(pg_engine)).code == 3
+    r = run_cli(["import", "--public-model-id", "partner/old", "--out-dir", str(out)], env={
+        "EXPSYNC_DATABASE_URL": env(pg_engine)["EXPSYNC_DATABASE_URL"]})  # no BYOK: one variable per variant
+    assert r.code == 0, r.all
+    doc = yaml.safe_load((out / "old-one.yaml").read_text())
+    assert doc["archived"] is True and doc["variants"][0]["api_key"] == "env:OLD_ONE_ONLY_API_KEY"
