@@ -254,3 +254,60 @@ def test_base_url_may_carry_ordinary_query_parameters(tmp_path: Path) -> None:
     f = write(tmp_path, GOOD.replace("https://api.partner.example/v1", "https://x.openai.azure.com/v1?api-version=2024-06-01", 1))
     code, out = validate_json(f)
     assert code == 0, out
+
+
+def test_broken_symlink_is_an_error_not_a_removal(tmp_path: Path) -> None:
+    d = tmp_path / "experiments"
+    d.mkdir()
+    write(d, GOOD, "a.yaml")
+    (d / "b.yaml").symlink_to(tmp_path / "gone.yaml")
+    rc, out = validate_json(d)
+    assert rc == 3
+    e = only(out["diagnostics"], "E100")
+    assert e["file"].endswith("b.yaml") and "broken symbolic link" in e["message"]
+
+
+def test_unreadable_directory_is_an_error(tmp_path: Path) -> None:
+    """As root, permissions do not stop reads: the child drops to user nobody (as the
+    secrets tests do), so the walk really meets an unreadable folder."""
+    import os
+    import shutil
+    import tempfile
+
+    base = Path(tempfile.mkdtemp(dir="/tmp"))  # reachable by nobody, unlike pytest's tmp_path
+    base.chmod(0o755)
+    d = base / "experiments"
+    (d / "team").mkdir(parents=True)
+    d.chmod(0o755)
+    write(d / "team", GOOD, "a.yaml")
+    (d / "team").chmod(0)
+    try:
+        if os.geteuid() != 0:
+            from expsync.spec.loader import discover
+
+            files, diags = discover([str(d)])
+            assert not files and [x.code for x in diags] == ["E100"]
+            return
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - child
+            try:
+                os.setgid(65534)
+                os.setuid(65534)
+                from expsync.spec.loader import discover
+
+                files, diags = discover([str(d)])
+                os._exit(0 if not files and [x.code for x in diags] == ["E100"] else 1)
+            except BaseException:
+                os._exit(2)
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+    finally:
+        (d / "team").chmod(0o755)
+        shutil.rmtree(base)
+
+
+@pytest.mark.parametrize("arg", ["", "/dev/null", "a" * 300])
+def test_odd_paths_are_e100(arg: str) -> None:
+    r = run_cli(["validate", "--format", "json", arg])
+    assert r.code == 3, r.all
+    assert only(json.loads(r.out)["diagnostics"], "E100")

@@ -15,6 +15,7 @@ Nothing here touches a database or resolves a secret.
 from __future__ import annotations
 
 import os
+import stat
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -62,17 +63,56 @@ class LoadOptions:
 
 
 def discover(paths: Sequence[str]) -> tuple[list[Path], list[Diagnostic]]:
+    """The YAML files to read. Anything that cannot be read is an ``E100`` error, never
+    skipped: a silently missing file would look like "removed from git" and the plan would
+    delete or release what it describes."""
     files: list[Path] = []
     diags: list[Diagnostic] = []
+
+    def unreadable(path: str, why: str) -> None:
+        diags.append(Diagnostic.make("E100", why, SourceRange(path)))
+
+    def why(path: Path, err: OSError) -> str:
+        try:
+            if path.is_symlink():
+                return "broken symbolic link"
+        except OSError:
+            pass
+        return err.strerror or "cannot be read"
+
     for raw in paths or DEFAULT_PATHS:
+        if raw == "":
+            unreadable("''", "empty path")
+            continue
         p = Path(raw)
-        if p.is_dir():
-            found = sorted(f for f in p.rglob("*") if f.suffix in SUFFIXES and f.is_file())
-            files.extend(found)
-        elif p.is_file():
+        try:
+            st = p.stat()
+        except OSError as e:
+            unreadable(str(p), why(p, e))
+            continue
+        if stat.S_ISDIR(st.st_mode):
+            def on_error(err: OSError) -> None:
+                unreadable(str(err.filename or p), err.strerror or "cannot be read")
+
+            for root, dirnames, names in os.walk(p, onerror=on_error, followlinks=False):
+                dirnames.sort()
+                for name in sorted(names):
+                    if not name.endswith(SUFFIXES):
+                        continue
+                    f = Path(root) / name
+                    try:
+                        fst = f.stat()
+                    except OSError as e:
+                        unreadable(str(f), why(f, e))
+                        continue
+                    if stat.S_ISREG(fst.st_mode):
+                        files.append(f)
+                    else:
+                        unreadable(str(f), "not a regular file")
+        elif stat.S_ISREG(st.st_mode):
             files.append(p)
         else:
-            diags.append(Diagnostic.make("E100", "no such file or directory", SourceRange(str(p))))
+            unreadable(str(p), "not a regular file or directory")
     seen: set[Path] = set()
     unique = []
     for f in files:
