@@ -40,15 +40,21 @@ def test_mutated_yaml(tmp_path: Path, pos: int, cut: int, insert: list[str]) -> 
 @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
     value=st.recursive(
-        st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=10),
+        st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=10),
         lambda c: st.lists(c, max_size=3) | st.dictionaries(st.text(max_size=8), c, max_size=3),
         max_leaves=10,
     ),
-    field=st.sampled_from(["key", "name", "status", "variants", "public_model_id", "archived", "id", "description"]),
+    field=st.sampled_from(["key", "name", "status", "variants", "public_model_id", "archived", "id", "description",
+                           "extra_body", "weight", "base_url"]),
 )
 def test_random_values_in_fields(tmp_path: Path, value: object, field: str) -> None:
     import yaml
 
     doc = yaml.safe_load(GOOD)
-    doc[field] = value
+    if field in ("extra_body", "base_url"):
+        doc["variants"][0]["upstream"][field] = value
+    elif field == "weight":
+        doc["variants"][1]["weight"] = value
+    else:
+        doc[field] = value
     _run(tmp_path, yaml.safe_dump(doc, allow_unicode=True).encode())

@@ -311,3 +311,29 @@ def test_odd_paths_are_e100(arg: str) -> None:
     r = run_cli(["validate", "--format", "json", arg])
     assert r.code == 3, r.all
     assert only(json.loads(r.out)["diagnostics"], "E100")
+
+
+@pytest.mark.parametrize(("value", "col"), [("0123", 26), ("1:30", 26), ("1_000", 26), ("0x10", 26), (".nan", 26),
+                                            ("-.inf", 26), ("yes", 26), ("off", 26)])
+def test_yaml11_coercions_are_refused(tmp_path: Path, value: str, col: int) -> None:
+    f = write(tmp_path, GOOD.replace("      internal_id: foo-rc1\n",
+                                     f"      internal_id: foo-rc1\n      extra_body: {{seed: {value}}}\n", 1))
+    _, out = validate_json(f)
+    d = only(out["diagnostics"], "E113")
+    assert (d["line"], d["col"], d["path"]) == (10, col, "variants[0].upstream.extra_body.seed")
+
+
+@pytest.mark.parametrize("value", ["'0123'", "12", "-3", "0.5", "1e3", "true", "False", "null", "'yes'"])
+def test_unambiguous_scalars_are_fine(tmp_path: Path, value: str) -> None:
+    f = write(tmp_path, GOOD.replace("      internal_id: foo-rc1\n",
+                                     f"      internal_id: foo-rc1\n      extra_body: {{seed: {value}}}\n", 1))
+    code, out = validate_json(f)
+    assert code == 0, out
+
+
+def test_nesting_limit(tmp_path: Path) -> None:
+    deep = "{a: " * 70 + "1" + "}" * 70
+    f = write(tmp_path, GOOD.replace("      internal_id: foo-rc1\n", f"      internal_id: foo-rc1\n      extra_body: {deep}\n", 1))
+    _, out = validate_json(f)
+    d = only(out["diagnostics"], "E116")
+    assert d["line"] == 10

@@ -19,6 +19,7 @@ Unused anchors cannot be seen after composition and are harmless, so they are no
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Final, TypeAlias
@@ -65,7 +66,9 @@ class Marks(Mapping[str, SourceRange]):
     def __len__(self) -> int:
         return len(self.raw)
 
-_scalar = yaml.SafeLoader("")  # its construct_yaml_* methods turn a plain scalar into a value
+_DECIMAL_INT: Final = re.compile(r"[-+]?(0|[1-9][0-9]*)\Z")
+_DECIMAL_FLOAT: Final = re.compile(r"[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?\Z")
+_BOOLS: Final = {"true": True, "True": True, "TRUE": True, "false": False, "False": False, "FALSE": False}
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,15 +155,25 @@ class _Builder:
                 raise self.refuse("E113", "NUL characters are not allowed in values", node, path)
             # a date-looking value (2024-01-01) stays the text the user wrote
             return str(node.value)
-        try:
-            if tag == _INT:
-                return int(_scalar.construct_yaml_int(node))
-            if tag == _FLOAT:
-                return float(_scalar.construct_yaml_float(node))
-            if tag == _BOOL:
-                return bool(_scalar.construct_yaml_bool(node))
-        except (ValueError, KeyError, yaml.YAMLError):
-            raise self.refuse("E101", f"cannot read scalar as {tag.rsplit(':', 1)[-1]}", node, path) from None
+        # YAML 1.1 (what libyaml resolves) reads 0123 as octal, 1:30 as base 60, 1_000 as 1000,
+        # yes/no/on/off as booleans and .nan/.inf as floats; a value sent upstream must be what
+        # the engineer meant, so only the unambiguous YAML 1.2 core forms are accepted
+        text = node.value
+        if tag == _INT:
+            if not _DECIMAL_INT.match(text):
+                raise self.refuse("E113", f"ambiguous number {text!r} (YAML 1.1 would read it as octal, hex, "
+                                  "base 60 or with separators): write a plain decimal, or quote it", node, path)
+            return int(text)
+        if tag == _FLOAT:
+            if not _DECIMAL_FLOAT.match(text):
+                raise self.refuse("E113", f"{text!r} is not a finite decimal number: write one, or quote it",
+                                  node, path)
+            return float(text)
+        if tag == _BOOL:
+            if text not in _BOOLS:
+                raise self.refuse("E113", f"{text!r} is a boolean only in YAML 1.1: write true/false, or quote it "
+                                  "for text", node, path)
+            return _BOOLS[text]
         return None
 
     def mapping(self, node: yaml.MappingNode, path: str, depth: int) -> Value:
