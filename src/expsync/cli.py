@@ -133,6 +133,16 @@ def settings_from_env() -> Settings:
     )
 
 
+def check_writable(path: str) -> None:
+    """Refuse an output path that cannot be written before doing any work (exit 3)."""
+    p = Path(path)
+    parent = p.parent if str(p.parent) else Path(".")
+    ok = parent.is_dir() and os.access(parent, os.W_OK) and (not p.exists() or (p.is_file() and os.access(p, os.W_OK)))
+    if not ok:
+        click.echo(f"error: cannot write {path}: not a writable file in an existing directory", err=True)
+        sys.exit(EXIT_INVALID)
+
+
 def use_color() -> bool:
     return sys.stdout.isatty() and "NO_COLOR" not in os.environ
 
@@ -199,6 +209,8 @@ def plan_cmd(paths: tuple[str, ...], max_file_size: int, fmt: str, out_file: str
              no_secrets: bool) -> None:
     """Show what apply would change, checked against the state machine. Writes nothing."""
     settings = settings_from_env()
+    if out_file:
+        check_writable(out_file)
     desired = load_or_exit(paths, max_file_size)
     red = redactor()
     secrets = None if no_secrets else resolve_or_exit(desired, settings, red)
@@ -221,7 +233,11 @@ def plan_cmd(paths: tuple[str, ...], max_file_size: int, fmt: str, out_file: str
         click.echo(render_diags.github_annotations(plan.diagnostics), err=True)
         write_github_outputs(plan, red)
     if out_file:
-        Path(out_file).write_text(red.redact(render_plan(plan, "json")) + "\n", encoding="utf-8")
+        try:
+            Path(out_file).write_text(red.redact(render_plan(plan, "json")) + "\n", encoding="utf-8")
+        except OSError as e:
+            click.echo(f"error: cannot write {out_file}: {e.strerror}", err=True)
+            sys.exit(EXIT_INVALID)
     if plan.refused:
         sys.exit(EXIT_REFUSED)
     sys.exit(EXIT_CHANGES if detailed_exitcode and plan.has_changes else EXIT_OK)
@@ -343,7 +359,7 @@ def read_saved_digests(path: str) -> Digests:
         d = data["digests"]
         digests = Digests(desired=str(d["desired"]), actual=str(d["actual"]), ops=str(d["ops"]))
         compared = data["secrets_compared"]
-    except (OSError, ValueError, KeyError, TypeError):
+    except (OSError, ValueError, KeyError, TypeError, RecursionError):
         click.echo(f"error: {path}: not a plan file written by `expsync plan --out`", err=True)
         sys.exit(EXIT_INVALID)
     if compared is not True:
@@ -416,6 +432,9 @@ def import_cmd(all_unmanaged: bool, ids: tuple[uuid.UUID, ...], pids: tuple[str,
                                           keys={ids[0]: key} if key else None)
             except FileExistsError as e:
                 click.echo(f"error: {e} exists; choose another --key or --out-dir (nothing was overwritten)", err=True)
+                sys.exit(EXIT_INVALID)
+            except OSError as e:
+                click.echo(f"error: cannot write into {out_dir}: {e.strerror}", err=True)
                 sys.exit(EXIT_INVALID)
     finally:
         engine.dispose()

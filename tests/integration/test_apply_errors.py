@@ -296,3 +296,15 @@ def test_saved_plan_needs_yes_off_a_terminal(tmp_path: Path) -> None:
     f.write_text("{}")
     r = run_cli(["apply", "--plan", str(f), str(tmp_path)])
     assert r.code == 3 and "--yes" in r.err
+
+
+def test_unwritable_plan_out_is_exit_3_before_any_work(tmp_path: Path) -> None:
+    r = run_cli(["plan", "--out", str(tmp_path / "missing" / "p.json"), str(tmp_path)])
+    assert r.code == 3 and "cannot write" in r.err and "Traceback" not in r.all
+
+
+def test_deeply_nested_plan_file(tmp_path: Path) -> None:
+    f = tmp_path / "p.json"
+    f.write_text('{"a":' * 100000 + "1" + "}" * 100000)
+    r = run_cli(["apply", "--yes", "--plan", str(f), str(tmp_path)])
+    assert r.code == 3 and "not a plan file" in r.err
