@@ -15,6 +15,7 @@ def test_create_active_shows_status_path_traffic_and_first_versions() -> None:
         rc2  (none) -> 50% (1)
         rc1  (none) -> 50% (1)
     routing: partner/preview-foo starts routing to this experiment
+    routing: the gateway's membership cache picks this up within about 60 s of the Redis refresh
     + create experiment as draft: name "Foo RC1 vs RC2"
     + add variant "rc1" with weight 1
     + add variant "rc2" with weight 1
@@ -27,6 +28,7 @@ def test_create_active_shows_status_path_traffic_and_first_versions() -> None:
         + upstream.internal_id: "foo-rc2"
         api key: new, from env:FOO_RC2_KEY
     > activate: draft -> active
+    cache: ai-gateway.model-experiments:experimented-public-ids
     cache: ai-gateway.model-experiments:by-public-id:partner/preview-foo
 
 Plan: 1 to create, 0 to update, 0 to transition, 0 to delete."""
@@ -82,8 +84,10 @@ def test_transitions_show_routing_impact_and_weighted_shares() -> None:
     archived: false -> true
     traffic (unchanged): rc1 50% (1), rc2 50% (1)
     routing: requests to partner/baz are no longer refused; normal routing resumes
+    routing: the gateway's membership cache picks this up within about 60 s of the Redis refresh
     > complete: paused -> completed
     ~ archive: archived false -> true
+    cache: ai-gateway.model-experiments:experimented-public-ids
     cache: ai-gateway.model-experiments:by-public-id:partner/baz
 
 ~ experiment "foo-rc-bakeoff" will change status
@@ -93,8 +97,10 @@ def test_transitions_show_routing_impact_and_weighted_shares() -> None:
         rc2  50% (1) -> 25% (1)
         rc1  50% (1) -> 75% (3)
     routing: partner/preview-foo starts routing to this experiment
+    routing: the gateway's membership cache picks this up within about 60 s of the Redis refresh
     ~ weight of variant "rc1": 1 -> 3
     > activate: draft -> active
+    cache: ai-gateway.model-experiments:experimented-public-ids
     cache: ai-gateway.model-experiments:by-public-id:partner/preview-foo
 
 Plan: 0 to create, 0 to update, 3 to transition, 0 to delete."""

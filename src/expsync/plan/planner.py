@@ -509,7 +509,16 @@ def _explain(r: _Result, options: PlanOptions) -> ExperimentPlan:
     pids = {pid}
     if a is not None:
         pids.add(a.public_model_id)
-    cache = tuple(per_id_key(x, options.redis_prefix) for x in sorted(pids)) if any(touches_gateway(o) for o in r.ops) else ()
+    cache: tuple[str, ...] = ()
+    if any(touches_gateway(o) for o in r.ops):
+        cache = tuple(per_id_key(x, options.redis_prefix) for x in sorted(pids))
+        before_routing = a is not None and a.status in ROUTING_STATUSES
+        after_routing = r.status_after in ROUTING_STATUSES
+        if before_routing != after_routing or (after_routing and a is not None and a.public_model_id != pid):
+            # the set of routing public ids changes: the membership key is what the gateway
+            # caches in-process for about a minute (spec §1.3)
+            cache = (membership_key(options.redis_prefix), *cache)
+            impact.append("the gateway's membership cache picks this up within about 60 s of the Redis refresh")
     return ExperimentPlan(
         key=p.key, experiment_id=r.experiment_id, public_model_id=pid,
         public_model_id_before=a.public_model_id if a else None,
