@@ -337,3 +337,15 @@ def test_nesting_limit(tmp_path: Path) -> None:
     _, out = validate_json(f)
     d = only(out["diagnostics"], "E116")
     assert d["line"] == 10
+
+
+@pytest.mark.parametrize(("old", "new", "code"), [
+    ("partner/preview-foo", '"partner/\\u200bpreview-foo"', "E204"),
+    ("partner/preview-foo", '"partner/\\e[2Jpreview"', "E204"),
+    ("https://api.partner.example/v1", "https://api.partner.example:99999/v1", "E114"),
+    ("https://api.partner.example/v1", "https://api.partner.example/v1#token=abc", "E114"),
+    ("- label: rc1", "- label: '   '", "E113"),
+])
+def test_invisible_or_impossible_values(tmp_path: Path, old: str, new: str, code: str) -> None:
+    _, out = validate_json(write(tmp_path, GOOD.replace(old, new, 1)))
+    assert only(out["diagnostics"], code)

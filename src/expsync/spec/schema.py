@@ -24,6 +24,9 @@ KEY_PATTERN: Final = r"^[a-z0-9][a-z0-9._-]{0,99}$"
 PUBLIC_ID_PATTERN: Final = r"^[^A-Z\s]+$"
 SECRET_REF_PATTERN: Final = r"^(env|file|aws-sm|vault):.+$"
 _KEY_RE = re.compile(KEY_PATTERN)
+#: C0/C1 controls and invisible format characters (zero-width space, bidi overrides, BOM ...):
+#: they make ids that look alike but never match, and can rewrite a terminal showing a plan
+_INVISIBLE = re.compile("[\x00-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e\u2060-\u2064\ufeff]")
 _SECRET_PARAM = re.compile(r"key|token|secret|password|passwd|signature|^sig$|auth|credential")
 
 _STRICT = ConfigDict(extra="forbid", strict=True, frozen=True)
@@ -70,12 +73,16 @@ class Upstream(BaseModel):
             host = parts.hostname
         except ValueError:
             raise _custom("E114", "base_url must be an absolute http:// or https:// URL") from None
-        if parts.scheme not in ("http", "https") or not host or any(c.isspace() for c in v):
+        try:
+            parts.port  # noqa: B018 - raises for a port outside 0-65535
+        except ValueError:
+            raise _custom("E114", "base_url has an invalid port") from None
+        if parts.scheme not in ("http", "https") or not host or any(c.isspace() for c in v) or _INVISIBLE.search(v):
             raise _custom("E114", "base_url must be an absolute http:// or https:// URL")
         # the upstream JSON never holds a secret: no user:password@, no key/token query params
         if parts.username is not None or parts.password is not None:
             raise _custom("E114", "base_url must not carry credentials (user:password@); use api_key")
-        names = {k.lower() for k, _ in parse_qsl(parts.query, keep_blank_values=True)}
+        names = {k.lower() for q in (parts.query, parts.fragment) for k, _ in parse_qsl(q, keep_blank_values=True)}
         if any(_SECRET_PARAM.search(n) for n in names):
             raise _custom("E114", "base_url must not carry a key or token in its query string; use api_key")
         return v
@@ -99,6 +106,13 @@ class Variant(BaseModel):
             parse_ref(v)
         except RefSyntaxError as e:
             raise _custom("E401", str(e)) from None
+        return v
+
+    @field_validator("label")
+    @classmethod
+    def _visible_label(cls, v: str) -> str:
+        if not v.strip() or _INVISIBLE.search(v):
+            raise _custom("E113", "label must be visible text (no control characters, not only spaces)")
         return v
 
     @property
@@ -127,8 +141,8 @@ class Experiment(BaseModel):
     @classmethod
     def _routable(cls, v: str) -> str:
         # the gateway lowercases the requested id before lookup: an upper-case id never routes
-        if not v or v != v.lower() or any(c.isspace() for c in v):
-            raise _custom("E204", "public_model_id must be non-empty lower case without whitespace")
+        if not v or v != v.lower() or any(c.isspace() for c in v) or _INVISIBLE.search(v):
+            raise _custom("E204", "public_model_id must be non-empty lower case without whitespace or control characters")
         return v
 
 
