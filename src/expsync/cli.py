@@ -421,7 +421,8 @@ def import_cmd(all_unmanaged: bool, ids: tuple[uuid.UUID, ...], pids: tuple[str,
     try:
         with begin(engine, snapshot=True) as conn:
             check_initialized(conn)
-            chosen = select_ids(conn, all_unmanaged=all_unmanaged, ids=ids, public_model_ids=pids)
+            # the gateway lowercases requested ids; so does import
+            chosen = select_ids(conn, all_unmanaged=all_unmanaged, ids=ids, public_model_ids=[p.lower() for p in pids])
             missing = set(ids) - set(chosen)
             if missing:
                 click.echo("error: not found, or already managed by expsync: " + ", ".join(sorted(map(str, missing))),

@@ -122,8 +122,21 @@ def document(key: str, a: ActualExperiment, env_refs: Mapping[uuid.UUID, str]) -
     return "\n".join(header) + "\n" + body
 
 
+def pinned_in(out_dir: Path) -> set[uuid.UUID]:
+    """Experiment ids already pinned by YAML in ``out_dir``: importing them again would write
+    a second file pinning the same row (E208), so they are skipped."""
+    if not out_dir.is_dir():
+        return set()
+    from expsync.spec.loader import load_desired
+
+    desired, _ = load_desired([str(out_dir)])
+    return {d.id for d in desired.experiments.values() if d.id is not None}
+
+
 def import_experiments(conn: Connection, ids: list[uuid.UUID], out_dir: Path, *, now: datetime,
                        byok: bytes | None, keys: Mapping[uuid.UUID, str] | None = None) -> list[Imported]:
+    already = pinned_in(out_dir)
+    ids = [i for i in ids if i not in already]
     actual = read_actual(conn, experiment_ids=ids, public_model_ids=(), now=now)
     taken = {p.stem for p in out_dir.glob("*.y*ml")} if out_dir.exists() else set()
     out: list[Imported] = []

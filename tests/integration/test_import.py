@@ -46,6 +46,9 @@ def test_import_then_plan_only_adopts(tmp_path: Path, pg_engine: sa.Engine) -> N
     # equal stored keys share one variable
     assert {v["api_key"] for v in doc["variants"]} == {"env:LEGACY_UI_BAKE_OFF_PARTNER_API_KEY"}
     assert run_cli(["validate", str(out)]).code == 0
+    # before apply the rows are still unmanaged, but pinned by YAML in the folder: not written twice
+    twice = run_cli(["import", "--all", "--out-dir", str(out)], env=env(pg_engine))
+    assert twice.code == 0 and "nothing to import" in twice.out and len(list(out.glob("*.yaml"))) == 2
     e = env(pg_engine, LEGACY_UI_BAKE_OFF_PARTNER_API_KEY=KEY)
     p = run_cli(["plan", "--format", "json", str(out)], env=e)
     assert p.code == 0, p.all
