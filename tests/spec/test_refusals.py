@@ -349,3 +349,12 @@ def test_nesting_limit(tmp_path: Path) -> None:
 def test_invisible_or_impossible_values(tmp_path: Path, old: str, new: str, code: str) -> None:
     _, out = validate_json(write(tmp_path, GOOD.replace(old, new, 1)))
     assert only(out["diagnostics"], code)
+
+
+def test_huge_numbers_of_problems_are_capped_in_text_not_json(tmp_path: Path) -> None:
+    f = write(tmp_path, "---\nkey: a\n" * 500)
+    r = run_cli(["validate", str(f)], env={"GITHUB_ACTIONS": "true"})
+    assert r.code == 3 and "... and " in r.err and r.err.count("::error ") == 50
+    assert r.err.count("\nerror: ") + r.err.startswith("error: ") == 200
+    _, out = validate_json(f)
+    assert len(out["diagnostics"]) > 500

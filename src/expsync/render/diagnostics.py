@@ -8,11 +8,19 @@ from collections.abc import Sequence
 from expsync.diagnostics import Diagnostic, Severity
 
 
-def render_text(diags: Sequence[Diagnostic]) -> str:
+#: beyond this many, text output and annotations stop (JSON always has every diagnostic):
+#: 90,000 broken documents must not become 20 MB of stderr or 180,000 workflow commands
+TEXT_LIMIT = 200
+ANNOTATION_LIMIT = 50
+
+
+def render_text(diags: Sequence[Diagnostic], limit: int = TEXT_LIMIT) -> str:
     lines = []
-    for d in diags:
+    for d in diags[:limit]:
         prefix = "error" if d.severity is Severity.ERROR else "warning"
         lines.append(f"{prefix}: {d.format()}")
+    if len(diags) > limit:
+        lines.append(f"... and {len(diags) - limit} more (all of them: --format json)")
     return "\n".join(lines)
 
 
@@ -40,10 +48,10 @@ def _escape_prop(s: str) -> str:
     return _escape_data(s).replace(":", "%3A").replace(",", "%2C")
 
 
-def github_annotations(diags: Sequence[Diagnostic]) -> str:
+def github_annotations(diags: Sequence[Diagnostic], limit: int = ANNOTATION_LIMIT) -> str:
     """``::error file=F,line=L,col=C,title=CODE::message`` lines (GitHub workflow commands)."""
     out = []
-    for d in diags:
+    for d in diags[:limit]:
         level = "error" if d.is_error else "warning"
         props = [f"title={_escape_prop(d.code)}"]
         if d.source:
