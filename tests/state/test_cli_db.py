@@ -25,3 +25,13 @@ def test_db_init_creates_then_does_nothing(pg_url: str) -> None:
 def test_db_init_unreachable_is_exit_1_without_password() -> None:
     r = run_cli(["db", "init"], env={"EXPSYNC_DATABASE_URL": "postgresql://u:s3cr3tpw@127.0.0.1:1/x"})
     assert r.code == 1 and "s3cr3tpw" not in r.all and "Traceback" not in r.all
+
+
+def test_mistyped_sqlite_url_creates_nothing(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    target = tmp_path / "nx" / "deep" / "x.db"
+    (tmp_path / "e").mkdir()
+    r = run_cli(["plan", str(tmp_path / "e")], env={"EXPSYNC_DATABASE_URL": f"sqlite:///{target}"})
+    assert r.code == 1 and "expsync db init" in r.err and "Traceback" not in r.all
+    assert not (tmp_path / "nx").exists()
+    assert run_cli(["db", "init"], env={"EXPSYNC_DATABASE_URL": f"sqlite:///{target}"}).code == 0
+    assert target.is_file()

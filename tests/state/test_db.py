@@ -205,6 +205,7 @@ def test_embedded_default_is_created_on_first_use(tmp_path: Path) -> None:
 
 
 def test_explicit_url_is_not_initialised_implicitly(sqlite_url: str, tmp_path: Path) -> None:
+    Path(sa.make_url(sqlite_url).database or "").touch()  # exists, but empty
     engine = engine_from_environ({"EXPSYNC_DATABASE_URL": sqlite_url}, cwd=tmp_path)
     try:
         assert sa.inspect(engine).get_table_names() == []

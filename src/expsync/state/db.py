@@ -110,7 +110,7 @@ def safe_url(url: str | sa.URL) -> str:
 # --------------------------------------------------------------------------------------
 
 
-def make_engine(url: str, **kwargs: Any) -> Engine:
+def make_engine(url: str, *, create: bool = True, **kwargs: Any) -> Engine:
     """An engine for ``url`` (Postgres via psycopg 3, or SQLite). Does not connect yet.
 
     Raises :class:`~expsync.errors.ConfigError` for a malformed or unsupported URL. Once
@@ -133,8 +133,14 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         if "connect_timeout" not in parsed.query:
             connect_args["connect_timeout"] = 10
         kwargs.setdefault("connect_args", connect_args)
-    else:
+    elif create:
         _prepare_sqlite_file(parsed)
+    else:
+        # a mistyped sqlite URL must not create folders and an empty database on `plan`
+        db = parsed.database
+        if db and db != ":memory:" and not db.startswith("file:") and not Path(db).is_file():
+            raise DatabaseUnavailable(f"no SQLite database at {db}: check {ENV_DATABASE_URL}, or create it "
+                                      "with `expsync db init`")
     try:
         engine = sa.create_engine(parsed, **kwargs)
     except (ArgumentError, NoSuchModuleError, ImportError) as exc:
@@ -297,7 +303,8 @@ def ensure_initialized(engine: Engine, *, create_app_tables: bool = True) -> lis
 def engine_from_environ(environ: Mapping[str, str], *, cwd: Path | None = None) -> Engine:
     """The engine for this run; the embedded default is initialised on first use."""
     url = database_url(environ, cwd=cwd)
-    engine = make_engine(url)
-    if is_embedded_default(url, cwd=cwd):
+    embedded = is_embedded_default(url, cwd=cwd)
+    engine = make_engine(url, create=embedded)  # only the embedded default is created on use
+    if embedded:
         ensure_initialized(engine)
     return engine
