@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hmac
 import json
 
 import pytest
@@ -11,35 +10,44 @@ from expsync.model import KeyChange, Secret
 from expsync.render.json import render_json
 from expsync.render.markdown import render_markdown
 from expsync.render.text import render_text
-from tests.render import plans
 
 CANARY_NEW = "sk-canary-NEW-7f3a9c1e5b2d4f60"
 CANARY_OLD = "sk-canary-OLD-0a1b2c3d4e5f6a7b"
-#: what a secret store resolved, and what decrypting the current version gave
-RESOLVED = {"env:FOO_RC1_KEY": Secret(CANARY_NEW), "env:FOO_RC2_KEY": Secret(CANARY_OLD)}
-STORED = {"rc1": Secret(CANARY_OLD), "rc2": Secret(CANARY_OLD)}
-
-
-def compare(ref: str, variant: str) -> KeyChange:
-    """What the CLI does before planning: constant-time comparison of resolved vs stored."""
-    same = hmac.compare_digest(RESOLVED[ref].reveal().encode(), STORED[variant].reveal().encode())
-    return KeyChange.UNCHANGED if same else KeyChange.ROTATED
 
 
 def all_outputs() -> dict[str, str]:
-    kc = compare("env:FOO_RC1_KEY", "rc1")
-    assert kc is KeyChange.ROTATED and compare("env:FOO_RC2_KEY", "rc2") is KeyChange.UNCHANGED
-    plan = plans.key_rotation(kc)
+    """The real pipeline minus the database: encrypted stored keys, the real key comparison
+    (decrypt + constant time) and the real planner, so a change that let a value flow from
+    secrets into the plan would show up in every rendered format."""
+    import dataclasses
+
+    from expsync.crypto import encrypt_api_key
+    from expsync.keycompare import compare_keys
+    from expsync.model import SecretRef, Status
+    from tests.plan.builders import NOW, actual, actual_of, desired, dexp, dvar
+    from expsync.plan import PlanOptions, plan
+
+    byok = bytes(range(32))
+    d = dexp("foo", status=Status.ACTIVE, variants=(dvar("rc1", ref="env:FOO_RC1_KEY"), dvar("rc2", ref="env:FOO_RC2_KEY")))
+    a = actual_of(d)
+    a = dataclasses.replace(a, variants=tuple(
+        dataclasses.replace(v, current=dataclasses.replace(v.current, encrypted_api_key=encrypt_api_key(CANARY_OLD, byok)))
+        for v in a.variants))
+    secrets = {SecretRef("env", "FOO_RC1_KEY"): Secret(CANARY_NEW), SecretRef("env", "FOO_RC2_KEY"): Secret(CANARY_OLD)}
+    kc, diags = compare_keys(desired(d), actual(a, managed=(d,)), secrets, byok)
+    assert not diags and kc == {("foo", "rc1"): KeyChange.ROTATED, ("foo", "rc2"): KeyChange.UNCHANGED}
+    p = plan(desired(d), actual(a, managed=(d,)), now=NOW, key_changes=kc, options=PlanOptions())
     return {
-        "text": render_text(plan),
-        "text-colour": render_text(plan, color=True),
-        "json": render_json(plan),
-        "markdown": render_markdown(plan),
-        "markdown-degraded": render_markdown(plan, max_chars=700),
+        "text": render_text(p),
+        "text-colour": render_text(p, color=True),
+        "json": render_json(p),
+        "markdown": render_markdown(p),
+        "markdown-degraded": render_markdown(p, max_chars=700),
+        "repr": repr(p),
     }
 
 
-@pytest.mark.parametrize("fmt", ["text", "text-colour", "json", "markdown", "markdown-degraded"])
+@pytest.mark.parametrize("fmt", ["text", "text-colour", "json", "markdown", "markdown-degraded", "repr"])
 def test_rotated_key_is_reported_but_never_printed(fmt: str) -> None:
     out = all_outputs()[fmt]
     assert ("Detail reduced" in out) if fmt == "markdown-degraded" else ("rotated" in out)
