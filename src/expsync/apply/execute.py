@@ -253,8 +253,9 @@ def _insert_version(conn: Connection, ops: Sequence[InsertVersion], ctx: ApplyCo
 @executes(DeleteExperiment)
 def _delete(conn: Connection, ops: Sequence[DeleteExperiment], ctx: ApplyContext) -> int:
     ids = [o.experiment_id for o in ops]
-    stmt = sa.delete(experiment).where(experiment.c.id.in_(ids), experiment.c.status == Status.DRAFT.value)
-    _expect(conn.execute(stmt), len(ids), "delete drafts")
+    # each row must still be in the status the plan saw (the planner decided it may be deleted)
+    expected = sa.or_(*[sa.and_(experiment.c.id == o.experiment_id, experiment.c.status == o.status.value) for o in ops])
+    _expect(conn.execute(sa.delete(experiment).where(experiment.c.id.in_(ids), expected)), len(ids), "delete drafts")
     conn.execute(sa.delete(managed).where(managed.c.experiment_id.in_(ids)))
     return 2
 
