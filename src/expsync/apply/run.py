@@ -31,7 +31,7 @@ from expsync.cache.refresh import enqueue
 from expsync.crypto import load_key
 from expsync.diagnostics import Diagnostic
 from expsync.errors import ApplyConflict, ExpsyncError, InvalidInput, LockTimeout, PlanRefused, StalePlan
-from expsync.model import DesiredState, Secret, SecretRef, Status
+from expsync.model import ROUTING_STATUSES, DesiredState, Secret, SecretRef
 from expsync.pipeline import Settings, check_initialized, compute_plan
 from expsync.plan import Digests, Plan
 from expsync.state.db import begin
@@ -74,7 +74,6 @@ _CONSTRAINT_MESSAGES: Final = {
 }
 
 
-_ROUTING: Final = frozenset({Status.ACTIVE, Status.PAUSED})
 
 
 def _constraint(err: DBAPIError) -> str:
@@ -101,7 +100,7 @@ def _friendly(err: DBAPIError, plan: Plan | None) -> ExpsyncError:
                                                                               "message_detail", None) or "")
         pids = [m.group(1)] if m else sorted({
             e.public_model_id for e in plan.experiments
-            if e.status_after in _ROUTING and e.status_before not in _ROUTING}) if plan else []
+            if e.status_after in ROUTING_STATUSES and e.status_before not in ROUTING_STATUSES}) if plan else []
         return ApplyConflict(
             f"another experiment became active or paused on {', '.join(pids) or 'the public id'} while applying "
             "(routing unique index); nothing was applied - re-run plan"

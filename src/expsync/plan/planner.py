@@ -165,9 +165,10 @@ def _drift_views(
     return last_view, now_view, want, where
 
 
-#: status moves that make routing safer; done outside git they are never silently undone
+#: status moves that make routing safer (the pause and complete edges of the state machine);
+#: done outside git they are never silently undone
 PROTECTIVE: frozenset[tuple[str, str]] = frozenset(
-    {("active", "paused"), ("active", "completed"), ("paused", "completed")}
+    (src.value, dst.value) for (src, trig), dst in machine.TRANSITIONS.items() if trig in (Trigger.PAUSE, Trigger.COMPLETE)
 )
 
 

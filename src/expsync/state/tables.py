@@ -32,6 +32,8 @@ from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.functions import FunctionElement
 
+from expsync.model import ROUTING_STATUSES, Status
+
 __all__ = [
     "APP_TABLES",
     "JSON_TYPE",
@@ -51,8 +53,10 @@ __all__ = [
     "version",
 ]
 
-STATUS_VALUES: Final = ("draft", "active", "paused", "completed")
-ROUTING_STATUS_VALUES: Final = ("active", "paused")
+#: derived from the one definition of the statuses (enum order: the CHECK text stays
+#: ``'draft', 'active', 'paused', 'completed'`` and the partial index ``'active', 'paused'``)
+STATUS_VALUES: Final = tuple(s.value for s in Status)
+ROUTING_STATUS_VALUES: Final = tuple(s.value for s in Status if s in ROUTING_STATUSES)
 
 #: ``jsonb`` on Postgres, JSON text elsewhere.
 JSON_TYPE: Final = sa.JSON().with_variant(JSONB(), "postgresql")
