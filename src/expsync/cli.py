@@ -51,9 +51,9 @@ def emit_diagnostics(diags: Sequence[Diagnostic], *, err: bool = True) -> None:
     (on stderr too: stdout carries only the requested output, e.g. JSON)."""
     if not diags:
         return
-    click.echo(render_diags.render_text(diags), err=err)
+    click.echo(_redactor.redact(render_diags.render_text(diags)), err=err)
     if _in_github():
-        click.echo(render_diags.github_annotations(diags), err=True)
+        click.echo(_redactor.redact(render_diags.github_annotations(diags)), err=True)
 
 
 def paths_argument(f: F) -> F:
@@ -107,7 +107,7 @@ def validate(paths: tuple[str, ...], max_file_size: int, fmt: str) -> None:
     if fmt == "json":
         click.echo(render_diags.render_validate_json(diags, files=len(files), experiments=len(desired.experiments)))
         if _in_github():
-            click.echo(render_diags.github_annotations(diags), err=True)
+            click.echo(_redactor.redact(render_diags.github_annotations(diags)), err=True)
     else:
         emit_diagnostics(diags)
         if not has_errors(diags):
@@ -230,7 +230,7 @@ def plan_cmd(paths: tuple[str, ...], max_file_size: int, fmt: str, out_file: str
     plan = computed.plan
     click.echo(red.redact(render_plan(plan, fmt, color=use_color() and fmt == "text")))
     if _in_github():
-        click.echo(render_diags.github_annotations(plan.diagnostics), err=True)
+        click.echo(red.redact(render_diags.github_annotations(plan.diagnostics)), err=True)
         write_github_outputs(plan, red)
     if out_file:
         try:
@@ -256,7 +256,7 @@ def drain_leftover(engine: Engine, settings: Settings) -> None:
             drain(engine, connect(settings.redis_url), prefix=settings.redis_prefix)
             click.echo(f"finished a pending cache refresh ({pending} key(s) from an earlier run)", err=True)
     except ExpsyncError as e:  # Redis down or unreachable: the command goes on, the outbox stays
-        click.echo(f"warning: {e}", err=True)
+        click.echo(f"warning: {_redactor.redact(str(e))}", err=True)
     except sa.exc.SQLAlchemyError:
         pass  # uninitialised database: the command itself reports it
 
@@ -328,7 +328,7 @@ def apply_cmd(paths: tuple[str, ...], max_file_size: int, plan_file: str | None,
         except Refused as e:
             click.echo(red.redact(render_plan(e.plan, "text", color=use_color())))
             if _in_github():
-                click.echo(render_diags.github_annotations(e.plan.diagnostics), err=True)
+                click.echo(red.redact(render_diags.github_annotations(e.plan.diagnostics)), err=True)
             sys.exit(EXIT_REFUSED)
         plan = result.plan
         if not plan.has_changes:
