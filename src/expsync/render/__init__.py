@@ -89,9 +89,7 @@ def changed_experiments(plan: Plan) -> list[ExperimentPlan]:
 
 
 def summarize(plan: Plan) -> Summary:
-    counts = dict.fromkeys(HEADLINE_ACTIONS, 0)
-    for e in changed_experiments(plan):
-        counts[headline_action(e)] += 1
+    counts = {Action(k): v for k, v in plan.counts().items()}  # counted once, on the Plan
     errors = sum(1 for d in plan.diagnostics if d.is_error)
     return Summary(
         create=counts[Action.CREATE],
