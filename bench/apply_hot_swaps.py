@@ -32,7 +32,7 @@ from sqlalchemy import event
 from expsync.apply.run import ApplyResult, apply
 from expsync.pipeline import Settings
 from expsync.secrets import Redactor, resolve_all, uses_in
-from expsync.spec.loader import LoadOptions, load_desired
+from expsync.desired.loader import LoadOptions, load_desired
 from expsync.state.db import init_db, make_engine
 
 HOST = "127.0.0.1"

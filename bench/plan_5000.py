@@ -28,7 +28,7 @@ from gen import write_corpus  # noqa: E402
 
 from expsync.crypto import encrypt_api_key  # noqa: E402
 from expsync.plan import last_applied_of  # noqa: E402
-from expsync.spec.loader import load_desired  # noqa: E402
+from expsync.desired.loader import load_desired  # noqa: E402
 from expsync.state.db import init_db, make_engine  # noqa: E402
 from expsync.state.tables import experiment, managed, variant, version  # noqa: E402
 

@@ -18,7 +18,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from gen import write_corpus  # noqa: E402
 
 from expsync.diagnostics import has_errors  # noqa: E402
-from expsync.spec.loader import load_desired  # noqa: E402
+from expsync.desired.loader import load_desired  # noqa: E402
 
 
 def main() -> None:

@@ -13,7 +13,7 @@ FORBIDDEN = {
     "expsync.render.text": ["sqlalchemy", "redis", "click", "psycopg", "boto3", "hvac", "expsync.state", "expsync.apply"],
     "expsync.render.json": ["sqlalchemy", "redis", "click", "psycopg", "boto3", "hvac", "expsync.state", "expsync.apply"],
     "expsync.render.markdown": ["sqlalchemy", "redis", "click", "psycopg", "boto3", "hvac", "expsync.state", "expsync.apply"],
-    "expsync.spec.loader": ["sqlalchemy", "redis", "click", "psycopg", "boto3", "hvac", "expsync.state", "expsync.plan"],
+    "expsync.desired.loader": ["sqlalchemy", "redis", "click", "psycopg", "boto3", "hvac", "expsync.state", "expsync.plan"],
     "expsync.state.reader": ["redis", "click", "yaml", "expsync.plan", "expsync.render", "expsync.apply"],
 }
 

@@ -2,7 +2,7 @@
 
 Pipeline (imports point one way, cli -> stages):
 
-    spec/    YAML files -> DesiredState (+ diagnostics)          (no I/O but reading files)
+    desired/ YAML files -> DesiredState (+ diagnostics)          (no I/O but reading files)
     secrets/ SecretRef -> Secret                                 (env, file, AWS SM, Vault)
     state/   database -> ActualState                             (constant number of queries)
     plan/    (DesiredState, ActualState, key comparisons) -> Plan (pure)

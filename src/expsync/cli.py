@@ -33,9 +33,9 @@ from expsync.secrets import Redactor, resolve_all, uses_in
 from expsync.state.db import begin, database_url, engine_from_environ, init_db, make_engine
 from expsync.errors import CachePending, ExpsyncError
 from expsync.render import diagnostics as render_diags
-from expsync.spec.loader import LoadOptions, discover, load_desired
-from expsync.spec.schema import json_schema
-from expsync.spec.yamlload import DEFAULT_MAX_FILE_SIZE
+from expsync.desired.loader import LoadOptions, discover, load_desired
+from expsync.desired.schema import json_schema
+from expsync.desired.yamlload import DEFAULT_MAX_FILE_SIZE
 
 EXIT_OK, EXIT_ERROR, EXIT_CHANGES, EXIT_INVALID, EXIT_REFUSED, EXIT_CONFLICT, EXIT_CACHE = range(7)
 
@@ -407,7 +407,7 @@ def import_cmd(all_unmanaged: bool, ids: tuple[uuid.UUID, ...], pids: tuple[str,
     """Write YAML (with id: pins) for experiments that exist in the database but not in git."""
     from expsync.crypto import load_key
     from expsync.importer import import_experiments, select_ids
-    from expsync.spec.schema import KEY_PATTERN
+    from expsync.desired.schema import KEY_PATTERN
 
     if not (all_unmanaged or ids or pids):
         click.echo("error: say what to import: --all, --id or --public-model-id", err=True)

@@ -127,7 +127,7 @@ def pinned_in(out_dir: Path) -> set[uuid.UUID]:
     a second file pinning the same row (E208), so they are skipped."""
     if not out_dir.is_dir():
         return set()
-    from expsync.spec.loader import load_desired
+    from expsync.desired.loader import load_desired
 
     desired, _ = load_desired([str(out_dir)])
     return {d.id for d in desired.experiments.values() if d.id is not None}

@@ -26,7 +26,7 @@ def test_error_messages_quoting_a_resolved_value_are_masked(tmp_path, monkeypatc
     """A value resolved in this run, quoted by an error raised later (say, a store client's
     message), never reaches stderr, with or without --debug."""
     from tests.cli_helpers import run_cli
-    from tests.spec.test_refusals import GOOD
+    from tests.desired.test_refusals import GOOD
 
     (tmp_path / "e").mkdir()
     (tmp_path / "e" / "x.yaml").write_text(GOOD.replace("status: active", "status: draft"))

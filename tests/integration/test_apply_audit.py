@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from expsync.apply.run import ApplyResult, apply
 from expsync.pipeline import Settings
 from expsync.secrets import Redactor, resolve_all, uses_in
-from expsync.spec.loader import LoadOptions, load_desired
+from expsync.desired.loader import LoadOptions, load_desired
 from tests.cli_helpers import run_cli
 from tests.integration.apply_support import Repo, cli_env, experiment, variant
 from tests.integration.gateway import TEST_KEY_B64

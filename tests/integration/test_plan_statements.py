@@ -8,7 +8,7 @@ from pathlib import Path
 import sqlalchemy as sa
 
 from expsync.pipeline import Settings, compute_plan
-from expsync.spec.loader import load_desired
+from expsync.desired.loader import load_desired
 from tests.cli_helpers import run_cli
 from tests.integration.apply_support import Repo, cli_env, experiment, upstream, variant
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tests.spec.test_refusals import GOOD, only, validate_json, write
+from tests.desired.test_refusals import GOOD, only, validate_json, write
 
 
 def test_duplicate_variant_key_via_explicit_key(tmp_path: Path) -> None:

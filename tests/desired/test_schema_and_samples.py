@@ -8,7 +8,7 @@ from pathlib import Path
 import jsonschema
 import yaml
 
-from expsync.spec.schema import json_schema
+from expsync.desired.schema import json_schema
 from tests.cli_helpers import run_cli
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -283,7 +283,7 @@ def test_unreadable_directory_is_an_error(tmp_path: Path) -> None:
     (d / "team").chmod(0)
     try:
         if os.geteuid() != 0:
-            from expsync.spec.loader import discover
+            from expsync.desired.loader import discover
 
             files, diags = discover([str(d)])
             assert not files and [x.code for x in diags] == ["E100"]
@@ -293,7 +293,7 @@ def test_unreadable_directory_is_an_error(tmp_path: Path) -> None:
             try:
                 os.setgid(65534)
                 os.setuid(65534)
-                from expsync.spec.loader import discover
+                from expsync.desired.loader import discover
 
                 files, diags = discover([str(d)])
                 os._exit(0 if not files and [x.code for x in diags] == ["E100"] else 1)

@@ -4,7 +4,7 @@ These models are the single source of the YAML format: validation, the committed
 (``schemas/experiment.schema.json``) and the README reference all come from them. They are
 strict: unknown keys are refused at every depth, and no type coercion happens (``"1"`` is not
 a weight). Field-specific refusals raise :class:`PydanticCustomError` whose *type* is an
-``expsync_E...`` code, which :mod:`expsync.spec.loader` turns into a diagnostic.
+``expsync_E...`` code, which :mod:`expsync.desired.loader` turns into a diagnostic.
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.cli_helpers import run_cli
-from tests.spec.test_refusals import GOOD
+from tests.desired.test_refusals import GOOD
 
 _fragments = st.sampled_from(
     [": ", "- ", "\n", "  ", "&a ", "*a", "<<: ", "!!python/object ", "{", "}", "[", "]", "'", '"', "#", "---\n",

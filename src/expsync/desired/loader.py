@@ -4,10 +4,10 @@ Stages, each reporting every problem it can before the next runs:
 
 1. discover files (directories: ``**/*.yaml`` and ``**/*.yml``, sorted; files as given)
 2. read bytes and decode (size limit, binary, UTF-8)                    -> E100, E106, E107
-3. strict YAML (:mod:`expsync.spec.yamlload`)                            -> E101..E105, E108, E116
-4. schema (:mod:`expsync.spec.schema`), each pydantic error mapped back
+3. strict YAML (:mod:`expsync.desired.yamlload`)                            -> E101..E105, E108, E116
+4. schema (:mod:`expsync.desired.schema`), each pydantic error mapped back
    to the YAML node it came from                                         -> E109..E115, E204, E209, E401
-5. cross-document rules (:mod:`expsync.spec.rules`)                      -> E2xx
+5. cross-document rules (:mod:`expsync.desired.rules`)                      -> E2xx
 
 Nothing here touches a database or resolves a secret.
 """
@@ -26,9 +26,9 @@ from pydantic import ValidationError
 from expsync.diagnostics import Diagnostic, SourceRange, has_errors, sort_diagnostics
 from expsync.model import DesiredExperiment, DesiredState, DesiredVariant, Status
 from expsync.secrets.refs import parse_ref
-from expsync.spec import rules
-from expsync.spec.schema import Experiment
-from expsync.spec.yamlload import DEFAULT_MAX_FILE_SIZE, Document, decode, load_documents
+from expsync.desired import rules
+from expsync.desired.schema import Experiment
+from expsync.desired.yamlload import DEFAULT_MAX_FILE_SIZE, Document, decode, load_documents
 
 DEFAULT_PATHS: Final = ("experiments",)
 SUFFIXES: Final = (".yaml", ".yml")

@@ -1,1 +1,0 @@
-"""spec stage (filled in by its issue)."""
