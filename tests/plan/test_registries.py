@@ -7,11 +7,11 @@ import pytest
 
 from expsync.apply.execute import EXECUTORS, executes, executor_for
 from expsync.plan.ops import OP_TYPES
-from expsync.plan.order import OP_RANK
+from expsync.plan.ops import OP_TABLE
 
 
 def test_every_op_type_has_an_executor_and_a_rank() -> None:
-    assert set(OP_TYPES) == set(EXECUTORS) == set(OP_RANK)
+    assert set(OP_TYPES) == set(EXECUTORS) == set(OP_TABLE)
 
 
 def test_unknown_op_type_fails_loudly() -> None:
