@@ -33,7 +33,7 @@ from expsync.crypto import load_key
 from expsync.diagnostics import Diagnostic
 from expsync.errors import ApplyConflict, ExpsyncError, InvalidInput, LockTimeout, PlanRefused, StalePlan
 from expsync.model import DesiredState, KeyChange, Secret, SecretRef
-from expsync.pipeline import Settings, check_initialized, compute_plan
+from expsync.pipeline import Computed, Settings, check_initialized, compute_plan
 from expsync.plan import Digests, Plan, cache_keys_for
 from expsync.plan.ops import InsertVersion
 from expsync.state.db import begin
@@ -173,25 +173,8 @@ def apply(
                 check_initialized(conn)
                 computed = compute_plan(conn, desired, secrets, settings, now=datetime.now(timezone.utc))
                 plan = computed.plan
-                if any(d.is_error for d in computed.key_diagnostics):
-                    raise KeyProblems(computed.key_diagnostics)
-                # stale before refused: a saved plan that no longer matches is exit 5 (spec §5.7)
-                # whatever the re-plan says now; the fresh plan the user re-runs explains it
-                if expect is not None and expect != plan.digests:
-                    changed = [n for n in ("desired", "actual", "ops") if getattr(expect, n) != getattr(plan.digests, n)]
-                    raise StalePlan(f"stale plan: the {' and '.join(changed)} state changed since it was made; "
-                                    "re-run plan (nothing was applied)")
-                if plan.refused:
-                    raise Refused(plan)
-                results: tuple[OpResult, ...] = ()
-                if plan.has_changes:
-                    byok = load_key(settings.byok_value) if _needs_encryption(plan) else None
-                    ctx = ApplyContext(actor=settings.actor, secrets=secrets, byok_key=byok)
-                    results = tuple(execute(plan.ops, conn, ctx))
-                    # the same function made plan.cache_keys: the outbox gets the executed ops' keys
-                    keys = cache_keys_for(plan.ops, computed.actual, settings.redis_prefix)
-                    if keys:
-                        enqueue(conn, keys)
+                _refuse_before_writing(computed, expect)
+                results = _execute(conn, computed, secrets, settings) if plan.has_changes else ()
                 conn.execute(sa.insert(audit).values(
                     started_at=started_at, finished_at=datetime.now(timezone.utc), actor=settings.actor,
                     revision=settings.revision, plan_digest=plan.digests.ops, summary=_summary(plan),
@@ -214,6 +197,33 @@ def apply(
     finally:
         event.remove(engine, "before_cursor_execute", count)
     return ApplyResult(plan, results, statements, time.monotonic() - started)
+
+
+def _refuse_before_writing(computed: Computed, expect: Digests | None) -> None:
+    plan = computed.plan
+    if any(d.is_error for d in computed.key_diagnostics):
+        raise KeyProblems(computed.key_diagnostics)
+    # stale before refused: a saved plan that no longer matches is exit 5 (spec §5.7)
+    # whatever the re-plan says now; the fresh plan the user re-runs explains it
+    if expect is not None and expect != plan.digests:
+        changed = [n for n in ("desired", "actual", "ops") if getattr(expect, n) != getattr(plan.digests, n)]
+        raise StalePlan(f"stale plan: the {' and '.join(changed)} state changed since it was made; "
+                        "re-run plan (nothing was applied)")
+    if plan.refused:
+        raise Refused(plan)
+
+
+def _execute(conn: Connection, computed: Computed, secrets: Mapping[SecretRef, Secret],
+             settings: Settings) -> tuple[OpResult, ...]:
+    """Run exactly ``Plan.ops`` in order, then enqueue the cache keys of the executed ops."""
+    plan = computed.plan
+    byok = load_key(settings.byok_value) if _needs_encryption(plan) else None
+    results = tuple(execute(plan.ops, conn, ApplyContext(actor=settings.actor, secrets=secrets, byok_key=byok)))
+    # the same function made plan.cache_keys: the outbox gets the executed ops' keys
+    keys = cache_keys_for(plan.ops, computed.actual, settings.redis_prefix)
+    if keys:
+        enqueue(conn, keys)
+    return results
 
 
 def _needs_encryption(plan: Plan) -> bool:
