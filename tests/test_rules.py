@@ -166,3 +166,13 @@ def test_exact_shares_above_two_to_the_32_starve_the_last_variant() -> None:
     shares = [round(float(x) * 100, 2) for x in rules.exact_shares([2_000_000_000] * 3)]
     assert shares == [46.57, 46.57, 6.87]
     assert rules.weight_sum_problem([2_000_000_000] * 3) and not rules.weight_sum_problem([2**31, 2**31])
+
+
+def test_rules_module_imports_only_the_model() -> None:
+    import subprocess
+    import sys
+
+    code = ("import sys, expsync.rules; print(sorted(m for m in sys.modules if m.startswith('expsync')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    # expsync.model brings expsync.diagnostics (SourceRange) with it
+    assert eval(out) == ["expsync", "expsync.diagnostics", "expsync.model", "expsync.rules"]  # noqa: S307
