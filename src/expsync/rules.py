@@ -113,6 +113,14 @@ EDITABLE: Final[Mapping[Change, frozenset[Status]]] = {
 }
 
 
+#: experiment field -> the edit-matrix row that governs changing it
+FIELD_CHANGE: Final[Mapping[str, Change]] = {
+    "name": Change.NAME,
+    "description": Change.NAME,
+    "public_model_id": Change.PUBLIC_MODEL_ID,
+}
+
+
 class CheckedAgainst(enum.StrEnum):
     """Which status an edit is checked against, given where it runs in execution order."""
 

@@ -47,8 +47,6 @@ def _variant_path(d: DesiredExperiment | None, variant_key: str) -> str:
 def _change_of(op: Op, d: DesiredExperiment | None) -> tuple[Change, str, str] | None:
     """The edit-matrix row an op is checked against, with the words and YAML path of a refusal."""
     match op:
-        case UpdateFields() if any(c.path == "public_model_id" for c in op.changes):
-            return Change.PUBLIC_MODEL_ID, "public_model_id change", "public_model_id"
         case RemoveVariant():
             return Change.VARIANT_SET, f"removing variant {op.label!r}", "variants"
         case AddVariant():
@@ -79,8 +77,14 @@ def check_edits(r: ExperimentDiff, status_before: Status | None) -> None:
     refused_variants: set[uuid.UUID] = set()
     kept: list[Op] = []
     for op in ops:
+        if status_before is None:  # a new row: created as draft, every edit allowed
+            kept.append(op)
+            continue
+        if isinstance(op, UpdateFields):
+            kept += [x for x in (_check_fields(r, op, status_before),) if x is not None]
+            continue
         found = _change_of(op, r.pair.desired)
-        if found is None or status_before is None:  # a new row: created as draft, every edit allowed
+        if found is None:
             kept.append(op)
             continue
         change, words, path = found
@@ -99,11 +103,21 @@ def check_edits(r: ExperimentDiff, status_before: Status | None) -> None:
             refused_variants.add(op.variant_id)
         elif isinstance(op, SetArchived):
             r.archived_after = op.before
-        elif isinstance(op, UpdateFields):
-            rest = tuple(c for c in op.changes if c.path != "public_model_id")
-            if rest:
-                kept.append(replace(op, changes=rest))
     r.ops = list(kept)
+
+
+def _check_fields(r: ExperimentDiff, op: UpdateFields, status: Status) -> UpdateFields | None:
+    """Each field change against its row of the edit matrix; the op keeps the allowed ones."""
+    allowed = []
+    for c in op.changes:
+        change = rules.FIELD_CHANGE[c.path]
+        if rules.may(change, status):
+            allowed.append(c)
+            continue
+        hint = "create a new experiment (new key)" if change in rules.NEEDS_NEW_EXPERIMENT else None
+        r.refuse(rules.REFUSAL_CODE[change],
+                 f"{c.path} change: not allowed while {status} (allowed in: {rules.allowed_in(change)})", c.path, hint)
+    return replace(op, changes=tuple(allowed)) if allowed else None
 
 
 def _final_routing(results: Sequence[ExperimentDiff], actual: ActualState) -> dict[uuid.UUID, tuple[Status | None, str, str]]:
