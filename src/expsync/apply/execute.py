@@ -26,8 +26,8 @@ from sqlalchemy.engine import Connection
 
 from expsync.crypto import encrypt_api_key
 from expsync.errors import ApplyConflict, ExpsyncError
-from expsync.model import KeyChange, Secret, SecretRef, Status
-from expsync.rules import Trigger
+from expsync.model import KeyChange, Secret, SecretRef
+from expsync.rules import CREATED_AS, Trigger
 from expsync.plan.ops import (
     AddVariant,
     ChangeWeight,
@@ -113,7 +113,7 @@ def _create(conn: Connection, ops: Sequence[CreateExperiment], ctx: ApplyContext
         sa.insert(experiment),
         [
             {"id": o.experiment_id, "public_model_id": o.public_model_id, "name": o.name, "description": o.description,
-             "status": Status.DRAFT.value, "is_archived": o.archived, "created_by_user_id": ctx.actor}
+             "status": CREATED_AS.value, "is_archived": o.archived, "created_by_user_id": ctx.actor}
             for o in ops
         ],
     )
