@@ -205,11 +205,14 @@ def write_github_outputs(plan: Plan, redactor: Redactor) -> None:
 @click.option("--format", "fmt", type=click.Choice(["text", "json", "markdown"]), default="text", show_default=True)
 @click.option("--out", "out_file", type=click.Path(dir_okay=False), help="Save the plan (JSON) for `apply --plan`.")
 @click.option("--detailed-exitcode", is_flag=True, help="Exit 2 when the plan has changes.")
-@click.option("--no-secrets", is_flag=True, help="Do not resolve secrets (fork PRs); api keys show as unknown.")
+@click.option("--no-secrets", is_flag=True,
+              help="Do not resolve secrets (fork PRs); api keys show as unknown and experiments expsync does not "
+              "manage show no values.")
+@click.option("--allow-empty", is_flag=True, help="Allow a plan that removes every managed experiment.")
 def plan_cmd(paths: tuple[str, ...], max_file_size: int, fmt: str, out_file: str | None, detailed_exitcode: bool,
-             no_secrets: bool) -> None:
+             no_secrets: bool, allow_empty: bool) -> None:
     """Show what apply would change, checked against the state machine. Writes nothing."""
-    settings = settings_from_env()
+    settings = dataclasses.replace(settings_from_env(), allow_empty=allow_empty)
     if out_file:
         check_writable(out_file)
     desired = load_or_exit(paths, max_file_size)
@@ -231,6 +234,9 @@ def plan_cmd(paths: tuple[str, ...], max_file_size: int, fmt: str, out_file: str
     plan = computed.plan
     click.echo(red.redact(render_plan(plan, fmt, color=use_color() and fmt == "text")))
     if _in_github():
+        from expsync.render.security import security_annotations
+
+        click.echo(red.redact(security_annotations(plan)), err=True)
         click.echo(red.redact(render_diags.github_annotations(plan.diagnostics)), err=True)
         write_github_outputs(plan, red)
     if out_file:
@@ -294,12 +300,14 @@ def _confirm_or_exit(plan: Plan, yes: bool) -> None:
 @click.option("--lock-timeout", type=click.FloatRange(min=0.001, max=86400.0), default=30.0, show_default=True,
               callback=lambda ctx, param, v: _not_nan(v),
               help="Seconds to wait for the apply lock.")
+@click.option("--allow-empty", is_flag=True, help="Allow removing every managed experiment.")
 def apply_cmd(paths: tuple[str, ...], max_file_size: int, plan_file: str | None, yes: bool, actor: str | None,
-              revision: str | None, lock_timeout: float) -> None:
+              revision: str | None, lock_timeout: float, allow_empty: bool) -> None:
     """Apply the YAML to the database in one transaction, then refresh the Redis cache."""
     from expsync.apply.run import KeyProblems, Refused, apply
 
-    settings = dataclasses.replace(settings_from_env(), actor=actor or None, revision=revision or None)
+    settings = dataclasses.replace(settings_from_env(), actor=actor or None, revision=revision or None,
+                                   allow_empty=allow_empty)
     if not yes and not sys.stdin.isatty():
         # unattended runs must say so explicitly, with or without a saved plan
         click.echo("error: apply needs --yes when not run on a terminal", err=True)

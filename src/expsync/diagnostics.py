@@ -98,6 +98,7 @@ CODES: Final[dict[str, CodeInfo]] = {
     "E501": CodeInfo("protective change made outside git", "set the status/archived in YAML to what the database has"),
     "E502": CodeInfo("managed experiment removed from git", "only drafts (deleted) and completed+archived (unmanaged) may be removed"),
     "E503": CodeInfo("experiment owned by another key", "each database row is managed by one key"),
+    "E504": CodeInfo("plan removes every managed experiment", "check the experiments folder; pass --allow-empty if this is intended"),
     "W501": CodeInfo("changed outside git; the plan reverts it", "update the YAML to keep the change", Severity.WARNING),
     "W502": CodeInfo("a future-dated version is pending", "it supersedes older versions when it takes effect", Severity.WARNING),
     "W503": CodeInfo("api key comparison skipped", "keys are reported as unknown", Severity.WARNING),

@@ -41,6 +41,8 @@ class Settings:
     redis_prefix: str = ""
     actor: str | None = None
     revision: str | None = None
+    #: ``--allow-empty``: a plan may remove every managed experiment
+    allow_empty: bool = False
 
     @property
     def byok_value(self) -> str | None:
@@ -94,6 +96,8 @@ def compute_plan(
         actual,
         now=now,
         key_changes=key_changes,  # type: ignore[arg-type]
-        options=PlanOptions(redis_prefix=settings.redis_prefix, compare_secrets=secrets is not None),
+        # --no-secrets is the untrusted (fork PR) mode: it also hides unmanaged experiments' values
+        options=PlanOptions(redis_prefix=settings.redis_prefix, compare_secrets=secrets is not None,
+                            redact_unmanaged=secrets is None, allow_empty=settings.allow_empty),
     )
     return Computed(p, actual, tuple(key_diags))
