@@ -115,3 +115,17 @@ def test_items_are_sorted_by_experiment_then_variant_order() -> None:
 
 def test_upstream_default_is_the_builders_origin() -> None:
     assert origin_of(UP["base_url"]) == "https://api.example"
+
+
+def test_unchanged_experiments_parse_no_url(monkeypatch: pytest.MonkeyPatch) -> None:
+    from expsync.plan import security
+
+    calls: list[str] = []
+    real = security.urlsplit
+    monkeypatch.setattr(security, "urlsplit", lambda u: calls.append(u) or real(u))
+    exps = [dexp(f"e{i}", status=A, pid=f"partner/e{i}") for i in range(50)]
+    p = run(desired(*exps), actual(*(actual_of(e) for e in exps), managed=tuple(exps)))
+    assert p.ops == () and calls == []
+    changed = dexp("e0", status=A, pid="partner/e0", variants=(dvar("a", upstream=EVIL), dvar("b")))
+    run(desired(changed, *exps[1:]), actual(*(actual_of(e) for e in exps), managed=tuple(exps)))
+    assert len(calls) == 4  # one experiment: its two old and two new origins

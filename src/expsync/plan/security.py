@@ -132,10 +132,12 @@ def security_items(r: ExperimentDiff, *, hidden: bool = False) -> tuple[Security
     if d is None or not rules.keys_matter(d.status):
         return ()  # removed from git, or can never take a new version: no key goes anywhere new
     refs_before = _applied_refs(r)
-    origins_before = {} if hidden else _origins_before(r.pair.actual)
-    used_before = {o for o in origins_before.values() if o is not None}
     added = {op.variant_id for op in r.ops if isinstance(op, AddVariant)}
     versions: Mapping[uuid.UUID, InsertVersion] = {op.variant_id: op for op in r.ops if isinstance(op, InsertVersion)}
+    if not versions and all(refs_before.get(str(d.variant_id(v)), str(v.api_key)) == str(v.api_key) for v in d.variants):
+        return ()  # nothing new is sent anywhere (most experiments of a large plan): no URL parsed
+    origins_before = {} if hidden else _origins_before(r.pair.actual)
+    used_before = {o for o in origins_before.values() if o is not None}
     out: list[SecurityItem] = []
     for i, v in enumerate(d.variants):
         vid = d.variant_id(v)

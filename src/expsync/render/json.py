@@ -463,7 +463,7 @@ def _security(x: SecurityItem) -> SecurityOut:
                        experiment_key=x.experiment_key, experiment_id=x.experiment_id, variant_key=x.variant_key,
                        label=x.label, api_key_ref_before=x.api_key_ref_before, api_key_ref=x.api_key_ref,
                        origin_before=x.origin_before, origin=x.origin, values_hidden=x.values_hidden,
-                       file=x.source.file if x.source else None, line=x.source.line if x.source else None)
+                       file=x.source.file if x.source else None, line=x.source.line if x.source and x.source.line else None)
 
 
 def _drift(d: DriftItem) -> DriftOut:
