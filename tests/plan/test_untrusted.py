@@ -49,6 +49,16 @@ def test_pinning_an_unmanaged_id_shows_none_of_its_values() -> None:
     assert all(v.upstream_before is None for v in versions)
 
 
+def test_cache_keys_do_not_name_the_public_id_an_unmanaged_experiment_has() -> None:
+    theirs, pinned = unmanaged(pid="partner/secret-codename")
+    moved = dataclasses.replace(pinned, public_model_id="partner/pr")
+    shown = _untrusted(desired(moved), actual(actual_of(theirs)))
+    assert "partner/secret-codename" in " ".join(shown.cache_keys)
+    p = _untrusted(desired(moved), actual(actual_of(theirs)), redact_unmanaged=True)
+    assert "partner/secret-codename" not in repr(p)
+    assert p.cache_keys[-1].endswith("by-public-id:partner/pr") and p.experiments[0].cache_keys == p.cache_keys[-1:]
+
+
 def test_managed_experiments_keep_their_values_when_hiding() -> None:
     old = dexp(status=D, name="Old name")
     new = dexp(status=D, name="New name", variants=(dvar("a", 4), dvar("b")))

@@ -18,7 +18,8 @@ same digests. A composition of one function per concern:
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass
+import uuid
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 from expsync.diagnostics import Diagnostic, sort_diagnostics
@@ -56,6 +57,16 @@ def _digests(desired: DesiredState, actual: ActualState, ops: tuple[object, ...]
     )
 
 
+def _shown(actual: ActualState, hidden: dict[uuid.UUID, str]) -> ActualState:
+    """``actual`` with each hidden experiment's public id replaced by the one git wants, so the
+    cache keys derived from it do not name the id it has in the database."""
+    if not hidden:
+        return actual
+    experiments = {eid: replace(a, public_model_id=hidden[eid]) if eid in hidden else a
+                   for eid, a in actual.experiments.items()}
+    return ActualState(experiments, actual.managed)
+
+
 def plan(
     desired: DesiredState,
     actual: ActualState,
@@ -81,13 +92,14 @@ def plan(
         diags.append(Diagnostic.make("W503", "api keys were not compared (--no-secrets): key changes show as unknown "
                                      "and this plan cannot be applied", None))
     ops = order(op for r in results for op in r.ops)
+    shown = _shown(actual, {r.experiment_id: r.public_model_id for r in results if r.hidden})
     return Plan(
         ops=ops,
-        experiments=tuple(explain(r, actual, options.redis_prefix) for r in results if r.ops or r.diagnostics or r.drift),
+        experiments=tuple(explain(r, shown, options.redis_prefix) for r in results if r.ops or r.diagnostics or r.drift),
         drift=tuple(item for r in results for item in r.drift),
         diagnostics=tuple(sort_diagnostics(diags)),
         digests=_digests(desired, actual, ops),
-        cache_keys=cache_keys_for(ops, actual, options.redis_prefix),
+        cache_keys=cache_keys_for(ops, shown, options.redis_prefix),
         secrets_compared=options.compare_secrets,
         security=all_security_items((r, r.hidden) for r in results),
         values_hidden=options.redact_unmanaged,
