@@ -39,8 +39,10 @@ def test_markdown_security_table_is_above_everything_and_not_collapsed() -> None
     assert start < md.index("#### Experiments") < md.index("<details>")
     section = md[start:md.index("#### Experiments")]
     assert "<details>" not in section
-    assert "| :warning: | `foo-rc-bakeoff` | `rc1` | the key from env:GITHUB\\_TOKEN will be sent to" in section
-    assert "| :lock: | `foo-rc-bakeoff` | `rc2` | api key reference env:FOO\\_RC2\\_KEY -\\> env:FOO\\_RC3\\_KEY" in section
+    assert ("| :warning: | `foo-rc-bakeoff` | `rc1` | the key from `env:GITHUB_TOKEN` will be sent to "
+            "`https://attacker.example:8443` (was the key from `env:FOO_RC1_KEY` sent to `https://api.partner.example`) |"
+            ) in section
+    assert "| :lock: | `foo-rc-bakeoff` | `rc2` | api key reference `env:FOO_RC2_KEY` -\\> `env:FOO_RC3_KEY`" in section
     assert_tables_intact(md)
 
 
@@ -80,7 +82,7 @@ def test_markdown_keeps_the_security_section_when_experiments_degrade() -> None:
     md = render_markdown(plan)
     assert len(md) <= MAX_CHARS
     assert "#### :lock: Security-relevant changes (3002)" in md
-    assert "env:GITHUB\\_TOKEN will be sent to https://attacker.example:8443" in md
+    assert "`env:GITHUB_TOKEN` will be sent to `https://attacker.example:8443`" in md
     assert re.search(r"_\.\.\. and \d+ more security-relevant changes: run `expsync plan`", md)
     assert md.index(":lock: Security") < md.index("#### Experiments")
     assert_tables_intact(md)
@@ -93,7 +95,7 @@ def test_markdown_degrades_experiments_before_security_rows() -> None:
     for limit in (len(full) - 1, len(full) // 2, len(full) // 4):
         md = render_markdown(plan, max_chars=limit)
         assert len(md) <= limit
-        assert "env:GITHUB\\_TOKEN" in md and "env:FOO\\_RC3\\_KEY" in md  # both rows survive
+        assert "`env:GITHUB_TOKEN`" in md and "`env:FOO_RC3_KEY`" in md  # both rows survive
         assert_tables_intact(md)
 
 

@@ -292,7 +292,7 @@ def _drift_row(d: DriftItem) -> list[str]:
 
 def _security_row(item: SecurityItem) -> list[str]:
     icon = ":warning:" if item.is_warning else ":lock:"
-    return [icon, _code(item.experiment_key), _code(item.label), _text(security_text(item))]
+    return [icon, _code(item.experiment_key), _code(item.label), security_text(item, value=_code, words=_text)]
 
 
 _SECURITY_HEADER: Final = ("", "experiment", "variant", "where the api key goes")

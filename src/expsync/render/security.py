@@ -6,14 +6,14 @@ this module is the one place they become English, so every format says the same 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Final
 
 from expsync.plan.security import Security, SecurityItem
 from expsync.plan.types import Plan
 from expsync.render import format_value
 
-__all__ = ["SECURITY_TITLE", "security_annotations", "security_subject", "security_text"]
+__all__ = ["SECURITY_TITLE", "security_annotations", "security_parts", "security_subject", "security_text"]
 
 SECURITY_TITLE: Final = "Security-relevant changes"
 
@@ -30,25 +30,35 @@ def security_subject(item: SecurityItem) -> str:
     return f"experiment {format_value(item.experiment_key)}, variant {format_value(item.label)}"
 
 
-def security_text(item: SecurityItem) -> str:
-    """What happens to the key, in words (references and origins only, never a value)."""
+def security_parts(item: SecurityItem) -> list[tuple[str, bool]]:
+    """What happens to the key as ``(fragment, is_value)`` pieces: values are references and
+    origins (from YAML or the database), the rest is fixed wording. Never a key."""
+    ref, ref_before = item.api_key_ref, item.api_key_ref_before or ""
+    origin, origin_before = _origin(item.origin), _origin(item.origin_before)
     match item.code:
         case Security.KEY_REF_CHANGED:
-            return f"api key reference {item.api_key_ref_before} -> {item.api_key_ref} (same upstream origin " \
-                   f"{_origin(item.origin)})"
+            return [("api key reference ", False), (ref_before, True), (" -> ", False), (ref, True),
+                    (" (same upstream origin ", False), (origin, True), (")", False)]
         case Security.ORIGIN_CHANGED:
-            return f"upstream origin {_origin(item.origin_before)} -> {_origin(item.origin)}: the key from " \
-                   f"{item.api_key_ref} will be sent to {_origin(item.origin)}"
+            return [("upstream origin ", False), (origin_before, True), (" -> ", False), (origin, True),
+                    (": the key from ", False), (ref, True), (" will be sent to ", False), (origin, True)]
         case Security.KEY_SENT_TO_NEW_ORIGIN:
-            return f"the key from {item.api_key_ref} will be sent to {_origin(item.origin)} (was the key from " \
-                   f"{item.api_key_ref_before} sent to {_origin(item.origin_before)})"
+            return [("the key from ", False), (ref, True), (" will be sent to ", False), (origin, True),
+                    (" (was the key from ", False), (ref_before, True), (" sent to ", False), (origin_before, True),
+                    (")", False)]
         case Security.NEW_ORIGIN:
             if item.values_hidden:
-                return f"the key from {item.api_key_ref} will be sent to {_origin(item.origin)} (an experiment not " \
-                       "managed by expsync: its current origins are not shown)"
-            return f"new variant: the key from {item.api_key_ref} will be sent to {_origin(item.origin)}, an origin " \
-                   "this experiment did not use before"
+                return [("the key from ", False), (ref, True), (" will be sent to ", False), (origin, True),
+                        (" (an experiment not managed by expsync: its current origins are not shown)", False)]
+            return [("new variant: the key from ", False), (ref, True), (" will be sent to ", False), (origin, True),
+                    (", an origin this experiment did not use before", False)]
     raise NotImplementedError(item.code)  # pragma: no cover - every code is worded above
+
+
+def security_text(item: SecurityItem, *, value: Callable[[str], str] = str, words: Callable[[str], str] = str) -> str:
+    """:func:`security_parts` joined: ``value`` formats references and origins (markdown: code
+    spans), ``words`` the fixed wording (markdown: escaped text)."""
+    return "".join(value(x) if is_value else words(x) for x, is_value in security_parts(item))
 
 
 def _escape_data(s: str) -> str:

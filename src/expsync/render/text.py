@@ -145,8 +145,10 @@ def _upstream_fields(upstream: JsonObject) -> list[Line]:
 @op_lines.register
 def _(op: InsertVersion, ctx: OpContext) -> list[Line]:
     if op.upstream_before is None:
-        what = "first version" if op.base_version_id is None else f"new version (current upstream {_NOT_SHOWN})"
-        lines = [Line(f"{what} of variant {format_value(op.label)}", "+")]
+        if op.base_version_id is None:
+            lines = [Line(f"first version of variant {format_value(op.label)}", "+")]
+        else:
+            lines = [Line(f"new version of variant {format_value(op.label)} (current upstream {_NOT_SHOWN[1:-1]})", "+")]
         lines += _upstream_fields(op.upstream_after)
     else:
         lines = [Line(f"new version of variant {format_value(op.label)}", "+")]
