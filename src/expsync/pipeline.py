@@ -22,6 +22,7 @@ from expsync.errors import ExpsyncError
 from expsync.keycompare import compare_keys, needs_comparison
 from expsync.model import ActualState, DesiredState, Secret, SecretRef
 from expsync.plan import Plan, PlanOptions, plan
+from expsync.profiles import GatewayProfile
 from expsync.state.reader import read_actual
 
 
@@ -41,6 +42,13 @@ class Settings:
     redis_prefix: str = ""
     actor: str | None = None
     revision: str | None = None
+    #: the gateway profile of the run (``expsync.config``); None: the database has no
+    #: ``model_experiment.metadata`` to read (library callers on an older gateway's tables)
+    profile: GatewayProfile | None = None
+
+    @property
+    def with_metadata(self) -> bool:
+        return self.profile is not None and self.profile.has_metadata
 
     @property
     def byok_value(self) -> str | None:
@@ -83,6 +91,7 @@ def compute_plan(
         experiment_ids={d.resolved_id for d in desired.experiments.values()},
         public_model_ids={d.public_model_id for d in desired.experiments.values()},
         now=now,
+        with_metadata=settings.with_metadata,
     )
     key_changes: dict[tuple[str, str], object] = {}
     key_diags: list[Diagnostic] = []
