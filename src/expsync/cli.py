@@ -183,9 +183,10 @@ def use_color() -> bool:
     return sys.stdout.isatty() and "NO_COLOR" not in os.environ
 
 
-def load_or_exit(paths: Sequence[str], max_file_size: int, profile: str) -> DesiredState:
-    desired, diags = load_desired(paths, LoadOptions(max_file_size=max_file_size, profile=profile))
+def load_or_exit(paths: Sequence[str], max_file_size: int, sel: ProfileSelection) -> DesiredState:
+    desired, diags = load_desired(paths, LoadOptions(max_file_size=max_file_size, profile=sel.profile.name))
     if has_errors(diags):
+        say_profile(sel)  # the errors depend on it
         emit_diagnostics(diags)
         click.echo(render_diags.summary_line(diags), err=True)
         sys.exit(EXIT_INVALID)
@@ -250,13 +251,13 @@ def plan_cmd(paths: tuple[str, ...], max_file_size: int, fmt: str, out_file: str
         check_writable(out_file)
     selected = select_profile(gateway_profile, settings.environ, settings.cwd)
     # a configured profile is known without the database: bad YAML is reported before connecting
-    early = load_or_exit(paths, max_file_size, selected.profile.name) if selected is not None else None
+    early = load_or_exit(paths, max_file_size, selected) if selected is not None else None
     engine = engine_from_environ(settings.environ, cwd=settings.cwd,
                                  with_metadata=offline_profile(selected).profile.has_metadata)
     try:
         chosen = chosen_for_database(engine, selected)
         settings = dataclasses.replace(settings, profile=chosen.profile)
-        desired = early if early is not None else load_or_exit(paths, max_file_size, chosen.profile.name)
+        desired = early if early is not None else load_or_exit(paths, max_file_size, chosen)
         red = redactor()
         secrets = None if no_secrets else resolve_or_exit(desired, settings, red)
         say_profile(chosen)
@@ -350,7 +351,7 @@ def apply_cmd(paths: tuple[str, ...], max_file_size: int, plan_file: str | None,
         sys.exit(EXIT_INVALID)
     selected = select_profile(gateway_profile, settings.environ, settings.cwd)
     # a configured profile is known without the database: bad YAML is reported before connecting
-    early = load_or_exit(paths, max_file_size, selected.profile.name) if selected is not None else None
+    early = load_or_exit(paths, max_file_size, selected) if selected is not None else None
     # on a terminal a saved plan is itself the reviewed confirmation (as in Terraform)
     expect = read_saved_digests(plan_file) if plan_file else None
     engine = engine_from_environ(settings.environ, cwd=settings.cwd,
@@ -358,7 +359,7 @@ def apply_cmd(paths: tuple[str, ...], max_file_size: int, plan_file: str | None,
     try:
         chosen = chosen_for_database(engine, selected)
         settings = dataclasses.replace(settings, profile=chosen.profile)
-        desired = early if early is not None else load_or_exit(paths, max_file_size, chosen.profile.name)
+        desired = early if early is not None else load_or_exit(paths, max_file_size, chosen)
         red = redactor()
         secrets = resolve_or_exit(desired, settings, red)
         say_profile(chosen)
@@ -474,9 +475,9 @@ def import_cmd(all_unmanaged: bool, ids: tuple[uuid.UUID, ...], pids: tuple[str,
     engine = engine_from_environ(settings.environ, cwd=settings.cwd,
                                  with_metadata=offline_profile(selected).profile.has_metadata)
     try:
-        chosen = chosen_for_database(engine, selected)
-        say_profile(chosen)
-        profile = chosen.profile
+        sel = chosen_for_database(engine, selected)
+        say_profile(sel)
+        profile = sel.profile
         with begin(engine, snapshot=True) as conn:
             check_initialized(conn)
             # the gateway lowercases requested ids; so does import

@@ -190,7 +190,7 @@ class Variant(BaseModel):
     model_config = _STRICT
     key: Annotated[str | None, Field(pattern=KEY_PATTERN, description="stable identity; defaults to the label")] = None
     id: PinnedId = None
-    label: Annotated[str, Field(min_length=1, max_length=64), _units(1, 64, "label")]
+    label: Annotated[str, Field(json_schema_extra={"minLength": 1, "maxLength": 64}), _units(1, 64, "label")]
     weight: Annotated[int, Field(ge=1, le=2_147_483_647, description="positive integer (fits the integer column); share = weight / sum(weights)")]
     #: replaced per gateway profile by :func:`experiment_model`
     upstream: Any
@@ -235,8 +235,10 @@ class Experiment(BaseModel):
     public_model_id: Annotated[
         str, Field(description="public model id clients send", json_schema_extra={"pattern": PUBLIC_ID_PATTERN})
     ]
-    name: Annotated[str, Field(min_length=1, max_length=200), _units(1, 200, "name")]
-    description: Annotated[str | None, Field(max_length=2000), _units(0, 2000, "description")] = None
+    # lengths in UTF-16 code units, as the admin API counts (the JSON Schema's maxLength counts
+    # code points: an editor hint, looser for characters outside the BMP)
+    name: Annotated[str, Field(json_schema_extra={"minLength": 1, "maxLength": 200}), _units(1, 200, "name")]
+    description: Annotated[str | None, Field(json_schema_extra={"maxLength": 2000}), _units(0, 2000, "description")] = None
     status: Literal["draft", "active", "paused", "completed"] = "draft"
     archived: bool = False
     #: replaced per gateway profile by :func:`experiment_model`
