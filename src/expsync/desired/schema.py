@@ -22,10 +22,11 @@ from typing import Annotated, Any, Final, Literal
 
 import ada_url
 from pydantic import AfterValidator, Strict, BaseModel, BeforeValidator, ConfigDict, Field, create_model, field_validator
-from pydantic.json_schema import GenerateJsonSchema
+from pydantic.json_schema import GenerateJsonSchema, WithJsonSchema
 from pydantic_core import PydanticCustomError
 from urllib.parse import parse_qsl
 
+from expsync.model import Status
 from expsync.profiles import NEWEST, PROFILES, FieldSpec, GatewayProfile, Kind
 from expsync.secrets.refs import RefSyntaxError, parse_ref
 
@@ -239,7 +240,12 @@ class Experiment(BaseModel):
     # code points: an editor hint, looser for characters outside the BMP)
     name: Annotated[str, Field(json_schema_extra={"minLength": 1, "maxLength": 200}), _units(1, 200, "name")]
     description: Annotated[str | None, Field(json_schema_extra={"maxLength": 2000}), _units(0, 2000, "description")] = None
-    status: Literal["draft", "active", "paused", "completed"] = "draft"
+    # the values come from the one Status enum; inline in the JSON Schema (no $ref) for editors
+    status: Annotated[
+        Status,
+        Field(strict=False),
+        WithJsonSchema({"enum": [s.value for s in Status], "title": "Status", "type": "string"}),
+    ] = Status.DRAFT
     archived: bool = False
     #: replaced per gateway profile by :func:`experiment_model`
     variants: list[Variant] = Field(default_factory=list)
