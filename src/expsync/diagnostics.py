@@ -79,6 +79,7 @@ CODES: Final[dict[str, CodeInfo]] = {
     "E208": CodeInfo("duplicate id pin", "each id: pin must be unique"),
     "E209": CodeInfo("weight must be a positive integer", "use an integer >= 1"),
     "E220": CodeInfo("public_model_id uses a reserved prefix", "the gateway reserves kilo/, kilocode/ and kilo-internal/ for its own models"),
+    "E221": CodeInfo("metadata cannot change on a completed experiment", "leave metadata as the database has it (the admin API refuses it too)"),
     # E3xx: state machine and edit rules
     "E301": CodeInfo("illegal status transition", "use one of the legal transitions listed"),
     "E302": CodeInfo("field cannot change in this status", "create a new experiment"),

@@ -103,6 +103,7 @@ def compute_plan(
         actual,
         now=now,
         key_changes=key_changes,  # type: ignore[arg-type]
-        options=PlanOptions(redis_prefix=settings.redis_prefix, compare_secrets=secrets is not None),
+        options=PlanOptions(redis_prefix=settings.redis_prefix, compare_secrets=secrets is not None,
+                            gateway_profile=settings.profile.name if settings.profile else ""),
     )
     return Computed(p, actual, tuple(key_diags))

@@ -38,6 +38,10 @@ variants:
 """
 
 
+def imported_env_names(text: str) -> set[str]:
+    return {ln.split("env:", 1)[1].strip() for ln in text.splitlines() if "api_key: env:" in ln}
+
+
 def url_of(engine: sa.Engine) -> str:
     return engine.url.render_as_string(hide_password=False)
 
@@ -159,7 +163,11 @@ def test_import_reads_what_todays_admin_api_writes(pg_2026_06: sa.Engine, tmp_pa
     doc = yaml.safe_load(text)
     assert doc["metadata"] == md and up in [v["upstream"] for v in doc["variants"]]
     assert run_cli(["validate", "--gateway-profile", "2026-06", str(out)], cwd=tmp_path).code == 0
-    # adopting it changes nothing but bookkeeping (single-variant plans are h1-rules' part)
+    # adopting it changes nothing but bookkeeping: metadata and the new upstream fields compare equal
+    var = next(iter(imported_env_names(text)))
+    p = run_cli(["plan", "--format", "json", str(out)], env=env(pg_2026_06, **{var: KEY}), cwd=tmp_path)
+    assert p.code == 0, p.all
+    assert {o["type"] for o in json.loads(p.out)["operations"]} == {"record_managed"}
 
 
 def test_import_leaves_out_upstream_fields_2026_06_routing_ignores(pg_2026_06: sa.Engine, tmp_path: Path) -> None:

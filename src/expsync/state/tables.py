@@ -246,7 +246,10 @@ APP_TABLES: Final = (experiment, variant, version)
 #: :data:`experiment_with_metadata`, the same table seen with the column.
 METADATA_COLUMN: Final = "metadata"
 experiment_with_metadata: Final = experiment.to_metadata(sa.MetaData())
-experiment_with_metadata.append_column(sa.Column(METADATA_COLUMN, JSON_TYPE, nullable=True))
+# none_as_null: a Python None is SQL NULL (what the admin API's "null clears" stores; the
+# catalog then uses its defaults), never the JSON value null
+experiment_with_metadata.append_column(sa.Column(
+    METADATA_COLUMN, sa.JSON(none_as_null=True).with_variant(JSONB(none_as_null=True), "postgresql"), nullable=True))
 
 
 def add_metadata_column_ddl(dialect_name: str) -> str:
