@@ -38,6 +38,10 @@ variants:
 """
 
 
+def imported_env_names(text: str) -> set[str]:
+    return {ln.split("env:", 1)[1].strip() for ln in text.splitlines() if "api_key: env:" in ln}
+
+
 def url_of(engine: sa.Engine) -> str:
     return engine.url.render_as_string(hide_password=False)
 
@@ -159,7 +163,11 @@ def test_import_reads_what_todays_admin_api_writes(pg_2026_06: sa.Engine, tmp_pa
     doc = yaml.safe_load(text)
     assert doc["metadata"] == md and up in [v["upstream"] for v in doc["variants"]]
     assert run_cli(["validate", "--gateway-profile", "2026-06", str(out)], cwd=tmp_path).code == 0
-    # adopting it changes nothing but bookkeeping (single-variant plans are h1-rules' part)
+    # adopting it changes nothing but bookkeeping: metadata and the new upstream fields compare equal
+    var = next(iter(imported_env_names(text)))
+    p = run_cli(["plan", "--format", "json", str(out)], env=env(pg_2026_06, **{var: KEY}), cwd=tmp_path)
+    assert p.code == 0, p.all
+    assert {o["type"] for o in json.loads(p.out)["operations"]} == {"record_managed"}
 
 
 def test_import_leaves_out_upstream_fields_2026_06_routing_ignores(pg_2026_06: sa.Engine, tmp_path: Path) -> None:
@@ -189,24 +197,20 @@ def test_import_under_2026_05_keeps_the_strict_upstream(pg_engine: sa.Engine, tm
     assert yaml.safe_load(f.read_text())["variants"][0]["upstream"] == up and "metadata" not in f.read_text()
 
 
-@pytest.mark.parametrize("with_metadata", [False, True])
-def test_reader_reads_metadata_in_the_same_statements(pg_url: str, with_metadata: bool, count_statements) -> None:  # type: ignore[no-untyped-def]
-    engine = make_engine(pg_url)
-    try:
-        init_db(engine, with_metadata=with_metadata)
-        with engine.begin() as c:
-            eid = admin_create_experiment(c, "partner/md", "Md")
-            if with_metadata:
-                c.execute(sa.text("UPDATE model_experiment SET metadata = '{\"context_length\": 1.5, "
-                                  "\"max_completion_tokens\": -3}' WHERE id = :i"), {"i": eid})
-        with count_statements(engine) as log, engine.connect() as conn:
+def test_reader_reads_metadata_in_the_same_statements(pg_2026_06: sa.Engine, count_statements) -> None:  # type: ignore[no-untyped-def]
+    with pg_2026_06.begin() as c:
+        eid = admin_create_experiment(c, "partner/md", "Md")
+        c.execute(sa.text("UPDATE model_experiment SET metadata = '{\"context_length\": 1.5, "
+                          "\"max_completion_tokens\": -3}' WHERE id = :i"), {"i": eid})
+    counts, found = [], []
+    for with_metadata in (False, True):
+        with count_statements(pg_2026_06) as log, pg_2026_06.connect() as conn:
             actual = read_actual(conn, experiment_ids=[eid], public_model_ids=(), now=datetime.now(timezone.utc),
                                  with_metadata=with_metadata)
-        assert log.count == 5
-        md = actual.experiments[eid].metadata
-        assert md == ({"context_length": 1.5, "max_completion_tokens": -3} if with_metadata else None)
-    finally:
-        engine.dispose()
+        counts.append(log.count)
+        found.append(actual.experiments[eid].metadata)
+    assert counts[0] == counts[1]  # no extra statement for the column
+    assert found == [None, {"context_length": 1.5, "max_completion_tokens": -3}]
 
 
 # --------------------------------------------------------------------------------------
@@ -238,3 +242,24 @@ def _dump(engine: sa.Engine) -> list[tuple[str, int]]:
     with engine.connect() as conn:
         return [(t, conn.execute(sa.text(f'SELECT count(*) FROM "{t}"')).scalar_one())
                 for t in ("model_experiment", "expsync_managed", "expsync_audit")]
+
+
+def test_settings_2026_06_routing_ignores_make_no_new_version(pg_2026_06: sa.Engine, tmp_path: Path) -> None:
+    # a completed + archived row from the seed era still carries opencode_settings: import
+    # leaves it out, and the plan adopts it (no new version, which a completed row refuses)
+    with pg_2026_06.begin() as c:
+        eid = admin_create_experiment(c, "partner/legacy", "Legacy", status="completed", archived=True)
+        for label in ("a", "b"):
+            admin_add_version(c, admin_add_variant(c, eid, label, 1),
+                              {"internal_id": "m", "base_url": BASE, "opencode_settings": {"ai_sdk_provider": "openai"}},
+                              KEY)
+    (tmp_path / ".git").mkdir()
+    out = tmp_path / "experiments"
+    assert run_cli(["import", "--all", "--out-dir", str(out)], env=env(pg_2026_06), cwd=tmp_path).code == 0
+    p = run_cli(["plan", "--format", "json", str(out)], env=env(pg_2026_06), cwd=tmp_path)
+    assert p.code == 0, p.all
+    assert {o["type"] for o in json.loads(p.out)["operations"]} == {"record_managed"}
+    # under the strict seed-era routing the same stored field is a real difference
+    p = run_cli(["plan", "--format", "json", "--gateway-profile", "2026-05", str(out)], env=env(pg_2026_06),
+                cwd=tmp_path)
+    assert p.code == 4 and "E305" in p.out
