@@ -136,6 +136,16 @@ class GatewayProfile:
     def has_metadata(self) -> bool:
         return self.metadata is not None
 
+    def as_routed(self, upstream: Mapping[str, object]) -> dict[str, object] | None:
+        """``upstream`` as this era's routing sees it, or None when that is ``upstream`` itself.
+
+        A non-strict era's routing drops keys it does not know (2026-06 ignores a stored
+        ``opencode_settings``), so they are no difference worth a new version or drift; a
+        strict era's routing refuses them, so they stay and count."""
+        if self.routing_strict or all(k in self.upstream for k in upstream):
+            return None
+        return {k: v for k, v in upstream.items() if k in self.upstream}
+
     def upstream_fields_only_in(self, other: GatewayProfile) -> tuple[str, ...]:
         """Upstream fields this profile has and ``other`` lacks (for "needs profile X" hints)."""
         return tuple(k for k in self.upstream if k not in other.upstream)

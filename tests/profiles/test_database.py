@@ -242,3 +242,24 @@ def _dump(engine: sa.Engine) -> list[tuple[str, int]]:
     with engine.connect() as conn:
         return [(t, conn.execute(sa.text(f'SELECT count(*) FROM "{t}"')).scalar_one())
                 for t in ("model_experiment", "expsync_managed", "expsync_audit")]
+
+
+def test_settings_2026_06_routing_ignores_make_no_new_version(pg_2026_06: sa.Engine, tmp_path: Path) -> None:
+    # a completed + archived row from the seed era still carries opencode_settings: import
+    # leaves it out, and the plan adopts it (no new version, which a completed row refuses)
+    with pg_2026_06.begin() as c:
+        eid = admin_create_experiment(c, "partner/legacy", "Legacy", status="completed", archived=True)
+        for label in ("a", "b"):
+            admin_add_version(c, admin_add_variant(c, eid, label, 1),
+                              {"internal_id": "m", "base_url": BASE, "opencode_settings": {"ai_sdk_provider": "openai"}},
+                              KEY)
+    (tmp_path / ".git").mkdir()
+    out = tmp_path / "experiments"
+    assert run_cli(["import", "--all", "--out-dir", str(out)], env=env(pg_2026_06), cwd=tmp_path).code == 0
+    p = run_cli(["plan", "--format", "json", str(out)], env=env(pg_2026_06), cwd=tmp_path)
+    assert p.code == 0, p.all
+    assert {o["type"] for o in json.loads(p.out)["operations"]} == {"record_managed"}
+    # under the strict seed-era routing the same stored field is a real difference
+    p = run_cli(["plan", "--format", "json", "--gateway-profile", "2026-05", str(out)], env=env(pg_2026_06),
+                cwd=tmp_path)
+    assert p.code == 4 and "E305" in p.out
