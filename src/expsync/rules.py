@@ -82,6 +82,8 @@ EDGES: Final[tuple[Edge, ...]] = (
 #: (from, trigger) -> to, derived from :data:`EDGES`
 TRANSITIONS: Final[Mapping[tuple[Status, Trigger], Status]] = {(e.src, e.trigger): e.dst for e in EDGES}
 
+#: a new row is inserted in this status; a wanted other status is a transition afterwards
+CREATED_AS: Final = D
 #: statuses a new experiment may be created in (created as draft, then activated)
 CREATABLE: Final = frozenset({D, A})
 
@@ -372,7 +374,7 @@ PRODUCED_BY: Final[Mapping[str, tuple[str, ...]]] = {
     "E308": ("Guard.MIN_VARIANTS", "Guard.POSITIVE_WEIGHTS"),
     "E309": ("Guard.VERSIONS_EFFECTIVE",),
     "E310": ("Guard.PUBLIC_ID_FREE",),
-    "E311": ("CREATABLE",),
+    "E311": ("CREATABLE", "CREATED_AS"),
     "E312": ("Guard.WEIGHT_SUM",),
     "E501": ("PROTECTIVE", "is_protective"),
     "E502": ("EDITABLE[Change.DELETE]", "may_release"),

@@ -120,3 +120,41 @@ def test_hot_swap_copies_the_stored_ciphertext_in_sql(tmp_path: Path, db_engine:
     inserts = [s for s in seen if s.lstrip().upper().startswith("INSERT")]
     assert len(inserts) == 1 and "SELECT" in inserts[0].upper()
     assert len(rows) == 4 and all(new == old for _, new, old in rows)
+
+
+def test_many_hot_swaps_are_one_copy_statement(db_engine: sa.Engine) -> None:
+    """600 swaps (SQLite refuses a compound SELECT of more than 500 terms) in one statement."""
+    import uuid
+
+    from expsync.model import KeyChange
+    from expsync.state.tables import experiment as experiment_table
+    from expsync.state.tables import variant as variant_table
+    from expsync.state.tables import version as version_table
+
+    n, blob = 600, {"iv": "aXY=", "data": "ZGF0YQ==", "authTag": "dGFn"}
+    eid, vids, bases = uuid.uuid4(), [uuid.uuid4() for _ in range(n)], [uuid.uuid4() for _ in range(n)]
+    ops = [InsertVersion(experiment_key="e", experiment_id=eid, variant_key=f"v{i}", variant_id=v, label=f"v{i}",
+                         base_version_id=b, upstream_before={"internal_id": "m"},
+                         upstream_after={"internal_id": f"m-{i}", "extra_body": {"note": "ü"}},
+                         key_change=KeyChange.UNCHANGED, api_key_ref=SecretRef("env", "K"))
+           for i, (v, b) in enumerate(zip(vids, bases))]
+    with db_engine.connect() as conn:
+        with conn.begin():
+            conn.execute(sa.insert(experiment_table).values(id=eid, public_model_id="p/many", name="many"))
+            conn.execute(sa.insert(variant_table), [{"id": v, "experiment_id": eid, "label": f"v{i}", "weight": 1}
+                                                    for i, v in enumerate(vids)])
+            conn.execute(sa.insert(version_table), [{"id": b, "variant_id": v, "upstream": {"internal_id": "m"},
+                                                     "encrypted_api_key": blob} for v, b in zip(vids, bases)])
+        seen: list[str] = []
+        sa.event.listen(conn, "before_cursor_execute", lambda *a: seen.append(a[2]))
+        with conn.begin() as tx:
+            [result] = execute(ops, conn, ApplyContext(actor="ci", secrets={}, byok_key=None))
+            rows = conn.execute(sa.select(version_table.c.variant_id, version_table.c.upstream,
+                                          version_table.c.encrypted_api_key)
+                                .where(version_table.c.created_by == "ci")).all()
+            tx.rollback()
+    assert result.statements == 1 and len([s for s in seen if s.lstrip().upper().startswith("INSERT")]) == 1
+    by_variant = {r.variant_id: r for r in rows}
+    assert len(by_variant) == n
+    assert all(by_variant[v].encrypted_api_key == blob for v in vids)
+    assert by_variant[vids[7]].upstream == {"internal_id": "m-7", "extra_body": {"note": "ü"}}

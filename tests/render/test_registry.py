@@ -119,3 +119,16 @@ def test_json_enum_strings_match_the_model_enums() -> None:
     assert set(get_args(m.StatusName)) == {s.value for s in Status}
     assert set(get_args(m.TriggerName)) == {t.value for t in Trigger}
     assert set(get_args(m.KeyChangeName)) == {k.value for k in KeyChange}
+
+
+def test_json_reason_names_are_the_plan_reasons_and_every_reason_has_words() -> None:
+    import typing
+
+    from expsync.render import reason_text
+
+    assert typing.get_args(render_json_module.ReasonName) == tuple(r.value for r in Reason)
+    for reason in Reason:
+        values = {"public_model_id": "p/x", "label": "a", "version": "new"}
+        from expsync.plan.ops import Explained
+
+        assert reason_text(Explained(reason, tuple(values.items())))

@@ -17,17 +17,19 @@ on top of a state nobody planned for.
 from __future__ import annotations
 
 import itertools
+import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
 import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.engine import Connection
 
 from expsync.crypto import encrypt_api_key
 from expsync.errors import ApplyConflict, ExpsyncError
-from expsync.model import KeyChange, Secret, SecretRef, Status
-from expsync.rules import Trigger
+from expsync.model import KeyChange, Secret, SecretRef
+from expsync.rules import CREATED_AS, Trigger
 from expsync.plan.ops import (
     AddVariant,
     ChangeWeight,
@@ -125,7 +127,7 @@ def _create(conn: Connection, ops: Sequence[CreateExperiment], ctx: ApplyContext
         sa.insert(experiment_with_metadata if with_metadata else experiment),
         [
             {"id": o.experiment_id, "public_model_id": o.public_model_id, "name": o.name, "description": o.description,
-             "status": Status.DRAFT.value, "is_archived": o.archived, "created_by_user_id": ctx.actor}
+             "status": CREATED_AS.value, "is_archived": o.archived, "created_by_user_id": ctx.actor}
             | ({METADATA_COLUMN: o.metadata} if with_metadata else {})
             for o in ops
         ],
@@ -237,24 +239,19 @@ def _insert_version(conn: Connection, ops: Sequence[InsertVersion], ctx: ApplyCo
     copies = [o for o in ops if o.key_change is KeyChange.UNCHANGED and o.base_version_id is not None]
     fresh = [o for o in ops if not (o.key_change is KeyChange.UNCHANGED and o.base_version_id is not None)]
     statements = 0
-    for chunk in _chunks(copies, _COPY_CHUNK):
+    if copies:
         # upstream-only change: the previous version's ciphertext is copied as is (spec §2.3),
-        # in SQL - the key never passes through Python. One INSERT ... SELECT per chunk joins
-        # the base version rows with the new upstreams (a UNION ALL of bound rows: portable,
-        # and a single statement, so its row count is reliable).
-        wanted = sa.union_all(*[
-            sa.select(sa.bindparam(f"b{i}", o.base_version_id, type_=sa.Uuid()).label("base"),
-                      sa.bindparam(f"u{i}", o.upstream_after, type_=JSON_TYPE).label("upstream"))
-            for i, o in enumerate(chunk)
-        ]).subquery("wanted")
+        # in SQL - the key never passes through Python. One INSERT ... SELECT joins the base
+        # version rows with the new upstreams, passed as one parameter (two arrays on
+        # Postgres, one JSON array on SQLite) whatever the number of swaps.
+        wanted, base, upstream = _copy_rows(copies, conn.dialect.name)
         src = version.alias("src")
         stmt = sa.insert(version).from_select(
             ["variant_id", "upstream", "encrypted_api_key", "created_by"],
-            sa.select(src.c.variant_id, wanted.c.upstream, src.c.encrypted_api_key,
-                      sa.bindparam("actor", ctx.actor, type_=sa.Text()))
-            .join_from(src, wanted, src.c.id == wanted.c.base),
+            sa.select(src.c.variant_id, upstream, src.c.encrypted_api_key, sa.bindparam("b_actor", ctx.actor, type_=sa.Text()))
+            .join_from(src, wanted, src.c.id == base),
         ).returning(version.c.id)  # counted from the rows: INSERT ... SELECT reports no rowcount on psycopg
-        _expect_rows(len(conn.execute(stmt).all()), len(chunk), "copy api keys into new versions")
+        _expect_rows(len(conn.execute(stmt).all()), len(copies), "copy api keys into new versions")
         statements += 1
     if fresh:
         conn.execute(sa.insert(version), [_fresh_row(o, ctx) for o in fresh])
@@ -262,12 +259,18 @@ def _insert_version(conn: Connection, ops: Sequence[InsertVersion], ctx: ApplyCo
     return statements
 
 
-#: rows per INSERT ... SELECT (2 bound values each; SQLite allows 32,766 per statement)
-_COPY_CHUNK: Final = 10_000
-
-
-def _chunks(items: Sequence[InsertVersion], size: int) -> list[Sequence[InsertVersion]]:
-    return [items[i:i + size] for i in range(0, len(items), size)]
+def _copy_rows(ops: Sequence[InsertVersion], dialect: str) -> tuple[Any, Any, Any]:
+    """A row source of (base version id, new upstream) for ``ops``, as one bound parameter."""
+    if dialect == "postgresql":
+        w = sa.func.unnest(
+            sa.bindparam("b_bases", [o.base_version_id for o in ops], type_=ARRAY(sa.Uuid())),
+            sa.bindparam("b_upstreams", [json.dumps(o.upstream_after) for o in ops], type_=ARRAY(sa.Text())),
+        ).table_valued(sa.column("base", sa.Uuid()), sa.column("upstream", sa.Text())).render_derived("w")
+        return w, w.c.base, sa.cast(w.c.upstream, JSONB)
+    # SQLite stores a Uuid as 32 hex digits and JSON as text
+    rows = json.dumps([[o.base_version_id.hex if o.base_version_id else None, o.upstream_after] for o in ops])
+    w = sa.func.json_each(sa.bindparam("b_rows", rows, type_=sa.Text())).table_valued("value").alias("w")
+    return w, sa.func.json_extract(w.c.value, "$[0]"), sa.func.json_extract(w.c.value, "$[1]")
 
 
 def _fresh_row(o: InsertVersion, ctx: ApplyContext) -> dict[str, Any]:

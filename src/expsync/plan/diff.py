@@ -157,8 +157,8 @@ def _create(p: Pair, d: DesiredExperiment, ctx: Context) -> ExperimentDiff:
         r.ops.append(AddVariant(experiment_key=p.key, experiment_id=eid, variant_key=v.key, variant_id=vid,
                                 label=v.label, weight=v.weight))
         r.ops.append(_version(p.key, eid, v, vid, None))
-    if d.status is not Status.DRAFT:
-        _transition(r, Status.DRAFT, d.status, d, {v.label: ctx.now for v in d.variants}, ctx.now)
+    if d.status is not rules.CREATED_AS:
+        _transition(r, rules.CREATED_AS, d.status, d, {v.label: ctx.now for v in d.variants}, ctx.now)
     r.ops.append(RecordManaged(experiment_key=p.key, experiment_id=eid, last_applied=last_applied_of(d)))
     return r
 

@@ -13,7 +13,7 @@ from fractions import Fraction
 from expsync.diagnostics import Diagnostic, has_errors
 from expsync.model import JsonValue, Status
 from expsync.plan.ops import Action, Explained, Op, action_of, touches_gateway
-from expsync.rules import exact_shares
+from expsync.rules import CREATED_AS, exact_shares
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,8 +77,8 @@ class ExperimentPlan:
     def status_path(self) -> str:
         before = self.status_before.value if self.status_before else "(new)"
         after = self.status_after.value if self.status_after else "(deleted)"
-        if self.status_before is None and self.status_after is not None and self.status_after is not Status.DRAFT:
-            return f"(new) -> draft -> {after}"
+        if self.status_before is None and self.status_after is not None and self.status_after is not CREATED_AS:
+            return f"(new) -> {CREATED_AS} -> {after}"
         return before if before == after else f"{before} -> {after}"
 
     @property

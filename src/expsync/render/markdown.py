@@ -28,7 +28,6 @@ from typing import Final
 from expsync.diagnostics import Diagnostic
 from expsync.model import JsonValue
 from expsync.plan.ops import (
-    Action,
     AddVariant,
     ChangeWeight,
     CreateExperiment,

@@ -13,7 +13,6 @@ from typing import Final
 
 from expsync.model import JsonObject
 from expsync.plan.ops import (
-    Action,
     AddVariant,
     ChangeWeight,
     CreateExperiment,
