@@ -28,6 +28,7 @@ def items(p):  # type: ignore[no-untyped-def]
     ("https://api.example:8443/v1", "https://api.example:8443"),
     ("http://[::1]:8080/v1", "http://[::1]:8080"),
     ("https://bücher.example/", "https://xn--bcher-kva.example"),
+    ("https://0x7f.1/", "https://127.0.0.1"),  # the gateway's WHATWG parser normalises IPv4 forms
     ("not a url", None),
     (None, None),
 ])
@@ -120,9 +121,9 @@ def test_upstream_default_is_the_builders_origin() -> None:
 def test_unchanged_experiments_parse_no_url(monkeypatch: pytest.MonkeyPatch) -> None:
     from expsync.plan import security
 
-    calls: list[str] = []
-    real = security.urlsplit
-    monkeypatch.setattr(security, "urlsplit", lambda u: calls.append(u) or real(u))
+    calls: list[object] = []
+    real = security.origin_of
+    monkeypatch.setattr(security, "origin_of", lambda u: calls.append(u) or real(u))
     exps = [dexp(f"e{i}", status=A, pid=f"partner/e{i}") for i in range(50)]
     p = run(desired(*exps), actual(*(actual_of(e) for e in exps), managed=tuple(exps)))
     assert p.ops == () and calls == []

@@ -45,8 +45,8 @@ def test_top_level_shape_and_status_flags() -> None:
     plan = plans.refused()
     out = rendered(plan)
     assert list(out) == ["format_version", "security", "applyable", "refused", "has_changes", "secrets_compared",
-                         "values_hidden", "summary", "digests", "experiments", "operations", "drift", "diagnostics",
-                         "cache_keys"]
+                         "values_hidden", "gateway_profile", "summary", "digests", "experiments", "operations", "drift",
+                         "diagnostics", "cache_keys"]
     assert out["format_version"] == FORMAT_VERSION == "2"
     assert (out["applyable"], out["refused"], out["has_changes"]) == (False, True, True)
     assert out["summary"] == summarize(plan).as_dict()

@@ -43,6 +43,8 @@ class PlanOptions:
     redact_unmanaged: bool = False
     #: allow a plan that removes every managed experiment (``--allow-empty``; else E504)
     allow_empty: bool = False
+    #: the gateway profile the plan was made for (display: every format names it)
+    gateway_profile: str = ""
 
 
 def _digests(desired: DesiredState, actual: ActualState, ops: tuple[object, ...]) -> Digests:
@@ -103,4 +105,5 @@ def plan(
         secrets_compared=options.compare_secrets,
         security=all_security_items((r, r.hidden) for r in results),
         values_hidden=options.redact_unmanaged,
+        gateway_profile=options.gateway_profile,
     )

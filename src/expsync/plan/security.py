@@ -24,7 +24,6 @@ import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Final
-from urllib.parse import urlsplit
 
 from expsync import rules
 from expsync.diagnostics import SourceRange
@@ -69,34 +68,21 @@ class SecurityItem:
         return self.code in WARNINGS
 
 
-_DEFAULT_PORTS: Final = {"http": 80, "https": 443}
-
-
 def origin_of(base_url: JsonValue) -> str | None:
-    """The origin the gateway sends a request to: ``scheme://host[:port]``, scheme and host
-    lower-cased, the default port left out, surrounding whitespace trimmed (WHATWG-like).
+    """The origin the gateway sends a request to, as its WHATWG URL parser (Ada, as in Node's
+    ``new URL()``) computes it: ``scheme://host[:port]``, scheme and host lower-cased, IDNA and
+    IPv4 forms normalised, the default port left out; surrounding whitespace trimmed first, as
+    the gateway does. ``None`` when there is no URL the gateway could parse. The one place a
+    URL becomes an origin."""
+    import ada_url  # only when a key goes somewhere new (the CLI's cold start does not pay for it)
 
-    Parses the already-validated ``base_url`` with :func:`urllib.parse.urlsplit`: the one place
-    to switch to a WHATWG parser. ``None`` when there is no usable URL."""
     if not isinstance(base_url, str):
         return None
-    try:
-        parts = urlsplit(base_url.strip(" \t\n\r\f"))
-        host, port = parts.hostname, parts.port
-    except ValueError:
+    trimmed = base_url.strip().strip("\ufeff")
+    if not ada_url.check_url(trimmed):
         return None
-    scheme = parts.scheme.lower()
-    if not scheme or not host:
-        return None
-    if not host.isascii():
-        try:
-            host = host.encode("idna").decode("ascii")
-        except UnicodeError:
-            pass
-    if ":" in host:
-        host = f"[{host}]"  # IPv6 literal
-    shown_port = f":{port}" if port is not None and port != _DEFAULT_PORTS.get(scheme) else ""
-    return f"{scheme}://{host}{shown_port}"
+    origin = str(ada_url.URL(trimmed).origin)
+    return origin if origin and origin != "null" else None
 
 
 def _upstream_origin(upstream: JsonObject | None) -> str | None:

@@ -129,6 +129,8 @@ class Plan:
     security: tuple[SecurityItem, ...] = ()
     #: values of experiments expsync does not manage are not shown (``--no-secrets``)
     values_hidden: bool = False
+    #: the gateway profile the desired state was validated and diffed for (display only)
+    gateway_profile: str = ""
 
     @property
     def has_changes(self) -> bool:
