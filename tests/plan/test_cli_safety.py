@@ -4,6 +4,7 @@ changes first, ``--no-secrets`` hiding unmanaged experiments, and E504 / ``--all
 from __future__ import annotations
 
 import json
+import uuid
 import shutil
 from pathlib import Path
 
@@ -40,8 +41,8 @@ def test_security_changes_come_first_and_are_annotated_in_github(repo: tuple[Pat
     f = root / "experiments" / FOO.name
     text = f.read_text()
     # rc1: new host and another key reference in one version
-    text = text.replace("      base_url: https://api.partner.example/v1\n      opencode_settings",
-                        "      base_url: https://Attacker.Example:443/v1\n      opencode_settings", 1)
+    text = text.replace("base_url: https://api.partner.example/v1", "base_url: https://Attacker.Example:443/v1", 1)
+    assert "Attacker" in text
     f.write_text(text.replace("api_key: env:FOO_PARTNER_KEY", "api_key: env:OTHER_KEY", 1))
     r = run_cli(["plan", "experiments"], env=env | {"GITHUB_ACTIONS": "true"}, cwd=root)
     assert r.code == 0, r.all
@@ -71,7 +72,7 @@ def test_no_secrets_shows_no_value_of_an_unmanaged_experiment(repo: tuple[Path, 
               "    api_key: env:BAR_PARTNER_KEY\n"
     # a fork PR pins the draft's id, and activates a new experiment on the public id the other one routes
     (root / "experiments" / BAR.name).write_text(
-        f"key: fork-pr\nid: {eid}\npublic_model_id: partner/bar-reasoning\nname: Fork PR\nstatus: draft\n"
+        f"key: fork-pr\nid: {uuid.UUID(str(eid))}\npublic_model_id: partner/bar-reasoning\nname: Fork PR\nstatus: draft\n"
         f"variants:\n{variant}")
     (root / "experiments" / "new.yaml").write_text(
         f"key: fork-new\npublic_model_id: partner/preview-foo\nname: Fork new\nstatus: active\nvariants:\n{variant}")
