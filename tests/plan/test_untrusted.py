@@ -59,6 +59,13 @@ def test_cache_keys_do_not_name_the_public_id_an_unmanaged_experiment_has() -> N
     assert p.cache_keys[-1].endswith("by-public-id:partner/pr") and p.experiments[0].cache_keys == p.cache_keys[-1:]
 
 
+def test_metadata_of_an_unmanaged_experiment_is_not_shown() -> None:
+    theirs, pinned = unmanaged()
+    db = actual(dataclasses.replace(actual_of(theirs), metadata={"owner": "secret-team-42"}))
+    assert "secret-team-42" in repr(_untrusted(desired(pinned), db))
+    assert "secret-team-42" not in repr(_untrusted(desired(pinned), db, redact_unmanaged=True))
+
+
 def test_managed_experiments_keep_their_values_when_hiding() -> None:
     old = dexp(status=D, name="Old name")
     new = dexp(status=D, name="New name", variants=(dvar("a", 4), dvar("b")))
