@@ -20,6 +20,7 @@ every new version is listed as going to an origin not known to be used before.
 from __future__ import annotations
 
 import enum
+import functools
 import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -74,10 +75,13 @@ def origin_of(base_url: JsonValue) -> str | None:
     IPv4 forms normalised, the default port left out; surrounding whitespace trimmed first, as
     the gateway does. ``None`` when there is no URL the gateway could parse. The one place a
     URL becomes an origin."""
+    return _origin(base_url) if isinstance(base_url, str) else None
+
+
+@functools.lru_cache(maxsize=4096)  # a large plan repeats a few base URLs thousands of times
+def _origin(base_url: str) -> str | None:
     import ada_url  # only when a key goes somewhere new (the CLI's cold start does not pay for it)
 
-    if not isinstance(base_url, str):
-        return None
     trimmed = base_url.strip().strip("\ufeff")
     if not ada_url.check_url(trimmed):
         return None
@@ -115,8 +119,10 @@ def security_items(r: ExperimentDiff, *, hidden: bool = False) -> tuple[Security
     ``hidden``: the experiment is not managed by expsync and its values must not be shown;
     old origins are then neither shown nor compared."""
     d = r.pair.desired
-    if d is None or not rules.keys_matter(d.status):
-        return ()  # removed from git, or can never take a new version: no key goes anywhere new
+    if not r.ops or d is None or not rules.keys_matter(d.status):
+        # no op: the ownership record (which holds the references) is unchanged, no version is
+        # written; removed from git, or can never take a new version: no key goes anywhere new
+        return ()
     refs_before = _applied_refs(r)
     added = {op.variant_id for op in r.ops if isinstance(op, AddVariant)}
     versions: Mapping[uuid.UUID, InsertVersion] = {op.variant_id: op for op in r.ops if isinstance(op, InsertVersion)}
