@@ -26,12 +26,12 @@ from typing import Any, Final, TypeAlias
 
 import yaml
 
+from expsync.desired.limits import DEFAULT_MAX_FILE_SIZE
 from expsync.diagnostics import Diagnostic, SourceRange
 
 #: libyaml is the supported configuration; the pure-Python loader is only a fallback.
 _LOADER: Final[type] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
-DEFAULT_MAX_FILE_SIZE: Final = 1024 * 1024
 MAX_DEPTH: Final = 64
 
 _T = "tag:yaml.org,2002:"

@@ -20,7 +20,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from deepdiff import DeepDiff  # pure computation; used per object, never on the whole state
 
 from expsync.diagnostics import Diagnostic, SourceRange, sort_diagnostics
 from expsync.model import (
@@ -175,6 +174,10 @@ PROTECTIVE: frozenset[tuple[str, str]] = frozenset(
 def upstream_diff(before: JsonObject | None, after: JsonObject) -> tuple[FieldChange, ...]:
     if before is None:
         return ()
+    # imported here: `validate` and `schema` reach plan.ops through render/ and must not pay for
+    # deepdiff (pure computation; used per object, never on the whole state)
+    from deepdiff import DeepDiff
+
     dd = DeepDiff(before, after, verbose_level=2, ignore_order=False)
     changes: list[FieldChange] = []
     for kind, items in dd.items():

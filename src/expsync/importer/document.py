@@ -1,0 +1,89 @@
+"""The YAML writer of ``expsync import``: one experiment read from the database -> the text of
+its experiment file (with ``id:`` pins), plus the file key and the ``env:`` variable names.
+
+Pure apart from decrypting stored keys in memory to tell which variants share one (no
+database, no files): :mod:`expsync.importer.write` puts the text on disk.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Mapping
+from typing import Final
+
+import yaml
+
+from expsync.crypto import DecryptError, decrypt_api_key, keys_equal
+from expsync.model import ActualExperiment, Secret
+
+MODELINE: Final = "# yaml-language-server: $schema=../schemas/experiment.schema.json"
+
+
+def _slug(text: str, *, sep: str = "-", limit: int = 100) -> str:
+    s = re.sub(r"[^a-z0-9._-]+", sep, text.lower()).strip("-._")
+    return s[:limit].rstrip("-._")
+
+
+def key_for(a: ActualExperiment, taken: set[str]) -> str:
+    """A file key from the experiment's name (or public id), unique among ``taken`` (updated)."""
+    base = _slug(a.name) or _slug(a.public_model_id) or "experiment"
+    if not re.fullmatch(r"[a-z0-9].*", base, flags=re.DOTALL):
+        base = "x" + base
+    key = base[:91]
+    if key in taken:
+        key = f"{key}-{a.id.hex[:8]}"
+    taken.add(key)
+    return key
+
+
+def _env_name(key: str, suffix: str) -> str:
+    return re.sub(r"[^A-Z0-9_]+", "_", f"{key}_{suffix}_API_KEY".upper()).strip("_")
+
+
+def env_refs(key: str, a: ActualExperiment, byok: bytes | None) -> dict[uuid.UUID, str]:
+    """Variant id -> env variable name; equal stored keys share one name when BYOK is known."""
+    names: dict[uuid.UUID, str] = {}
+    groups: list[tuple[Secret, str]] = []
+    for v in a.variants:
+        latest = v.pending or v.current
+        plain = None
+        if byok is not None and latest is not None:
+            try:
+                plain = decrypt_api_key(latest.encrypted_api_key, byok)
+            except DecryptError:
+                plain = None
+        if plain is not None:
+            match = next((n for s, n in groups if keys_equal(s, plain)), None)
+            if match is None:
+                match = _env_name(key, "PARTNER" if not groups else f"PARTNER_{len(groups) + 1}")
+                groups.append((plain, match))
+            names[v.id] = match
+        else:
+            names[v.id] = _env_name(key, _slug(v.label, sep="_") or v.id.hex[:8])
+    return names
+
+
+def document(key: str, a: ActualExperiment, env_refs: Mapping[uuid.UUID, str]) -> str:
+    """The experiment file's text: modeline, a header comment, then the document."""
+    variants = []
+    for v in a.variants:
+        latest = v.pending or v.current
+        variants.append({
+            "id": str(v.id),
+            "label": v.label,
+            "weight": v.weight,
+            "upstream": dict(latest.upstream) if latest else {"internal_id": "FILL-ME", "base_url": "https://FILL-ME"},
+            "api_key": f"env:{env_refs[v.id]}",
+        })
+    doc: dict[str, object] = {"id": str(a.id), "key": key, "public_model_id": a.public_model_id, "name": a.name}
+    if a.description is not None:
+        doc["description"] = a.description
+    doc["status"] = a.status.value
+    if a.is_archived:
+        doc["archived"] = True
+    doc["variants"] = variants
+    header = [MODELINE, f"# Imported from the database by `expsync import` (experiment {a.id})."]
+    header.append("# Provide the api_key variables (or replace them with another reference) before planning.")
+    body = yaml.safe_dump(doc, sort_keys=False, allow_unicode=True, default_flow_style=False, width=100)
+    return "\n".join(header) + "\n" + body
