@@ -15,17 +15,10 @@
 
 from __future__ import annotations
 
-import json
-import logging
 import os
-import re
 import sys
-import traceback
-import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import replace
-from datetime import datetime, timezone
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
@@ -36,6 +29,10 @@ from expsync.errors import ConfigError, ExitCode, ExpsyncError, InvalidInput, Pl
 from expsync.settings import Settings
 
 if TYPE_CHECKING:
+    import uuid
+    from datetime import datetime
+    from pathlib import Path
+
     from sqlalchemy.engine import Engine
 
     from expsync.diagnostics import Diagnostic
@@ -67,16 +64,20 @@ class Run:
 
 
 #: the run in progress (the logging handler on the root logger is process-wide too)
-_run: Run = Run(Settings())
+_run: Run | None = None
 
 
 def current() -> Run:
+    """The run in progress (a run with default settings outside of one)."""
+    global _run
+    if _run is None:
+        _run = Run(Settings())
     return _run
 
 
 def redactor() -> Redactor:
     """The current run's redactor."""
-    return _run.redactor
+    return current().redactor
 
 
 def emit_diagnostics(diags: Sequence[Diagnostic], *, err: bool = True) -> None:
@@ -86,9 +87,9 @@ def emit_diagnostics(diags: Sequence[Diagnostic], *, err: bool = True) -> None:
         return
     from expsync.render import diagnostics as render_diags
 
-    click.echo(_run.redact(render_diags.render_text(diags)), err=err)
-    if _run.settings.github_actions:
-        click.echo(_run.redact(render_diags.github_annotations(diags)), err=True)
+    click.echo(current().redact(render_diags.render_text(diags)), err=err)
+    if current().settings.github_actions:
+        click.echo(current().redact(render_diags.github_annotations(diags)), err=True)
 
 
 def paths_argument(f: F) -> F:
@@ -104,6 +105,8 @@ def paths_argument(f: F) -> F:
 
 
 def _install_log_handler(red: Redactor, debug: bool) -> None:
+    import logging
+
     handler = logging.StreamHandler(sys.stderr)
     # on the handler, not a logger: records propagated from botocore/urllib3 pass through here
     handler.addFilter(red.logging_filter())
@@ -125,9 +128,10 @@ def cli(ctx: click.Context, debug: bool) -> None:
     global _run
     if not isinstance(ctx.obj, Run):  # invoked without main (tests): read the environment here
         ctx.obj = Run(Settings.from_environ(os.environ))
-    _run = ctx.obj
-    _run.settings = replace(_run.settings, debug=debug or _run.settings.debug)
-    _install_log_handler(_run.redactor, _run.settings.debug)
+    run: Run = ctx.obj
+    _run = run
+    run.settings = replace(run.settings, debug=debug or run.settings.debug)
+    _install_log_handler(run.redactor, run.settings.debug)
 
 
 # --------------------------------------------------------------------------------------
@@ -163,8 +167,16 @@ def resolve_or_raise(desired: DesiredState, settings: Settings, red: Redactor) -
     return secrets
 
 
+def _now() -> datetime:
+    from datetime import datetime, timezone
+
+    return datetime.now(timezone.utc)
+
+
 def check_writable(path: str) -> None:
     """Refuse an output path that cannot be written before doing any work (exit 3)."""
+    from pathlib import Path
+
     p = Path(path)
     parent = p.parent if str(p.parent) else Path(".")
     ok = parent.is_dir() and os.access(parent, os.W_OK) and (not p.exists() or (p.is_file() and os.access(p, os.W_OK)))
@@ -182,7 +194,7 @@ def checked_redis(settings: Settings) -> Settings:
 
 
 def use_color() -> bool:
-    return sys.stdout.isatty() and not _run.settings.no_color
+    return sys.stdout.isatty() and not current().settings.no_color
 
 
 def render_plan(plan: Plan, fmt: str, *, color: bool = False) -> str:
@@ -201,9 +213,9 @@ def show_plan(plan: Plan) -> None:
     """The text plan on stdout (plus its annotations in GitHub Actions)."""
     from expsync.render import diagnostics as render_diags
 
-    click.echo(_run.redact(render_plan(plan, "text", color=use_color())))
-    if _run.settings.github_actions:
-        click.echo(_run.redact(render_diags.github_annotations(plan.diagnostics)), err=True)
+    click.echo(current().redact(render_plan(plan, "text", color=use_color())))
+    if current().settings.github_actions:
+        click.echo(current().redact(render_diags.github_annotations(plan.diagnostics)), err=True)
 
 
 def write_github_outputs(plan: Plan, settings: Settings, red: Redactor) -> None:
@@ -234,7 +246,7 @@ def drain_leftover(engine: Engine, settings: Settings) -> None:
     try:
         pending = drain_pending(engine, settings.redis_url, prefix=settings.redis_prefix)
     except ExpsyncError as e:  # Redis down or unreachable: the command goes on, the outbox stays
-        click.echo(f"warning: {_run.redact(str(e))}", err=True)
+        click.echo(f"warning: {current().redact(str(e))}", err=True)
         return
     if pending:
         click.echo(f"finished a pending cache refresh ({pending} key(s) from an earlier run)", err=True)
@@ -268,8 +280,8 @@ def validate(paths: tuple[str, ...], max_file_size: int, fmt: str) -> ExitCode:
     desired, diags = load_desired(paths, LoadOptions(max_file_size=max_file_size))
     if fmt == "json":
         click.echo(render_diags.render_validate_json(diags, files=len(files), experiments=len(desired.experiments)))
-        if _run.settings.github_actions:
-            click.echo(_run.redact(render_diags.github_annotations(diags)), err=True)
+        if current().settings.github_actions:
+            click.echo(current().redact(render_diags.github_annotations(diags)), err=True)
     else:
         emit_diagnostics(diags)
         if not has_errors(diags):
@@ -288,22 +300,24 @@ def validate(paths: tuple[str, ...], max_file_size: int, fmt: str) -> ExitCode:
 def plan_cmd(paths: tuple[str, ...], max_file_size: int, fmt: str, out_file: str | None, detailed_exitcode: bool,
              no_secrets: bool) -> ExitCode:
     """Show what apply would change, checked against the state machine. Writes nothing."""
+    from pathlib import Path
+
     from expsync import pipeline
     from expsync.diagnostics import has_errors
     from expsync.state.db import begin
 
-    settings = checked_redis(_run.settings)
+    settings = checked_redis(current().settings)
     if out_file:
         check_writable(out_file)
     desired = load_or_raise(paths, max_file_size)
-    red = _run.redactor
+    red = current().redactor
     secrets = None if no_secrets else resolve_or_raise(desired, settings, red)
     engine = open_engine(settings)
     try:
         drain_leftover(engine, settings)
         with begin(engine, snapshot=True) as conn:
             pipeline.check_initialized(conn)
-            computed = pipeline.compute_plan(conn, desired, secrets, settings, now=datetime.now(timezone.utc))
+            computed = pipeline.compute_plan(conn, desired, secrets, settings, now=_now())
             conn.rollback()  # plan never writes
     finally:
         engine.dispose()
@@ -362,12 +376,12 @@ def apply_cmd(paths: tuple[str, ...], max_file_size: int, plan_file: str | None,
     from expsync.apply.run import apply
     from expsync.state.db import begin
 
-    settings = replace(checked_redis(_run.settings), actor=actor or None, revision=revision or None)
+    settings = replace(checked_redis(current().settings), actor=actor or None, revision=revision or None)
     if not yes and not sys.stdin.isatty():
         # unattended runs must say so explicitly, with or without a saved plan
         raise InvalidInput("apply needs --yes when not run on a terminal")
     desired = load_or_raise(paths, max_file_size)
-    red = _run.redactor
+    red = current().redactor
     secrets = resolve_or_raise(desired, settings, red)
     # on a terminal a saved plan is itself the reviewed confirmation (as in Terraform)
     expect = read_saved_digests(plan_file) if plan_file else None
@@ -377,7 +391,7 @@ def apply_cmd(paths: tuple[str, ...], max_file_size: int, plan_file: str | None,
         if expect is None and not yes:
             with begin(engine, snapshot=True) as conn:
                 pipeline.check_initialized(conn)
-                shown = pipeline.compute_plan(conn, desired, secrets, settings, now=datetime.now(timezone.utc)).plan
+                shown = pipeline.compute_plan(conn, desired, secrets, settings, now=_now()).plan
             if shown.has_changes and not shown.refused and not _confirmed(shown):
                 return ExitCode.OK
             # bound to what was shown (or not asked about, when there was nothing to confirm):
@@ -399,6 +413,9 @@ def apply_cmd(paths: tuple[str, ...], max_file_size: int, plan_file: str | None,
 
 
 def read_saved_digests(path: str) -> Digests:
+    import json
+    from pathlib import Path
+
     from expsync.plan import Digests
 
     try:
@@ -431,7 +448,7 @@ def cache_sync() -> None:
     from expsync.cache.refresh import connect, drain
     from expsync.pipeline import check_initialized
 
-    settings = checked_redis(_run.settings)
+    settings = checked_redis(current().settings)
     if not settings.redis_url:
         raise ConfigError("EXPSYNC_REDIS_URL is not set")
     engine = open_engine(settings)
@@ -447,6 +464,8 @@ def cache_sync() -> None:
 
 def _check_import_flags(all_unmanaged: bool, ids: tuple[uuid.UUID, ...], pids: tuple[str, ...],
                         key: str | None) -> None:
+    import re
+
     from expsync.desired.schema import KEY_PATTERN
 
     if not (all_unmanaged or ids or pids):
@@ -464,13 +483,15 @@ def _check_import_flags(all_unmanaged: bool, ids: tuple[uuid.UUID, ...], pids: t
 def import_cmd(all_unmanaged: bool, ids: tuple[uuid.UUID, ...], pids: tuple[str, ...], key: str | None,
                out_dir: str) -> None:
     """Write YAML (with id: pins) for experiments that exist in the database but not in git."""
+    from pathlib import Path
+
     from expsync.crypto import load_key
     from expsync.importer import import_experiments, select_unmanaged
     from expsync.pipeline import check_initialized
     from expsync.state.db import begin
 
     _check_import_flags(all_unmanaged, ids, pids, key)
-    settings = checked_redis(_run.settings)
+    settings = checked_redis(current().settings)
     byok = load_key(settings.byok_value) if settings.byok_value else None
     engine = open_engine(settings)
     try:
@@ -483,7 +504,7 @@ def import_cmd(all_unmanaged: bool, ids: tuple[uuid.UUID, ...], pids: tuple[str,
             if missing:
                 raise InvalidInput("not found, or already managed by expsync: " + ", ".join(sorted(map(str, missing))))
             try:
-                done = import_experiments(conn, chosen, Path(out_dir), now=datetime.now(timezone.utc), byok=byok,
+                done = import_experiments(conn, chosen, Path(out_dir), now=_now(), byok=byok,
                                           keys={ids[0]: key} if key else None)
             except FileExistsError as e:
                 raise InvalidInput(f"{e} exists; choose another --key or --out-dir (nothing was overwritten)") from None
@@ -507,7 +528,7 @@ def db_init() -> None:
     """Create the gateway tables (when absent) and migrate expsync's own tables."""
     from expsync.state.db import database_url, init_db, make_engine
 
-    settings = checked_redis(_run.settings)
+    settings = checked_redis(current().settings)
     engine = make_engine(database_url(settings.environ, cwd=settings.cwd))
     try:
         created = init_db(engine)
@@ -519,6 +540,8 @@ def db_init() -> None:
 @cli.command()
 def schema() -> None:
     """Print the JSON Schema of an experiment document (draft-07)."""
+    import json
+
     from expsync.desired.schema import json_schema
 
     click.echo(json.dumps(json_schema(), indent=2, ensure_ascii=False))
@@ -540,17 +563,17 @@ def report(e: ExpsyncError) -> None:
     elif isinstance(e, PlanRefused) and e.plan is not None:
         show_plan(e.plan)  # type: ignore[arg-type]
     else:
-        click.echo(f"error: {_run.redact(str(e))}", err=True)
+        click.echo(f"error: {current().redact(str(e))}", err=True)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     """Entry point: every exception ends here, mapped to an exit code, never a raw traceback."""
     global _run
     args = list(argv) if argv is not None else sys.argv[1:]
-    _run = Run(Settings.from_environ(os.environ))
-    debug = "--debug" in args or _run.settings.debug
+    run = _run = Run(Settings.from_environ(os.environ))
+    debug = "--debug" in args or run.settings.debug
     try:
-        rv = cli.main(args=args, prog_name="expsync", standalone_mode=False, obj=_run)
+        rv = cli.main(args=args, prog_name="expsync", standalone_mode=False, obj=run)
     except click.exceptions.Exit as e:
         sys.exit(e.exit_code)
     except click.exceptions.Abort:
@@ -569,7 +592,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     except BaseException as e:  # noqa: BLE001 - the one boundary for unexpected errors
         click.echo(f"error: an unexpected error occurred ({type(e).__name__})", err=True)
         if debug:
-            click.echo(_run.redact(traceback.format_exc()), err=True)
+            import traceback
+
+            click.echo(current().redact(traceback.format_exc()), err=True)
         else:
             click.echo("run with --debug for details", err=True)
         sys.exit(int(ExitCode.ERROR))

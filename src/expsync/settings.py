@@ -13,9 +13,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from types import MappingProxyType
-from typing import Final
+from typing import TYPE_CHECKING, Final
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 #: the key that encrypts api keys at rest (the gateway's name for it; parsed by expsync.crypto)
 BYOK_ENV_VAR: Final = "BYOK_ENCRYPTION_KEY"
@@ -23,6 +25,18 @@ BYOK_ENV_VAR: Final = "BYOK_ENCRYPTION_KEY"
 
 def _empty() -> Mapping[str, str]:
     return MappingProxyType({})
+
+
+def _cwd() -> Path:
+    from pathlib import Path  # not at import time: `expsync --version` does not need pathlib
+
+    return Path.cwd()
+
+
+def _path(value: str | None) -> Path | None:
+    from pathlib import Path
+
+    return Path(value) if value else None
 
 
 def _flag(value: str | None) -> bool:
@@ -36,7 +50,7 @@ class Settings:
     #: the whole environment, read-only: secret resolvers look up ``env:NAME`` references in it
     environ: Mapping[str, str] = field(default_factory=_empty)
     #: the working directory relative paths (``file:``, the embedded database) resolve against
-    cwd: Path = field(default_factory=Path.cwd)
+    cwd: Path = field(default_factory=_cwd)
     #: ``EXPSYNC_DATABASE_URL`` as given (``None``: the embedded SQLite default)
     database_url: str | None = None
     #: ``EXPSYNC_REDIS_URL`` (``None``: no cache refresh)
@@ -66,7 +80,7 @@ class Settings:
         github = env.get("GITHUB_ACTIONS") == "true"
         return cls(
             environ=env,
-            cwd=cwd if cwd is not None else Path.cwd(),
+            cwd=cwd if cwd is not None else _cwd(),
             database_url=env.get("EXPSYNC_DATABASE_URL") or None,
             redis_url=env.get("EXPSYNC_REDIS_URL") or None,
             redis_prefix=env.get("EXPSYNC_REDIS_KEY_PREFIX", ""),
@@ -75,8 +89,8 @@ class Settings:
             debug=bool(env.get("EXPSYNC_DEBUG")),
             github_actions=github,
             ci=github or _flag(env.get("CI")),
-            github_output=Path(env["GITHUB_OUTPUT"]) if env.get("GITHUB_OUTPUT") else None,
-            github_step_summary=Path(env["GITHUB_STEP_SUMMARY"]) if env.get("GITHUB_STEP_SUMMARY") else None,
+            github_output=_path(env.get("GITHUB_OUTPUT")),
+            github_step_summary=_path(env.get("GITHUB_STEP_SUMMARY")),
             no_color="NO_COLOR" in env,
         )
 
