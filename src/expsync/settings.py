@@ -39,10 +39,6 @@ def _path(value: str | None) -> Path | None:
     return Path(value) if value else None
 
 
-def _flag(value: str | None) -> bool:
-    return (value or "").strip().lower() in ("1", "true", "yes", "on")
-
-
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Settings:
     """Configuration for one run. Frozen: a stage cannot change what another one sees."""
@@ -65,8 +61,6 @@ class Settings:
     debug: bool = False
     #: ``GITHUB_ACTIONS=true``: workflow annotations, masks, step outputs
     github_actions: bool = False
-    #: ``CI=true`` (or GitHub Actions): an unattended run
-    ci: bool = False
     #: ``GITHUB_OUTPUT`` / ``GITHUB_STEP_SUMMARY``: files a GitHub step appends to
     github_output: Path | None = None
     github_step_summary: Path | None = None
@@ -77,7 +71,6 @@ class Settings:
     def from_environ(cls, environ: Mapping[str, str], *, cwd: Path | None = None) -> Settings:
         """The one reading of the environment (a copy is kept: later changes do not leak in)."""
         env = MappingProxyType(dict(environ))
-        github = env.get("GITHUB_ACTIONS") == "true"
         return cls(
             environ=env,
             cwd=cwd if cwd is not None else _cwd(),
@@ -87,8 +80,7 @@ class Settings:
             actor=env.get("EXPSYNC_ACTOR") or None,
             revision=env.get("GITHUB_SHA") or None,
             debug=bool(env.get("EXPSYNC_DEBUG")),
-            github_actions=github,
-            ci=github or _flag(env.get("CI")),
+            github_actions=env.get("GITHUB_ACTIONS") == "true",
             github_output=_path(env.get("GITHUB_OUTPUT")),
             github_step_summary=_path(env.get("GITHUB_STEP_SUMMARY")),
             no_color="NO_COLOR" in env,

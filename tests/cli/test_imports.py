@@ -49,8 +49,7 @@ def loaded(args: list[str], tmp_path: Path, env: dict[str, str | None] | None = 
     return r.returncode, set(json.loads(out.read_text())), r.stdout + r.stderr
 
 
-@pytest.mark.parametrize("args", [["--version"], ["--help"], ["schema"], ["validate", "experiments"],
-                                  ["validate", "--format", "json", "experiments"]])
+@pytest.mark.parametrize("args", [["schema"], ["validate", "experiments"]])
 def test_offline_commands_load_no_database_cache_crypto_store_or_deepdiff(args: list[str], tmp_path: Path) -> None:
     code, mods, output = loaded(args, tmp_path)
     assert code == 0, output
@@ -61,7 +60,8 @@ def test_offline_commands_load_no_database_cache_crypto_store_or_deepdiff(args: 
 def test_version_loads_neither_yaml_nor_pydantic(tmp_path: Path) -> None:
     code, mods, output = loaded(["--version"], tmp_path)
     assert code == 0 and output.strip().startswith("expsync"), output
-    assert sorted(mods & {"yaml", "pydantic", "pydantic_core"}) == []
+    assert "click" in mods
+    assert sorted(mods & {*OFFLINE_FORBIDDEN, "yaml", "pydantic", "pydantic_core"}) == []
 
 
 def test_invalid_files_also_load_no_database(tmp_path: Path) -> None:
