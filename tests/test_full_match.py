@@ -53,3 +53,14 @@ def test_import_refuses_a_key_that_only_partly_matches(key: str, tmp_path: Path)
                 env={"EXPSYNC_DATABASE_URL": "postgresql://127.0.0.1:1/never-reached"}, cwd=tmp_path)
     assert r.code == 3 and "--key needs exactly one --id and must match" in r.err, r.all
     assert not out.exists()
+
+
+def test_an_id_pin_with_a_trailing_newline_is_not_an_admin_uuid() -> None:
+    from pydantic_core import PydanticCustomError
+
+    from expsync.desired.schema import _admin_uuid
+
+    good = "0b7e7dd4-1b1c-4c8e-9a44-1d8f0d7f3a10"
+    assert _admin_uuid(good) == good
+    with pytest.raises(PydanticCustomError):
+        _admin_uuid(good + "\n")

@@ -33,8 +33,9 @@ def _layer(stage: str, units: str = "", libraries: str = "") -> Layer:
     return Layer(stage, frozenset(units.split()), frozenset(libraries.split()))
 
 
-#: the ground floor: value types, codes, exit codes, settings; importable by every unit
-GROUND = "diagnostics errors settings model rules"
+#: the ground floor: value types, codes, exit codes, settings, rules and gateway profiles (data);
+#: importable by every unit
+GROUND = "diagnostics errors settings model rules profiles"
 
 #: unit -> what it may import. A unit is a top-level module (``crypto``) or a folder
 #: (``plan/``); imports inside a unit are free. Order: from the ground floor up.
@@ -45,10 +46,12 @@ LAYERS: dict[str, Layer] = {
     "errors": _layer("errors and exit codes", "diagnostics"),
     "model": _layer("frozen value types", "diagnostics"),
     "rules": _layer("statuses, transitions, edit rules", "diagnostics model"),
+    "profiles": _layer("gateway versions and their rules (data)"),
+    "config": _layer("which gateway profile a run uses", GROUND),
     "crypto": _layer("api key encryption (gateway format)", GROUND, "cryptography"),
     "keycompare": _layer("stored vs resolved keys", f"{GROUND} crypto"),
     "secrets/": _layer("secret references -> values", GROUND, "boto3 botocore hvac requests"),
-    "desired/": _layer("YAML -> desired state", f"{GROUND} secrets/", "yaml pydantic pydantic_core"),
+    "desired/": _layer("YAML -> desired state", f"{GROUND} secrets/", "yaml pydantic pydantic_core ada_url"),
     "state/": _layer("database -> actual state", GROUND, "sqlalchemy alembic psycopg"),
     "migrations/": _layer("expsync's own tables (Alembic)", "state/", "alembic sqlalchemy"),
     "plan/": _layer("desired + actual -> plan (pure)", GROUND, "deepdiff"),
@@ -59,8 +62,8 @@ LAYERS: dict[str, Layer] = {
                      "sqlalchemy"),
     "importer/": _layer("database -> YAML files", f"{GROUND} crypto desired/ state/", "sqlalchemy yaml"),
     "cli": _layer("flags -> stages -> exit code",
-                  f"{GROUND} expsync crypto keycompare secrets/ desired/ state/ plan/ render/ cache/ pipeline "
-                  "apply/ importer/", "click"),
+                  f"{GROUND} expsync config crypto keycompare secrets/ desired/ state/ plan/ render/ cache/ "
+                  "pipeline apply/ importer/", "click"),
 }
 
 

@@ -14,21 +14,24 @@ ground floor (the rule, as a table: ``tests/test_layers.py`` ``LAYERS``, shown i
       apply/    Plan -> one DB transaction                          (+ outbox rows)
       cache/    outbox -> Redis                                     (converges across crashes)
       importer/ database -> YAML files                              (``expsync import``)
-    ground floor: model.py (value types), diagnostics.py, errors.py, settings.py, rules
+    ground floor: model.py (value types), diagnostics.py, errors.py, settings.py, rules.py,
+                  profiles.py
 
 Where each rule lives (change it there, nowhere else):
 
 ==============================================  =============================================
 what                                            where
 ==============================================  =============================================
-statuses, transitions and their guards, edits   ``plan/machine.py`` (``rules.py`` once added)
+statuses, transitions and their guards, edits   ``rules.py`` (imports only ``model``; every stage
+                                                derives from it: CHECKs, index, E2xx/E3xx)
 offline checks across files (E2xx)              ``desired/rules.py``
 the file format (fields, patterns, refusals)    ``desired/schema.py`` (JSON Schema from it)
 strict YAML (no tags, aliases, ambiguous ints)  ``desired/yamlload.py``
 secret reference syntax / resolution            ``secrets/refs.py`` / ``secrets/resolve.py``
 what is masked in output                        ``secrets/redact.py``
 tables, CHECKs, the routing unique index        ``state/tables.py``
-op types, their action and phase                ``plan/ops.py``
+op types: action, phase, rank, executor         ``plan/ops.py`` (the per-op table)
+gateway versions and their YAML/DB rules        ``profiles.py``; which one a run uses: ``config.py``
 execution order                                 ``plan/order.py``
 plan digests (stale saved plans)                ``plan/digest.py``
 api key encryption (gateway format)             ``crypto.py``

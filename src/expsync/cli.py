@@ -35,6 +35,7 @@ if TYPE_CHECKING:
 
     from sqlalchemy.engine import Engine
 
+    from expsync.config import ProfileSelection
     from expsync.diagnostics import Diagnostic
     from expsync.model import DesiredState, Secret, SecretRef
     from expsync.plan import Digests, Plan
@@ -104,6 +105,47 @@ def paths_argument(f: F) -> F:
     return f
 
 
+def profile_option(f: F) -> F:
+    from expsync.profiles import PROFILES  # plain data, no library
+
+    return click.option(
+        "--gateway-profile",
+        "gateway_profile",
+        type=click.Choice(list(PROFILES)),
+        default=None,
+        help="Gateway version to validate against (else EXPSYNC_GATEWAY_PROFILE, expsync.toml, "
+        "then detected from the database or, offline, the newest).",
+    )(f)
+
+
+def say_profile(sel: ProfileSelection) -> None:
+    """One line on stderr when the profile was not chosen explicitly."""
+    if not sel.choice.explicit:
+        click.echo(sel.note, err=True)
+
+
+def chosen_offline(flag: str | None) -> ProfileSelection:
+    from expsync.config import offline_profile, select_profile
+
+    settings = current().settings
+    sel = offline_profile(select_profile(flag, settings.environ, settings.cwd))
+    say_profile(sel)
+    return sel
+
+
+def chosen_for_database(engine: Engine, selected: Any) -> ProfileSelection:
+    """The run's profile against this database (exit 3 for an impossible pair). Said by the
+    caller (after the GitHub mask lines, which must come first)."""
+    from expsync.config import profile_for_database
+    from expsync.pipeline import check_initialized
+    from expsync.state.db import has_metadata_column
+
+    with engine.connect() as conn:
+        check_initialized(conn)
+        has_column = has_metadata_column(conn)
+    return profile_for_database(selected, has_column)
+
+
 def _install_log_handler(red: Redactor, debug: bool) -> None:
     import logging
 
@@ -139,22 +181,23 @@ def cli(ctx: click.Context, debug: bool) -> None:
 # --------------------------------------------------------------------------------------
 
 
-def load_or_raise(paths: Sequence[str], max_file_size: int) -> DesiredState:
+def load_or_raise(paths: Sequence[str], max_file_size: int, sel: ProfileSelection) -> DesiredState:
     from expsync.desired.loader import LoadOptions, load_desired
     from expsync.diagnostics import has_errors
 
-    desired, diags = load_desired(paths, LoadOptions(max_file_size=max_file_size))
+    desired, diags = load_desired(paths, LoadOptions(max_file_size=max_file_size, profile=sel.profile.name))
     if has_errors(diags):
+        say_profile(sel)  # the errors depend on it
         raise InvalidInput("invalid experiment files", diagnostics=diags, summary_line=True)
     return desired
 
 
 def resolve_or_raise(desired: DesiredState, settings: Settings, red: Redactor) -> dict[SecretRef, Secret]:
+    from expsync import rules
     from expsync.diagnostics import has_errors
-    from expsync.plan import keys_matter
     from expsync.secrets import resolve_all, uses_in
 
-    uses = [u for u in uses_in(desired) if keys_matter(desired.experiments[u.experiment])]
+    uses = [u for u in uses_in(desired) if rules.keys_matter(desired.experiments[u.experiment].status)]
     secrets, diags = resolve_all(uses, environ=settings.environ, cwd=settings.cwd, redactor=red)
     if settings.github_actions:
         # before anything else is printed, so the runner masks the values in the whole log
@@ -231,10 +274,12 @@ def write_github_outputs(plan: Plan, settings: Settings, red: Redactor) -> None:
             f.write(red.redact(render_plan(plan, "markdown")) + "\n")
 
 
-def open_engine(settings: Settings) -> Engine:
+def open_engine(settings: Settings, selected: Any = None) -> Engine:
+    from expsync.config import offline_profile
     from expsync.state.db import engine_from_environ
 
-    return engine_from_environ(settings.environ, cwd=settings.cwd)
+    return engine_from_environ(settings.environ, cwd=settings.cwd,
+                               with_metadata=offline_profile(selected).profile.has_metadata)
 
 
 def drain_leftover(engine: Engine, settings: Settings) -> None:
@@ -270,14 +315,16 @@ def refresh_after_commit(engine: Engine, settings: Settings) -> None:
 @cli.command()
 @paths_argument
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
-def validate(paths: tuple[str, ...], max_file_size: int, fmt: str) -> ExitCode:
+@profile_option
+def validate(paths: tuple[str, ...], max_file_size: int, fmt: str, gateway_profile: str | None) -> ExitCode:
     """Check experiment files offline (default: experiments/). Exit 0 valid, 3 invalid."""
     from expsync.desired.loader import LoadOptions, discover, load_desired
     from expsync.diagnostics import has_errors
     from expsync.render import diagnostics as render_diags
 
+    profile = chosen_offline(gateway_profile).profile
     files, _ = discover(paths)
-    desired, diags = load_desired(paths, LoadOptions(max_file_size=max_file_size))
+    desired, diags = load_desired(paths, LoadOptions(max_file_size=max_file_size, profile=profile.name))
     if fmt == "json":
         click.echo(render_diags.render_validate_json(diags, files=len(files), experiments=len(desired.experiments)))
         if current().settings.github_actions:
@@ -297,23 +344,31 @@ def validate(paths: tuple[str, ...], max_file_size: int, fmt: str) -> ExitCode:
 @click.option("--out", "out_file", type=click.Path(dir_okay=False), help="Save the plan (JSON) for `apply --plan`.")
 @click.option("--detailed-exitcode", is_flag=True, help="Exit 2 when the plan has changes.")
 @click.option("--no-secrets", is_flag=True, help="Do not resolve secrets (fork PRs); api keys show as unknown.")
+@profile_option
 def plan_cmd(paths: tuple[str, ...], max_file_size: int, fmt: str, out_file: str | None, detailed_exitcode: bool,
-             no_secrets: bool) -> ExitCode:
+             no_secrets: bool, gateway_profile: str | None) -> ExitCode:
     """Show what apply would change, checked against the state machine. Writes nothing."""
     from pathlib import Path
 
     from expsync import pipeline
+    from expsync.config import select_profile
     from expsync.diagnostics import has_errors
     from expsync.state.db import begin
 
     settings = checked_redis(current().settings)
     if out_file:
         check_writable(out_file)
-    desired = load_or_raise(paths, max_file_size)
-    red = current().redactor
-    secrets = None if no_secrets else resolve_or_raise(desired, settings, red)
-    engine = open_engine(settings)
+    selected = select_profile(gateway_profile, settings.environ, settings.cwd)
+    # a configured profile is known without the database: bad YAML is reported before connecting
+    early = load_or_raise(paths, max_file_size, selected) if selected is not None else None
+    engine = open_engine(settings, selected)
     try:
+        chosen = chosen_for_database(engine, selected)
+        settings = replace(settings, profile=chosen.profile)
+        desired = early if early is not None else load_or_raise(paths, max_file_size, chosen)
+        red = current().redactor
+        secrets = None if no_secrets else resolve_or_raise(desired, settings, red)
+        say_profile(chosen)
         drain_leftover(engine, settings)
         with begin(engine, snapshot=True) as conn:
             pipeline.check_initialized(conn)
@@ -369,24 +424,32 @@ def _not_nan(value: float) -> float:
 @click.option("--lock-timeout", type=click.FloatRange(min=0.001, max=86400.0), default=30.0, show_default=True,
               callback=lambda ctx, param, v: _not_nan(v),
               help="Seconds to wait for the apply lock.")
+@profile_option
 def apply_cmd(paths: tuple[str, ...], max_file_size: int, plan_file: str | None, yes: bool, actor: str | None,
-              revision: str | None, lock_timeout: float) -> ExitCode:
+              revision: str | None, lock_timeout: float, gateway_profile: str | None) -> ExitCode:
     """Apply the YAML to the database in one transaction, then refresh the Redis cache."""
     from expsync import pipeline
     from expsync.apply.run import apply
+    from expsync.config import select_profile
     from expsync.state.db import begin
 
     settings = replace(checked_redis(current().settings), actor=actor or None, revision=revision or None)
     if not yes and not sys.stdin.isatty():
         # unattended runs must say so explicitly, with or without a saved plan
         raise InvalidInput("apply needs --yes when not run on a terminal")
-    desired = load_or_raise(paths, max_file_size)
-    red = current().redactor
-    secrets = resolve_or_raise(desired, settings, red)
+    selected = select_profile(gateway_profile, settings.environ, settings.cwd)
+    # a configured profile is known without the database: bad YAML is reported before connecting
+    early = load_or_raise(paths, max_file_size, selected) if selected is not None else None
     # on a terminal a saved plan is itself the reviewed confirmation (as in Terraform)
     expect = read_saved_digests(plan_file) if plan_file else None
-    engine = open_engine(settings)
+    engine = open_engine(settings, selected)
     try:
+        chosen = chosen_for_database(engine, selected)
+        settings = replace(settings, profile=chosen.profile)
+        desired = early if early is not None else load_or_raise(paths, max_file_size, chosen)
+        red = current().redactor
+        secrets = resolve_or_raise(desired, settings, red)
+        say_profile(chosen)
         drain_leftover(engine, settings)
         if expect is None and not yes:
             with begin(engine, snapshot=True) as conn:
@@ -422,7 +485,9 @@ def read_saved_digests(path: str) -> Digests:
         data = json.loads(Path(path).read_text(encoding="utf-8"))
         if not isinstance(data, dict) or not isinstance(data.get("digests"), dict):
             raise ValueError("not a plan object")
-        if data.get("format_version") != "1":
+        from expsync.render.json import FORMAT_VERSION
+
+        if data.get("format_version") != FORMAT_VERSION:
             raise ValueError("unsupported format_version")
         d = data["digests"]
         digests = Digests(desired=str(d["desired"]), actual=str(d["actual"]), ops=str(d["ops"]))
@@ -480,11 +545,13 @@ def _check_import_flags(all_unmanaged: bool, ids: tuple[uuid.UUID, ...], pids: t
 @click.option("--public-model-id", "pids", multiple=True, help="Every experiment on this public id (repeatable).")
 @click.option("--key", "key", default=None, help="The key to give the experiment (one --id only).")
 @click.option("--out-dir", type=click.Path(file_okay=False), default="experiments", show_default=True)
+@profile_option
 def import_cmd(all_unmanaged: bool, ids: tuple[uuid.UUID, ...], pids: tuple[str, ...], key: str | None,
-               out_dir: str) -> None:
+               out_dir: str, gateway_profile: str | None) -> None:
     """Write YAML (with id: pins) for experiments that exist in the database but not in git."""
     from pathlib import Path
 
+    from expsync.config import select_profile
     from expsync.crypto import load_key
     from expsync.importer import import_experiments, select_unmanaged
     from expsync.pipeline import check_initialized
@@ -493,8 +560,11 @@ def import_cmd(all_unmanaged: bool, ids: tuple[uuid.UUID, ...], pids: tuple[str,
     _check_import_flags(all_unmanaged, ids, pids, key)
     settings = checked_redis(current().settings)
     byok = load_key(settings.byok_value) if settings.byok_value else None
-    engine = open_engine(settings)
+    selected = select_profile(gateway_profile, settings.environ, settings.cwd)
+    engine = open_engine(settings, selected)
     try:
+        sel = chosen_for_database(engine, selected)
+        say_profile(sel)
         with begin(engine, snapshot=True) as conn:
             check_initialized(conn)
             # the gateway lowercases requested ids; so does import
@@ -505,7 +575,7 @@ def import_cmd(all_unmanaged: bool, ids: tuple[uuid.UUID, ...], pids: tuple[str,
                 raise InvalidInput("not found, or already managed by expsync: " + ", ".join(sorted(map(str, missing))))
             try:
                 done = import_experiments(conn, chosen, Path(out_dir), now=_now(), byok=byok,
-                                          keys={ids[0]: key} if key else None)
+                                          keys={ids[0]: key} if key else None, profile=sel.profile)
             except FileExistsError as e:
                 raise InvalidInput(f"{e} exists; choose another --key or --out-dir (nothing was overwritten)") from None
             except OSError as e:
@@ -524,27 +594,34 @@ def db() -> None:
 
 
 @db.command("init")
-def db_init() -> None:
-    """Create the gateway tables (when absent) and migrate expsync's own tables."""
+@profile_option
+def db_init(gateway_profile: str | None) -> None:
+    """Create the gateway tables (when absent, as the gateway profile has them) and migrate
+    expsync's own tables."""
+    from expsync.config import offline_profile, select_profile
     from expsync.state.db import database_url, init_db, make_engine
 
     settings = checked_redis(current().settings)
+    profile = offline_profile(select_profile(gateway_profile, settings.environ, settings.cwd))
+    say_profile(profile)
     engine = make_engine(database_url(settings.environ, cwd=settings.cwd))
     try:
-        created = init_db(engine)
+        created = init_db(engine, with_metadata=profile.profile.has_metadata)
     finally:
         engine.dispose()
     click.echo(f"created: {', '.join(created)}" if created else "database already initialised; nothing to do")
 
 
 @cli.command()
-def schema() -> None:
-    """Print the JSON Schema of an experiment document (draft-07)."""
+@profile_option
+def schema(gateway_profile: str | None) -> None:
+    """Print the JSON Schema of an experiment document (draft-07) for a gateway profile."""
     import json
 
     from expsync.desired.schema import json_schema
 
-    click.echo(json.dumps(json_schema(), indent=2, ensure_ascii=False))
+    profile = chosen_offline(gateway_profile).profile
+    click.echo(json.dumps(json_schema(profile.name), indent=2, ensure_ascii=False))
 
 
 # --------------------------------------------------------------------------------------

@@ -19,6 +19,8 @@ from typing import TYPE_CHECKING, Final
 if TYPE_CHECKING:
     from pathlib import Path
 
+    from expsync.profiles import GatewayProfile
+
 #: the key that encrypts api keys at rest (the gateway's name for it; parsed by expsync.crypto)
 BYOK_ENV_VAR: Final = "BYOK_ENCRYPTION_KEY"
 
@@ -66,6 +68,10 @@ class Settings:
     github_step_summary: Path | None = None
     #: ``NO_COLOR`` present (https://no-color.org): never colour the text plan
     no_color: bool = False
+    #: the gateway profile of the run (``expsync.config``: flag, ``EXPSYNC_GATEWAY_PROFILE``,
+    #: ``expsync.toml``, or detected); None: the database has no ``model_experiment.metadata``
+    #: to read (library callers on an older gateway's tables). Set by the command.
+    profile: GatewayProfile | None = None
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str], *, cwd: Path | None = None) -> Settings:
@@ -85,6 +91,10 @@ class Settings:
             github_step_summary=_path(env.get("GITHUB_STEP_SUMMARY")),
             no_color="NO_COLOR" in env,
         )
+
+    @property
+    def with_metadata(self) -> bool:
+        return self.profile is not None and self.profile.has_metadata
 
     @property
     def byok_value(self) -> str | None:

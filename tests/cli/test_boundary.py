@@ -24,6 +24,7 @@ from expsync.errors import (
     PlanRefused,
     StalePlan,
 )
+from expsync.profiles import NEWEST
 from expsync.settings import Settings
 from tests.cli_helpers import run_cli
 
@@ -36,11 +37,11 @@ CLI_SOURCE = Path(cli.__file__).read_text(encoding="utf-8")
 ])
 def test_each_error_maps_to_its_exit_code_and_message(error: type[ExpsyncError], code: int,
                                                       monkeypatch: pytest.MonkeyPatch) -> None:
-    def boom() -> dict:
+    def boom(*_: object) -> dict:
         raise error("something specific went wrong")
 
     monkeypatch.setattr(schema_module, "json_schema", boom)
-    r = run_cli(["schema"])
+    r = run_cli(["schema", "--gateway-profile", NEWEST])
     assert r.code == code == error.exit_code
     assert r.err == "error: something specific went wrong\n" and r.out == ""
 
@@ -48,22 +49,22 @@ def test_each_error_maps_to_its_exit_code_and_message(error: type[ExpsyncError],
 def test_an_error_with_diagnostics_shows_them_instead_of_its_message(monkeypatch: pytest.MonkeyPatch) -> None:
     diag = Diagnostic.make("E402", "environment variable FOO is not set")
 
-    def boom() -> dict:
+    def boom(*_: object) -> dict:
         raise InvalidInput("not shown", diagnostics=[diag], summary_line=True)
 
     monkeypatch.setattr(schema_module, "json_schema", boom)
-    r = run_cli(["schema"])
+    r = run_cli(["schema", "--gateway-profile", NEWEST])
     assert r.code == 3
     assert "E402" in r.err and "environment variable FOO is not set" in r.err and "not shown" not in r.err
     assert "1 error" in r.err  # the summary line
 
 
 def test_unexpected_errors_are_exit_1_without_a_traceback(monkeypatch: pytest.MonkeyPatch) -> None:
-    def boom() -> dict:
+    def boom(*_: object) -> dict:
         raise KeyError("internal")
 
     monkeypatch.setattr(schema_module, "json_schema", boom)
-    r = run_cli(["schema"])
+    r = run_cli(["schema", "--gateway-profile", NEWEST])
     assert r.code == 1 and "an unexpected error occurred (KeyError)" in r.err and "Traceback" not in r.all
 
 

@@ -24,6 +24,7 @@ from sqlalchemy.engine import Connection
 
 from expsync.importer.document import document, env_refs, key_for
 from expsync.importer.write import pinned_in, taken_keys, write_all
+from expsync.profiles import NEWEST, PROFILES, GatewayProfile
 from expsync.state.reader import read_actual
 from expsync.state.unmanaged import select_unmanaged
 
@@ -38,11 +39,13 @@ class Imported:
 
 
 def import_experiments(conn: Connection, ids: list[uuid.UUID], out_dir: Path, *, now: datetime,
-                       byok: bytes | None, keys: Mapping[uuid.UUID, str] | None = None) -> list[Imported]:
+                       byok: bytes | None, keys: Mapping[uuid.UUID, str] | None = None,
+                       profile: GatewayProfile | None = None) -> list[Imported]:
     """Write one file per experiment in ``ids`` (those ``out_dir`` already pins are skipped)."""
-    already = pinned_in(out_dir)
+    profile = profile or PROFILES[NEWEST]
+    already = pinned_in(out_dir, profile)
     ids = [i for i in ids if i not in already]
-    actual = read_actual(conn, experiment_ids=ids, public_model_ids=(), now=now)
+    actual = read_actual(conn, experiment_ids=ids, public_model_ids=(), now=now, with_metadata=profile.has_metadata)
     taken = taken_keys(out_dir)
     out: list[Imported] = []
     files: list[tuple[Path, str]] = []
@@ -51,6 +54,6 @@ def import_experiments(conn: Connection, ids: list[uuid.UUID], out_dir: Path, *,
         key = (keys or {}).get(eid) or key_for(a, taken)
         refs = env_refs(key, a, byok)
         out.append(Imported(key, out_dir / f"{key}.yaml", tuple(sorted(set(refs.values())))))
-        files.append((out_dir / f"{key}.yaml", document(key, a, refs)))
+        files.append((out_dir / f"{key}.yaml", document(key, a, refs, profile)))
     write_all(files)
     return out

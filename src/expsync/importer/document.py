@@ -15,9 +15,10 @@ from typing import Final
 import yaml
 
 from expsync.crypto import DecryptError, decrypt_api_key, keys_equal
-from expsync.model import ActualExperiment, Secret
+from expsync.model import ActualExperiment, JsonObject, Secret
+from expsync.profiles import NEWEST, PROFILES, GatewayProfile
 
-MODELINE: Final = "# yaml-language-server: $schema=../schemas/experiment.schema.json"
+MODELINE: Final = "# yaml-language-server: $schema=../schemas/{schema}"
 
 
 def _slug(text: str, *, sep: str = "-", limit: int = 100) -> str:
@@ -64,16 +65,35 @@ def env_refs(key: str, a: ActualExperiment, byok: bytes | None) -> dict[uuid.UUI
     return names
 
 
-def document(key: str, a: ActualExperiment, env_refs: Mapping[uuid.UUID, str]) -> str:
+def _upstream_for(upstream: JsonObject, profile: GatewayProfile, dropped: set[str]) -> JsonObject:
+    """The stored upstream as this profile's YAML holds it. Fields the profile does not have
+    are left out (and named in the file's header) only where the gateway's routing drops them
+    anyway (a non-strict profile): for a strict one they stay, and validation says why."""
+    if profile.routing_strict:
+        return dict(upstream)
+    out: JsonObject = {}
+    for k, v in upstream.items():
+        if k in profile.upstream:
+            out[k] = v
+        else:
+            dropped.add(k)
+    return out
+
+
+def document(key: str, a: ActualExperiment, env_refs: Mapping[uuid.UUID, str],
+             profile: GatewayProfile | None = None) -> str:
     """The experiment file's text: modeline, a header comment, then the document."""
+    profile = profile or PROFILES[NEWEST]
     variants = []
+    dropped: set[str] = set()
     for v in a.variants:
         latest = v.pending or v.current
         variants.append({
             "id": str(v.id),
             "label": v.label,
             "weight": v.weight,
-            "upstream": dict(latest.upstream) if latest else {"internal_id": "FILL-ME", "base_url": "https://FILL-ME"},
+            "upstream": _upstream_for(latest.upstream, profile, dropped) if latest
+            else {"internal_id": "FILL-ME", "base_url": "https://FILL-ME"},
             "api_key": f"env:{env_refs[v.id]}",
         })
     doc: dict[str, object] = {"id": str(a.id), "key": key, "public_model_id": a.public_model_id, "name": a.name}
@@ -83,7 +103,13 @@ def document(key: str, a: ActualExperiment, env_refs: Mapping[uuid.UUID, str]) -
     if a.is_archived:
         doc["archived"] = True
     doc["variants"] = variants
-    header = [MODELINE, f"# Imported from the database by `expsync import` (experiment {a.id})."]
+    if profile.has_metadata and a.metadata is not None:
+        doc["metadata"] = a.metadata
+    header = [MODELINE.format(schema=f"experiment-{profile.name}.schema.json"),
+              f"# Imported from the database by `expsync import` (experiment {a.id}, gateway profile {profile.name})."]
     header.append("# Provide the api_key variables (or replace them with another reference) before planning.")
+    if dropped:
+        header.append(f"# Left out of upstreams (gateway profile {profile.name} has no such field; its routing "
+                      f"ignores them): {', '.join(sorted(dropped))}.")
     body = yaml.safe_dump(doc, sort_keys=False, allow_unicode=True, default_flow_style=False, width=100)
     return "\n".join(header) + "\n" + body

@@ -7,15 +7,17 @@ import uuid
 from collections.abc import Sequence
 from pathlib import Path
 
+from expsync.profiles import GatewayProfile
 
-def pinned_in(out_dir: Path) -> set[uuid.UUID]:
+
+def pinned_in(out_dir: Path, profile: GatewayProfile) -> set[uuid.UUID]:
     """Experiment ids already pinned by YAML in ``out_dir``: importing them again would write
     a second file pinning the same row (E208), so they are skipped."""
     if not out_dir.is_dir():
         return set()
-    from expsync.desired.loader import load_desired
+    from expsync.desired.loader import LoadOptions, load_desired
 
-    desired, _ = load_desired([str(out_dir)])
+    desired, _ = load_desired([str(out_dir)], LoadOptions(profile=profile.name))
     return {d.id for d in desired.experiments.values() if d.id is not None}
 
 

@@ -1,6 +1,6 @@
 """Read the actual state a plan needs, in a constant number of set-based statements.
 
-:func:`read_actual` issues exactly five statements whatever the number of experiments
+:func:`read_actual` issues exactly four statements whatever the number of experiments
 (spec §5 item 2, §8: target <= 6):
 
 1. the experiments that matter: ids wanted by the desired state, ids expsync manages, and
@@ -10,14 +10,13 @@
 3. per variant, at most two versions, picked in SQL by ``effective_at DESC, id DESC``: the
    newest with ``effective_at <= now`` is *current*, the newest future-dated one (which is
    then the newest overall) is *pending*; older versions never leave the database;
-4. every ``expsync_managed`` row;
-5. the distinct keys waiting in ``expsync_cache_outbox``.
+4. every ``expsync_managed`` row.
 
 Id lists travel as one parameter whatever their length: a Postgres array
 (``= ANY(:ids)``) or, on SQLite, a JSON array expanded with ``json_each`` (SQLite caps bound
 variables per statement, 32,766 by default, so one parameter per id would not scale).
 
-For a consistent snapshot across the five statements, call it inside one transaction; on
+For a consistent snapshot across the four statements, call it inside one transaction; on
 Postgres that transaction should be REPEATABLE READ (``db.begin(engine, snapshot=True)``) or
 hold the apply lock.
 """
@@ -46,8 +45,8 @@ from expsync.model import (
 from expsync.state.tables import (
     ROUTING_STATUS_VALUES,
     UTCDateTime,
-    cache_outbox,
     experiment,
+    experiment_with_metadata,
     managed,
     variant,
     version,
@@ -88,8 +87,12 @@ def read_actual(
     experiment_ids: Collection[uuid.UUID],
     public_model_ids: Collection[str],
     now: datetime,
+    with_metadata: bool = False,
 ) -> ActualState:
     """The rows relevant to a desired state with these experiment ids and public ids.
+
+    ``with_metadata``: the database has ``model_experiment.metadata`` (the gateway profile
+    says so) and it is read too, in the same statement.
 
     ``now`` (tz-aware) decides which version is current and which is pending. Experiments
     and each experiment's variants come in uuid order (Postgres's order: by bytes), which is
@@ -99,15 +102,17 @@ def read_actual(
         raise ValueError("read_actual needs a tz-aware 'now'")
     dialect = conn.dialect.name
 
+    t = experiment_with_metadata if with_metadata else experiment
+    columns = [t.c[c.name] for c in _EXPERIMENT_COLUMNS] + ([t.c.metadata] if with_metadata else [])
     exp_rows = conn.execute(
-        sa.select(*_EXPERIMENT_COLUMNS).where(
+        sa.select(*columns).where(
             sa.or_(
-                _in_uuids(experiment.c.id, experiment_ids, dialect),
+                _in_uuids(t.c.id, experiment_ids, dialect),
                 sa.and_(
-                    _in_texts(experiment.c.public_model_id, public_model_ids, dialect),
-                    experiment.c.status.in_(ROUTING_STATUS_VALUES),
+                    _in_texts(t.c.public_model_id, public_model_ids, dialect),
+                    t.c.status.in_(ROUTING_STATUS_VALUES),
                 ),
-                experiment.c.id.in_(sa.select(managed.c.experiment_id)),
+                t.c.id.in_(sa.select(managed.c.experiment_id)),
             )
         )
     ).all()
@@ -126,11 +131,8 @@ def read_actual(
     ver_rows = conn.execute(sa.select(*_VERSION_COLUMNS).where(version.c.id.in_(picked))).all()
 
     managed_rows = conn.execute(sa.select(*_MANAGED_COLUMNS)).all()
-    outbox_keys: Sequence[str] = conn.execute(
-        sa.select(cache_outbox.c.cache_key).distinct().order_by(cache_outbox.c.cache_key)
-    ).scalars().all()
 
-    return _assemble(exp_rows, var_rows, ver_rows, managed_rows, outbox_keys, now)
+    return _assemble(exp_rows, var_rows, ver_rows, managed_rows, now)
 
 
 def _newest_version(newer_than_now: bool, now: sa.BindParameter[datetime]) -> sa.ScalarSelect[Any]:
@@ -182,7 +184,6 @@ def _assemble(
     var_rows: Iterable[Sequence[Any]],
     ver_rows: Iterable[Sequence[Any]],
     managed_rows: Iterable[Sequence[Any]],
-    outbox_keys: Iterable[str],
     now: datetime,
 ) -> ActualState:
     # Rows are unpacked positionally (columns in the order of the _*_COLUMNS tuples, which
@@ -203,19 +204,20 @@ def _assemble(
     experiments: dict[uuid.UUID, ActualExperiment] = {}
     # uuid.UUID.int orders like the bytes, which is how Postgres orders uuids (and the
     # gateway walks variants); sorting here makes SQLite agree whatever its text form.
-    for (
-        exp_id,
-        public_model_id,
-        name,
-        description,
-        status,
-        is_archived,
-        created_at,
-        updated_at,
-        started_at,
-        ended_at,
-        created_by_user_id,
-    ) in sorted(exp_rows, key=lambda r: r[0].int):
+    for row in sorted(exp_rows, key=lambda r: r[0].int):
+        (
+            exp_id,
+            public_model_id,
+            name,
+            description,
+            status,
+            is_archived,
+            created_at,
+            updated_at,
+            started_at,
+            ended_at,
+            created_by_user_id,
+        ) = row[:11]
         experiments[exp_id] = ActualExperiment(
             exp_id,
             public_model_id,
@@ -229,14 +231,11 @@ def _assemble(
             ended_at,
             created_by_user_id,
             variants=tuple(sorted(variants.get(exp_id, ()), key=lambda v: v.id.int)),
+            metadata=row[11] if len(row) > 11 else None,
         )
 
     managed_records = {
         key: ManagedRecord(key, exp_id, last_applied, applied_at)
         for key, exp_id, last_applied, applied_at in sorted(managed_rows, key=lambda r: r[0])
     }
-    return ActualState(
-        experiments=experiments,
-        managed=managed_records,
-        pending_cache_keys=tuple(outbox_keys),
-    )
+    return ActualState(experiments=experiments, managed=managed_records)
