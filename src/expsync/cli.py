@@ -18,7 +18,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import click
 import sqlalchemy as sa
@@ -29,7 +29,8 @@ from expsync.diagnostics import Diagnostic, has_errors
 from expsync.model import DesiredState, Secret, SecretRef
 from expsync.pipeline import Settings, check_initialized, compute_plan
 from expsync.plan import Digests, Plan, keys_matter
-from expsync.secrets import Redactor, resolve_all, uses_in
+from expsync.secrets import Redactor, SecretUse, resolve_all, uses_in
+from expsync.secrets import policy as secret_policy
 from expsync.state.db import begin, database_url, engine_from_environ, init_db, make_engine
 from expsync.errors import CachePending, ExpsyncError
 from expsync.render import diagnostics as render_diags
@@ -76,6 +77,7 @@ def cli(ctx: click.Context, debug: bool) -> None:
     """Declarative GitOps reconciler for model experiments."""
     global _redactor
     _redactor = Redactor()
+    _redactor.add_config(os.environ)  # store and database credentials, before anything can log them
     handler = logging.StreamHandler(sys.stderr)
     # on the handler, not a logger: records propagated from botocore/urllib3 pass through here
     handler.addFilter(_redactor.logging_filter())
@@ -104,6 +106,8 @@ def validate(paths: tuple[str, ...], max_file_size: int, fmt: str) -> None:
     """Check experiment files offline (default: experiments/). Exit 0 valid, 3 invalid."""
     files, _ = discover(paths)
     desired, diags = load_desired(paths, LoadOptions(max_file_size=max_file_size))
+    if not has_errors(diags):
+        diags += secret_policy.check(resolved_uses(desired), os.environ, Path.cwd())
     if fmt == "json":
         click.echo(render_diags.render_validate_json(diags, files=len(files), experiments=len(desired.experiments)))
         if _in_github():
@@ -156,15 +160,35 @@ def load_or_exit(paths: Sequence[str], max_file_size: int) -> DesiredState:
     return desired
 
 
-def resolve_or_exit(desired: DesiredState, settings: Settings, redactor: Redactor) -> dict[SecretRef, Secret]:
-    uses = [u for u in uses_in(desired) if keys_matter(desired.experiments[u.experiment])]
-    secrets, diags = resolve_all(uses, environ=settings.environ, cwd=settings.cwd, redactor=redactor)
+def resolved_uses(desired: DesiredState) -> list[SecretUse]:
+    """The api key references a plan or apply resolves (not those of completed experiments)."""
+    return [u for u in uses_in(desired) if keys_matter(desired.experiments[u.experiment])]
+
+
+def check_refs_or_exit(desired: DesiredState, settings: Settings) -> None:
+    """``plan --no-secrets``: the secret-reference policy still applies, nothing is resolved."""
+    diags = secret_policy.check(resolved_uses(desired), settings.environ, settings.cwd)
+    if has_errors(diags):
+        emit_diagnostics(diags)
+        click.echo(render_diags.summary_line(diags), err=True)
+        sys.exit(EXIT_INVALID)
+
+
+def resolve_or_exit(desired: DesiredState, settings: Settings, redactor: Redactor,
+                    command: Literal["plan", "apply"] = "plan") -> dict[SecretRef, Secret]:
+    gate = secret_policy.ci_gate(settings.environ, command)
+    if gate is not None and gate.is_error:  # apply in CI without an allowlist: nothing is resolved
+        emit_diagnostics([gate])
+        sys.exit(EXIT_REFUSED)
+    secrets, diags = resolve_all(resolved_uses(desired), environ=settings.environ, cwd=settings.cwd, redactor=redactor)
     if _in_github():
         # before anything else is printed, so the runner masks the values in the whole log
         for line in redactor.github_mask_lines():
             # stderr: the runner reads workflow commands from both streams, and stdout stays
             # the plan alone (a markdown comment or JSON document must never carry a value)
             click.echo(line, err=True)
+    if gate is not None:
+        emit_diagnostics([gate])  # W401, after the masks
     if has_errors(diags):
         emit_diagnostics(diags)
         click.echo(render_diags.summary_line(diags), err=True)
@@ -213,6 +237,8 @@ def plan_cmd(paths: tuple[str, ...], max_file_size: int, fmt: str, out_file: str
         check_writable(out_file)
     desired = load_or_exit(paths, max_file_size)
     red = redactor()
+    if no_secrets:
+        check_refs_or_exit(desired, settings)
     secrets = None if no_secrets else resolve_or_exit(desired, settings, red)
     engine = engine_from_environ(settings.environ, cwd=settings.cwd)
     try:
@@ -305,7 +331,7 @@ def apply_cmd(paths: tuple[str, ...], max_file_size: int, plan_file: str | None,
         sys.exit(EXIT_INVALID)
     desired = load_or_exit(paths, max_file_size)
     red = redactor()
-    secrets = resolve_or_exit(desired, settings, red)
+    secrets = resolve_or_exit(desired, settings, red, "apply")
     # on a terminal a saved plan is itself the reviewed confirmation (as in Terraform)
     expect = read_saved_digests(plan_file) if plan_file else None
     engine = engine_from_environ(settings.environ, cwd=settings.cwd)

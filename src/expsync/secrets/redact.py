@@ -25,13 +25,24 @@ import json
 import logging
 import re
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Final
 
 from expsync.model import Secret
+from expsync.urls import url_secrets
 
 MIN_LENGTH: Final = 4
 MASK: Final = "***"
+#: credentials expsync itself or a store client reads from the environment
+CONFIG_SECRETS: Final = (
+    "BYOK_ENCRYPTION_KEY",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "VAULT_TOKEN",
+    "VAULT_SECRET_ID",
+)
+#: variables holding URLs that may carry a password
+URL_VARS: Final = ("EXPSYNC_DATABASE_URL", "EXPSYNC_REDIS_URL")
 
 
 class Redactor:
@@ -48,6 +59,23 @@ class Redactor:
 
     def __len__(self) -> int:
         return len(self._values)
+
+    def __bool__(self) -> bool:
+        # a redactor is a sink, not a collection: an empty one must not test false, or
+        # `redactor.add if redactor else ...` drops the first values registered
+        return True
+
+    def add_config(self, environ: Mapping[str, str]) -> None:
+        """Register the credentials in expsync's own configuration and the secret stores'
+        credentials (:data:`CONFIG_SECRETS`, and the passwords and credential parameters of the
+        database and Redis URLs), before anything can log them."""
+        for name in CONFIG_SECRETS:
+            if environ.get(name):
+                self.add(environ[name])
+        for name in URL_VARS:
+            if environ.get(name):
+                for value in url_secrets(environ[name]):
+                    self.add(value)
 
     def add(self, value: str | Secret) -> None:
         """Register a value. Besides the value itself, its lines and its JSON- and

@@ -20,7 +20,6 @@ located from this file so an installed wheel works) and a version table of their
 from __future__ import annotations
 
 import functools
-import re
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -37,6 +36,7 @@ from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 
 from expsync.errors import ConfigError, DatabaseUnavailable
 from expsync.state.tables import APP_TABLES, OWN_TABLES, app_metadata
+from expsync.urls import mask_url, scrub
 
 __all__ = [
     "DEFAULT_SQLITE_PATH",
@@ -96,13 +96,9 @@ def is_embedded_default(url: str, *, cwd: Path | None = None) -> bool:
 
 
 def safe_url(url: str | sa.URL) -> str:
-    """The URL with its password masked (``***``): safe to print and log."""
-    try:
-        parsed = sa.make_url(url) if isinstance(url, str) else url
-    except ArgumentError:
-        # Not parseable as a URL: mask anything that looks like user:password@.
-        return re.sub(r"(://[^:/@]*):[^@/]*@", r"\1:***@", str(url))
-    return parsed.render_as_string(hide_password=True)
+    """The URL with its password and credential query parameters masked (``***``): safe to
+    print and log (:func:`expsync.urls.mask_url`)."""
+    return mask_url(url if isinstance(url, str) else url.render_as_string(hide_password=False))
 
 
 # --------------------------------------------------------------------------------------
@@ -180,8 +176,8 @@ def _configure_sqlite(engine: Engine) -> None:
 
 
 def _translate_connection_errors(engine: Engine) -> None:
-    shown = safe_url(engine.url)
-    password = engine.url.password
+    raw_url = engine.url.render_as_string(hide_password=False)
+    shown = safe_url(raw_url)
 
     @event.listens_for(engine, "handle_error")
     def _on_error(ctx: ExceptionContext) -> None:
@@ -191,8 +187,7 @@ def _translate_connection_errors(engine: Engine) -> None:
             return
         reason = str(ctx.original_exception).strip().splitlines()
         text = reason[0] if reason else type(ctx.original_exception).__name__
-        if password:
-            text = text.replace(str(password), "***")
+        text = scrub(text, raw_url)
         raise DatabaseUnavailable(f"cannot reach the database at {shown}: {text}") from None
 
 
