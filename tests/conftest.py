@@ -29,6 +29,12 @@ from sqlalchemy import event
 
 from expsync.state.db import init_db, make_engine
 
+#: The suite itself runs in CI (.ci/run sets CI=true), where apply refuses to resolve secrets
+#: without an allowlist. Tests start from a local, allowlist-free environment; the tests of the
+#: CI behaviour set these variables themselves (run_cli overlays os.environ, subprocesses inherit it).
+for _name in ("CI", "GITHUB_ACTIONS", "EXPSYNC_SECRET_REFS"):
+    os.environ.pop(_name, None)
+
 PG_HOST = "127.0.0.1"
 PG_PORT = 5432
 REDIS_HOST = "127.0.0.1"

@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic.json_schema import GenerateJsonSchema
 from pydantic_core import PydanticCustomError
 
+from expsync.credentials import is_credential_name
 from expsync.secrets.refs import RefSyntaxError, parse_ref
 
 KEY_PATTERN: Final = r"^[a-z0-9][a-z0-9._-]{0,99}$"
@@ -27,7 +28,6 @@ _KEY_RE = re.compile(KEY_PATTERN)
 #: C0/C1 controls and invisible format characters (zero-width space, bidi overrides, BOM ...):
 #: they make ids that look alike but never match, and can rewrite a terminal showing a plan
 _INVISIBLE = re.compile("[\x00-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e\u2060-\u2064\ufeff]")
-_SECRET_PARAM = re.compile(r"key|token|secret|password|passwd|signature|^sig$|auth|credential")
 
 _STRICT = ConfigDict(extra="forbid", strict=True, frozen=True)
 
@@ -83,7 +83,7 @@ class Upstream(BaseModel):
         if parts.username is not None or parts.password is not None:
             raise _custom("E114", "base_url must not carry credentials (user:password@); use api_key")
         names = {k.lower() for q in (parts.query, parts.fragment) for k, _ in parse_qsl(q, keep_blank_values=True)}
-        if any(_SECRET_PARAM.search(n) for n in names):
+        if any(is_credential_name(n) for n in names):
             raise _custom("E114", "base_url must not carry a key or token in its query string; use api_key")
         return v
 
