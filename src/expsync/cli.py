@@ -31,6 +31,7 @@ from expsync.pipeline import Settings, check_initialized, compute_plan
 from expsync.plan import Digests, Plan, keys_matter
 from expsync.secrets import Redactor, SecretUse, resolve_all, uses_in
 from expsync.secrets import policy as secret_policy
+from expsync.secrets.redact import redact_every_record
 from expsync.state.db import begin, database_url, engine_from_environ, init_db, make_engine
 from expsync.errors import CachePending, ExpsyncError
 from expsync.render import diagnostics as render_diags
@@ -78,6 +79,7 @@ def cli(ctx: click.Context, debug: bool) -> None:
     global _redactor
     _redactor = Redactor()
     _redactor.add_config(os.environ)  # store and database credentials, before anything can log them
+    redact_every_record(_redactor)
     handler = logging.StreamHandler(sys.stderr)
     # on the handler, not a logger: records propagated from botocore/urllib3 pass through here
     handler.addFilter(_redactor.logging_filter())

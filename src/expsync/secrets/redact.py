@@ -6,9 +6,9 @@ library's log line, an exception from a third-party client, a CI step echoing ou
 value the resolvers handle is registered as soon as it is fetched, and then:
 
 - :meth:`Redactor.redact` replaces each registered value in a string with ``***``;
-- :meth:`Redactor.logging_filter` returns a :class:`logging.Filter` that does the same to every
-  log record. Attach it to the *handlers* (``handler.addFilter``): a filter on a logger does not
-  see records propagated from child loggers such as ``botocore.*`` or ``urllib3.*``.
+- :func:`redact_every_record` installs a log-record factory so every record is created
+  already masked, whichever handler receives it (records from ``botocore.*`` or ``urllib3.*``
+  included); :meth:`Redactor.logging_filter` does the same as a handler filter.
 - :meth:`Redactor.github_mask_lines` yields ``::add-mask::VALUE`` workflow commands. When
   ``GITHUB_ACTIONS=true`` the CLI prints them to stdout *first*, before any other output of the
   run, so the runner masks the values in the whole job log (its masking also covers steps
@@ -135,17 +135,46 @@ class RedactingFilter(logging.Filter):
         self._redactor = redactor
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if not len(self._redactor):
-            return True
-        try:
-            message = record.getMessage()
-        except Exception:  # a malformed record: logging reports it itself; do not add noise
-            return True
-        record.msg, record.args = self._redactor.redact(message), None
-        if record.exc_info and not record.exc_text:
-            record.exc_text = logging.Formatter().formatException(record.exc_info)
-        if record.exc_text:
-            record.exc_text = self._redactor.redact(record.exc_text)
-        if record.stack_info:
-            record.stack_info = self._redactor.redact(record.stack_info)
+        redact_record(self._redactor, record)
         return True
+
+
+def redact_record(redactor: Redactor, record: logging.LogRecord) -> None:
+    """Replace ``record``'s message (and traceback, stack) by its redacted text, in place."""
+    if not len(redactor):
+        return
+    try:
+        message = record.getMessage()
+    except Exception:  # a malformed record: logging reports it itself; do not add noise
+        return
+    record.msg, record.args = redactor.redact(message), None
+    if record.exc_info and not record.exc_text:
+        record.exc_text = logging.Formatter().formatException(record.exc_info)
+    if record.exc_text:
+        record.exc_text = redactor.redact(record.exc_text)
+    if record.stack_info:
+        record.stack_info = redactor.redact(record.stack_info)
+
+
+_state: dict[str, object] = {}  # "base": the record factory found first; "active": the Redactor
+
+
+def redact_every_record(redactor: Redactor) -> None:
+    """From now on every log record is created already redacted by ``redactor``, so *every*
+    handler - expsync's, a host application's, a test's capture - sees masked text, including
+    records of botocore, urllib3 and hvac and of other threads. Installs one record factory the
+    first time; later calls only switch the redactor (one per CLI run)."""
+    _state["active"] = redactor
+    if "base" in _state:
+        return
+    base = logging.getLogRecordFactory()
+    _state["base"] = base
+
+    def factory(*args: object, **kwargs: object) -> logging.LogRecord:
+        record = base(*args, **kwargs)
+        active = _state.get("active")
+        if isinstance(active, Redactor):
+            redact_record(active, record)
+        return record
+
+    logging.setLogRecordFactory(factory)
