@@ -430,8 +430,11 @@ def cache_sync() -> None:
 @click.option("--public-model-id", "pids", multiple=True, help="Every experiment on this public id (repeatable).")
 @click.option("--key", "key", default=None, help="The key to give the experiment (one --id only).")
 @click.option("--out-dir", type=click.Path(file_okay=False), default="experiments", show_default=True)
+@click.option("--key-ref-template", default=None,
+              help="api_key reference to write, {KEY}/{key} standing for each key group, e.g. "
+                   "'env:PARTNER_{KEY}_KEY' (default: derived from EXPSYNC_SECRET_REFS, else env:<KEY>_PARTNER_API_KEY).")
 def import_cmd(all_unmanaged: bool, ids: tuple[uuid.UUID, ...], pids: tuple[str, ...], key: str | None,
-               out_dir: str) -> None:
+               out_dir: str, key_ref_template: str | None) -> None:
     """Write YAML (with id: pins) for experiments that exist in the database but not in git."""
     from expsync.crypto import load_key
     from expsync.importer import import_experiments, select_ids
@@ -444,6 +447,7 @@ def import_cmd(all_unmanaged: bool, ids: tuple[uuid.UUID, ...], pids: tuple[str,
         click.echo(f"error: --key needs exactly one --id and must match {KEY_PATTERN}", err=True)
         sys.exit(EXIT_INVALID)
     settings = settings_from_env()
+    template = secret_policy.import_template(key_ref_template, settings.environ, settings.cwd)
     byok = load_key(settings.byok_value) if settings.byok_value else None
     engine = engine_from_environ(settings.environ, cwd=settings.cwd)
     try:
@@ -458,7 +462,7 @@ def import_cmd(all_unmanaged: bool, ids: tuple[uuid.UUID, ...], pids: tuple[str,
                 sys.exit(EXIT_INVALID)
             try:
                 done = import_experiments(conn, chosen, Path(out_dir), now=datetime.now(timezone.utc), byok=byok,
-                                          keys={ids[0]: key} if key else None)
+                                          keys={ids[0]: key} if key else None, ref_template=template)
             except FileExistsError as e:
                 click.echo(f"error: {e} exists; choose another --key or --out-dir (nothing was overwritten)", err=True)
                 sys.exit(EXIT_INVALID)
@@ -471,6 +475,9 @@ def import_cmd(all_unmanaged: bool, ids: tuple[uuid.UUID, ...], pids: tuple[str,
         click.echo(f"wrote {item.path} (key {item.key}; api key variables: {', '.join(item.env_vars)})")
     if not done:
         click.echo("nothing to import")
+    elif template is None and secret_policy.Allowlist.from_environ(settings.environ) is not None:
+        click.echo(f"warning: no reference template could be derived from {secret_policy.ALLOWLIST_VAR}; the "
+                   "references written may be outside it: pass --key-ref-template", err=True)
 
 
 @cli.group()

@@ -6,6 +6,10 @@ What it never writes: an api key. Each variant gets an ``env:`` reference whose 
 engineer must provide (or replace with another store's reference); with
 ``BYOK_ENCRYPTION_KEY`` available, variants whose stored keys are equal share one variable, so
 one CI secret serves them. Keys are decrypted only in memory, to compare.
+
+A reference template (``--key-ref-template 'env:PARTNER_{KEY}_KEY'``, or derived from the
+``EXPSYNC_SECRET_REFS`` allowlist) shapes the references instead, so that what import writes is
+what the allowlist accepts: see :func:`render_ref`.
 """
 
 from __future__ import annotations
@@ -33,7 +37,18 @@ MODELINE = "# yaml-language-server: $schema=../schemas/experiment.schema.json"
 class Imported:
     key: str
     path: Path
-    env_vars: tuple[str, ...]
+    env_vars: tuple[str, ...]  # the api key references written (``env:NAME`` shown as NAME)
+
+
+def render_ref(template: str | None, default_name: str) -> str:
+    """The reference for one key group: ``env:DEFAULT_NAME``, or ``template`` with ``{KEY}``
+    (upper snake case) or ``{key}`` (lower case, ``-``) replaced by the group's stem: the default
+    variable name without ``_API_KEY`` and ``_PARTNER`` (``FOO_BAR`` for experiment ``foo-bar``;
+    ``FOO_BAR_2`` for its second distinct key; ``FOO_BAR_RC1`` per label without BYOK)."""
+    if template is None:
+        return f"env:{default_name}"
+    stem = re.sub(r"_PARTNER(?=(_\d+)?\Z)", "", default_name.removesuffix("_API_KEY"))
+    return template.replace("{KEY}", stem).replace("{key}", stem.lower().replace("_", "-"))
 
 
 def select_ids(conn: Connection, *, all_unmanaged: bool, ids: Iterable[uuid.UUID],
@@ -99,6 +114,7 @@ def _env_refs(key: str, a: ActualExperiment, byok: bytes | None) -> dict[uuid.UU
 
 
 def document(key: str, a: ActualExperiment, env_refs: Mapping[uuid.UUID, str]) -> str:
+    """The YAML text; ``env_refs`` maps each variant id to its full api key reference."""
     variants = []
     for v in a.variants:
         latest = v.pending or v.current
@@ -107,7 +123,7 @@ def document(key: str, a: ActualExperiment, env_refs: Mapping[uuid.UUID, str]) -
             "label": v.label,
             "weight": v.weight,
             "upstream": dict(latest.upstream) if latest else {"internal_id": "FILL-ME", "base_url": "https://FILL-ME"},
-            "api_key": f"env:{env_refs[v.id]}",
+            "api_key": env_refs[v.id],
         })
     doc: dict[str, object] = {"id": str(a.id), "key": key, "public_model_id": a.public_model_id, "name": a.name}
     if a.description is not None:
@@ -134,7 +150,8 @@ def pinned_in(out_dir: Path) -> set[uuid.UUID]:
 
 
 def import_experiments(conn: Connection, ids: list[uuid.UUID], out_dir: Path, *, now: datetime,
-                       byok: bytes | None, keys: Mapping[uuid.UUID, str] | None = None) -> list[Imported]:
+                       byok: bytes | None, keys: Mapping[uuid.UUID, str] | None = None,
+                       ref_template: str | None = None) -> list[Imported]:
     already = pinned_in(out_dir)
     ids = [i for i in ids if i not in already]
     actual = read_actual(conn, experiment_ids=ids, public_model_ids=(), now=now)
@@ -144,8 +161,9 @@ def import_experiments(conn: Connection, ids: list[uuid.UUID], out_dir: Path, *,
     for eid in ids:
         a = actual.experiments[eid]
         key = (keys or {}).get(eid) or key_for(a, taken)
-        refs = _env_refs(key, a, byok)
-        out.append(Imported(key, out_dir / f"{key}.yaml", tuple(sorted(set(refs.values())))))
+        refs = {vid: render_ref(ref_template, name) for vid, name in _env_refs(key, a, byok).items()}
+        shown = {r.removeprefix("env:") for r in refs.values()}
+        out.append(Imported(key, out_dir / f"{key}.yaml", tuple(sorted(shown))))
         texts.append(document(key, a, refs))
     clash = next((item.path for item in out if item.path.exists()), None)
     if clash is not None:  # checked for all before writing any: nothing is half-imported

@@ -139,6 +139,16 @@ class Allowlist:
         text = _canonical(ref)
         return any(fnmatchcase(text, p) for p in self.patterns)
 
+    def template(self) -> str | None:
+        """A reference template ``import`` can fill in: the first ``env:`` (else ``aws-sm:``)
+        pattern with exactly one ``*`` and no other wildcard, ``*`` becoming ``{KEY}``
+        (``{key}`` for ``aws-sm:``)."""
+        for scheme, placeholder in (("env:", "{KEY}"), ("aws-sm:", "{key}")):
+            for p in self.patterns:
+                if p.startswith(scheme) and p.count("*") == 1 and not any(c in p for c in "?[]"):
+                    return p.replace("*", placeholder)
+        return None
+
 
 def _canonical(ref: SecretRef) -> str:
     """The reference as matched against the allowlist: ``file:`` paths normalised."""
@@ -225,6 +235,29 @@ def check(uses: Iterable[SecretUse | SecretRef], environ: Mapping[str, str], cwd
     return Policy(environ, cwd).diagnostics(u if isinstance(u, SecretUse) else SecretUse(u) for u in uses)
 
 
+def import_template(explicit: str | None, environ: Mapping[str, str], cwd: Path) -> str | None:
+    """The reference template ``import`` uses: ``explicit`` (``--key-ref-template``), else one
+    derived from the allowlist, else None (``env:`` names of its own). A template must hold
+    ``{KEY}`` or ``{key}`` and make references the policy accepts; otherwise ConfigError."""
+    from expsync.secrets.refs import RefSyntaxError, parse_ref
+
+    allowlist = Allowlist.from_environ(environ)
+    template = explicit if explicit is not None else (allowlist.template() if allowlist else None)
+    if template is None:
+        return None
+    if "{KEY}" not in template and "{key}" not in template:
+        raise ConfigError("--key-ref-template must contain {KEY} or {key}, e.g. 'env:PARTNER_{KEY}_KEY'")
+    sample = template.replace("{KEY}", "SAMPLE_EXPERIMENT").replace("{key}", "sample-experiment")
+    try:
+        ref = parse_ref(sample)
+    except RefSyntaxError as e:
+        raise ConfigError(f"--key-ref-template does not make a valid reference: {e}") from None
+    verdict = Policy(environ, cwd).verdict(ref)
+    if verdict is not None:
+        raise ConfigError(f"--key-ref-template makes references the policy refuses ({verdict[0]}): {verdict[1]}")
+    return template
+
+
 def in_ci(environ: Mapping[str, str]) -> bool:
     return environ.get("GITHUB_ACTIONS", "").lower() == "true" or environ.get("CI", "").lower() in ("true", "1")
 
@@ -255,6 +288,7 @@ __all__ = [
     "check",
     "ci_gate",
     "file_refusal",
+    "import_template",
     "in_ci",
     "is_refused_env",
     "refusal",
