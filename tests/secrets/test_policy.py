@@ -194,3 +194,9 @@ def test_malformed_allowlist_is_exit_3(tmp_path: Path, pg_engine: sa.Engine) -> 
     env = cli_env(pg_engine, {"PARTNER_FOO_KEY": "sk-foo-0001"}, EXPSYNC_SECRET_REFS="PARTNER_*")
     r = run_cli(["plan", repo.path], env=env)
     assert r.code == 3 and "EXPSYNC_SECRET_REFS" in r.err and "Traceback" not in r.all
+
+
+def test_docs_print_the_one_refused_list() -> None:
+    text = (Path(__file__).resolve().parents[2] / "docs" / "secrets.md").read_text(encoding="utf-8")
+    block = text.split("<!-- refused-env:start -->")[1].split("<!-- refused-env:end -->")[0]
+    assert re.findall(r"`([^`]+)`", block) == list(REFUSED_ENV)

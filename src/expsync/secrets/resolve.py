@@ -80,6 +80,9 @@ def resolve_all(
 ) -> tuple[dict[SecretRef, Secret], list[Diagnostic]]:
     """Resolve each distinct reference once; return the secrets and one diagnostic per failed use.
 
+    References the policy refuses (:class:`~expsync.secrets.policy.Policy`: built-in refusals,
+    the ``EXPSYNC_SECRET_REFS`` allowlist read from ``environ``) are reported and never resolved.
+
     ``environ`` and ``cwd`` are the only view of the outside world the resolvers get (no
     ``os.environ`` reads below the CLI). Every value fetched is registered with ``redactor``
     as soon as it is known. ``resolvers`` is for tests and embedders; it defaults to
