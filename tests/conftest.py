@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import time
@@ -34,6 +35,17 @@ from expsync.state.db import init_db, make_engine
 #: CI behaviour set these variables themselves (run_cli overlays os.environ, subprocesses inherit it).
 for _name in ("CI", "GITHUB_ACTIONS", "EXPSYNC_SECRET_REFS"):
     os.environ.pop(_name, None)
+
+
+
+@pytest.fixture(autouse=True)
+def _root_log_level() -> Iterator[None]:
+    """`--debug` sets the root logger's level; no test inherits it from an earlier one."""
+    root = logging.getLogger()
+    level = root.level
+    yield
+    root.setLevel(level)
+
 
 PG_HOST = "127.0.0.1"
 PG_PORT = 5432

@@ -25,7 +25,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from expsync import __version__
-from expsync.diagnostics import Diagnostic, has_errors
+from expsync.diagnostics import Diagnostic, has_errors, sort_diagnostics
 from expsync.model import DesiredState, Secret, SecretRef
 from expsync.pipeline import Settings, check_initialized, compute_plan
 from expsync.plan import Digests, Plan, keys_matter
@@ -108,8 +108,8 @@ def validate(paths: tuple[str, ...], max_file_size: int, fmt: str) -> None:
     """Check experiment files offline (default: experiments/). Exit 0 valid, 3 invalid."""
     files, _ = discover(paths)
     desired, diags = load_desired(paths, LoadOptions(max_file_size=max_file_size))
-    if not has_errors(diags):
-        diags += secret_policy.check(resolved_uses(desired), os.environ, Path.cwd())
+    # the documents that loaded: their references against the policy (allowlist when set)
+    diags = sort_diagnostics([*diags, *secret_policy.check(resolved_uses(desired), os.environ, Path.cwd())])
     if fmt == "json":
         click.echo(render_diags.render_validate_json(diags, files=len(files), experiments=len(desired.experiments)))
         if _in_github():

@@ -50,8 +50,8 @@ def mask_url(url: str) -> str:
 
 
 def _odd_userinfo(text: str) -> bool:
-    scheme, sep, rest = text.partition("://")
-    return bool(sep) and "@" in rest and re.fullmatch(r"[A-Za-z][A-Za-z0-9+.-]*", scheme) is not None
+    _scheme, sep, rest = text.partition("://")
+    return bool(sep) and "@" in rest
 
 
 def _mask_params(query: str, *, first: bool) -> str:
