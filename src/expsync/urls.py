@@ -90,6 +90,23 @@ def url_secrets(url: str) -> list[str]:
     return list(dict.fromkeys(v for v in out if v))
 
 
+def origin(url: str) -> str | None:
+    """``scheme://host:port`` of ``url`` only (no userinfo, path or query), or None when it has
+    no host: how a secret store's address is named in a message."""
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname
+    except ValueError:
+        return None
+    if not host:
+        return None
+    try:
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError:  # a malformed port: the host only
+        port = ""
+    return f"{parts.scheme}://{host}{port}"
+
+
 def scrub(text: str, url: str) -> str:
     """``text`` (e.g. a driver's error message) with every credential of ``url`` masked."""
     for value in sorted(url_secrets(url), key=len, reverse=True):
@@ -97,4 +114,4 @@ def scrub(text: str, url: str) -> str:
     return text
 
 
-__all__ = ["MASK", "mask_url", "scrub", "url_secrets"]
+__all__ = ["MASK", "mask_url", "origin", "scrub", "url_secrets"]

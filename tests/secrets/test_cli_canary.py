@@ -66,8 +66,10 @@ def setup(tmp_path: Path, aws, vault, pg_engine: sa.Engine):  # type: ignore[no-
              "AWS_SESSION_TOKEN": f"{CANARY}-aws-session-token", "VAULT_TOKEN": token}
     # trust auth ignores the password, but libpq still takes it from the query string
     db_url = pg_engine.url.render_as_string(hide_password=False) + f"?password={CANARY}-db-password"
+    # as in CI: CI=true, and the job's allowlist naming exactly these references
+    allow = "env:CANARY_*, file:keyfile\naws-sm:partners/*, vault:secret/partners/*"
     env = {**aws.environ, **vault.environ(), **creds, "CANARY_KEY": VALUES["env"], "BYOK_ENCRYPTION_KEY": TEST_KEY_B64,
-           "EXPSYNC_DATABASE_URL": db_url}
+           "EXPSYNC_DATABASE_URL": db_url, "CI": "true", "EXPSYNC_SECRET_REFS": allow}
     return tmp_path, exp, env, aws, vault
 
 

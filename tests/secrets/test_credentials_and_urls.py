@@ -134,3 +134,11 @@ def test_redis_url_credentials_never_shown(tmp_path: Path, pg_engine: sa.Engine)
     r = run_cli(["--debug", "apply", "--yes", repo.path], env=env, cwd=tmp_path)
     assert r.code == 6, r.all
     assert CANARY not in r.all
+
+
+def test_store_addresses_are_named_by_origin_only() -> None:
+    from expsync.urls import origin
+
+    assert origin(f"https://ci:{CANARY}@vault.internal:8200/v1?token={CANARY}") == "https://vault.internal:8200"
+    assert origin("https://vault.internal:99999") == "https://vault.internal"
+    assert origin("not a url") is None
