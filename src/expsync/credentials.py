@@ -32,16 +32,19 @@ CREDENTIAL_NAMES: Final = frozenset(
 CREDENTIAL_WORDS: Final = frozenset(
     {
         "token", "secret", "password", "passwd", "passphrase", "pwd", "credential", "credentials",
-        "authorization", "auth", "apikey", "signature", "bearer", "cookie",
+        "authorization", "auth", "oauth", "apikey", "signature", "bearer", "cookie", "jwt",
     }
 )
 #: ``key`` together with one of these words is a credential (``api_key``, ``subscription-key``).
 KEY_QUALIFIERS: Final = frozenset(
     {"api", "access", "secret", "private", "auth", "subscription", "client", "signing", "master", "account",
-     "session", "service", "app", "license", "encryption", "x"}
+     "session", "service", "app", "license", "encryption", "consumer", "x"}
 )
 #: Substrings of the joined name that always mean a credential (``myApiKey``, ``partnerapikey``).
-CREDENTIAL_FRAGMENTS: Final = ("apikey", "accesskey", "secretkey", "privatekey", "accesstoken", "password")
+CREDENTIAL_FRAGMENTS: Final = (
+    "apikey", "accesskey", "secretkey", "privatekey", "accesstoken", "authtoken", "apitoken", "sessiontoken",
+    "password", "passwd", "passphrase", "secret", "credential", "authorization",
+)
 
 _WORD = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|[0-9]+")
 

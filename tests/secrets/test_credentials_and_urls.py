@@ -23,6 +23,7 @@ CANARY = "CANARYpw7q"
     "api_key", "apiKey", "API-KEY", "apikey", "x-api-key", "X-Api-Key", "authorization", "Authorization", "token",
     "access_token", "refreshToken", "password", "passwd", "secret", "client_secret", "subscription-key", "auth",
     "x-auth-token", "sig", "signature", "X-Amz-Security-Token", "sslpassword", "partnerApiKey", "bearer", "cookie",
+    "oauth_consumer_key", "authtoken", "clientsecret", "jwt", "X-Amz-Credential",
 ])
 def test_credential_names(name: str) -> None:
     assert is_credential_name(name)

@@ -140,7 +140,7 @@ def make_engine(url: str, *, create: bool = True, **kwargs: Any) -> Engine:
     try:
         engine = sa.create_engine(parsed, **kwargs)
     except (ArgumentError, NoSuchModuleError, ImportError) as exc:
-        raise ConfigError(f"cannot use database {safe_url(parsed)}: {exc}") from None
+        raise ConfigError(f"cannot use database {safe_url(parsed)}: {scrub(str(exc), url)}") from None
     if backend == "sqlite":
         _configure_sqlite(engine)
     _translate_connection_errors(engine)
