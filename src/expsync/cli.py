@@ -28,7 +28,8 @@ from expsync import __version__
 from expsync.diagnostics import Diagnostic, has_errors, sort_diagnostics
 from expsync.model import DesiredState, Secret, SecretRef
 from expsync.pipeline import Settings, check_initialized, compute_plan
-from expsync.plan import Digests, Plan, keys_matter
+from expsync import rules
+from expsync.plan import Digests, Plan
 from expsync.secrets import Redactor, SecretUse, resolve_all, uses_in
 from expsync.secrets import policy as secret_policy
 from expsync.secrets.redact import redact_every_record
@@ -164,7 +165,7 @@ def load_or_exit(paths: Sequence[str], max_file_size: int) -> DesiredState:
 
 def resolved_uses(desired: DesiredState) -> list[SecretUse]:
     """The api key references a plan or apply resolves (not those of completed experiments)."""
-    return [u for u in uses_in(desired) if keys_matter(desired.experiments[u.experiment])]
+    return [u for u in uses_in(desired) if rules.keys_matter(desired.experiments[u.experiment].status)]
 
 
 def check_refs_or_exit(desired: DesiredState, settings: Settings) -> None:
@@ -382,7 +383,9 @@ def read_saved_digests(path: str) -> Digests:
         data = json.loads(Path(path).read_text(encoding="utf-8"))
         if not isinstance(data, dict) or not isinstance(data.get("digests"), dict):
             raise ValueError("not a plan object")
-        if data.get("format_version") != "1":
+        from expsync.render.json import FORMAT_VERSION
+
+        if data.get("format_version") != FORMAT_VERSION:
             raise ValueError("unsupported format_version")
         d = data["digests"]
         digests = Digests(desired=str(d["desired"]), actual=str(d["actual"]), ops=str(d["ops"]))
