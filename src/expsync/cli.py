@@ -33,11 +33,13 @@ from expsync.plan import Digests, Plan
 from expsync.secrets import Redactor, SecretUse, resolve_all, uses_in
 from expsync.secrets import policy as secret_policy
 from expsync.secrets.redact import redact_every_record
-from expsync.state.db import begin, database_url, engine_from_environ, init_db, make_engine
+from expsync.state.db import begin, database_url, engine_from_environ, has_metadata_column, init_db, make_engine
 from expsync.errors import CachePending, ExpsyncError
 from expsync.render import diagnostics as render_diags
 from expsync.desired.loader import LoadOptions, discover, load_desired
 from expsync.desired.schema import json_schema
+from expsync.config import ProfileSelection, offline_profile, profile_for_database, select_profile
+from expsync.profiles import PROFILES
 from expsync.desired.yamlload import DEFAULT_MAX_FILE_SIZE
 
 EXIT_OK, EXIT_ERROR, EXIT_CHANGES, EXIT_INVALID, EXIT_REFUSED, EXIT_CONFLICT, EXIT_CACHE = range(7)
@@ -69,6 +71,38 @@ def paths_argument(f: F) -> F:
         help="Refuse YAML files larger than this many bytes.",
     )(f)
     return f
+
+
+def profile_option(f: F) -> F:
+    return click.option(
+        "--gateway-profile",
+        "gateway_profile",
+        type=click.Choice(list(PROFILES)),
+        default=None,
+        help="Gateway version to validate against (else EXPSYNC_GATEWAY_PROFILE, expsync.toml, "
+        "then detected from the database or, offline, the newest).",
+    )(f)
+
+
+def say_profile(sel: ProfileSelection) -> None:
+    """One line on stderr when the profile was not chosen explicitly."""
+    if not sel.choice.explicit:
+        click.echo(sel.note, err=True)
+
+
+def chosen_offline(flag: str | None) -> ProfileSelection:
+    sel = offline_profile(select_profile(flag, os.environ, Path.cwd()))
+    say_profile(sel)
+    return sel
+
+
+def chosen_for_database(engine: Engine, selected: ProfileSelection | None) -> ProfileSelection:
+    """The run's profile against this database (exit 3 for an impossible pair). Said by the
+    caller (after the GitHub mask lines, which must come first)."""
+    with engine.connect() as conn:
+        check_initialized(conn)
+        has_column = has_metadata_column(conn)
+    return profile_for_database(selected, has_column)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -105,10 +139,12 @@ def redactor() -> Redactor:
 @cli.command()
 @paths_argument
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
-def validate(paths: tuple[str, ...], max_file_size: int, fmt: str) -> None:
+@profile_option
+def validate(paths: tuple[str, ...], max_file_size: int, fmt: str, gateway_profile: str | None) -> None:
     """Check experiment files offline (default: experiments/). Exit 0 valid, 3 invalid."""
+    profile = chosen_offline(gateway_profile).profile
     files, _ = discover(paths)
-    desired, diags = load_desired(paths, LoadOptions(max_file_size=max_file_size))
+    desired, diags = load_desired(paths, LoadOptions(max_file_size=max_file_size, profile=profile.name))
     # the documents that loaded: their references against the policy (allowlist when set)
     diags = sort_diagnostics([*diags, *secret_policy.check(resolved_uses(desired), os.environ, Path.cwd())])
     if fmt == "json":
@@ -154,9 +190,10 @@ def use_color() -> bool:
     return sys.stdout.isatty() and "NO_COLOR" not in os.environ
 
 
-def load_or_exit(paths: Sequence[str], max_file_size: int) -> DesiredState:
-    desired, diags = load_desired(paths, LoadOptions(max_file_size=max_file_size))
+def load_or_exit(paths: Sequence[str], max_file_size: int, sel: ProfileSelection) -> DesiredState:
+    desired, diags = load_desired(paths, LoadOptions(max_file_size=max_file_size, profile=sel.profile.name))
     if has_errors(diags):
+        say_profile(sel)  # the errors depend on it
         emit_diagnostics(diags)
         click.echo(render_diags.summary_line(diags), err=True)
         sys.exit(EXIT_INVALID)
@@ -177,12 +214,19 @@ def check_refs_or_exit(desired: DesiredState, settings: Settings) -> None:
         sys.exit(EXIT_INVALID)
 
 
-def resolve_or_exit(desired: DesiredState, settings: Settings, redactor: Redactor,
-                    command: Literal["plan", "apply"] = "plan") -> dict[SecretRef, Secret]:
+def ci_gate_or_exit(settings: Settings, command: Literal["plan", "apply"]) -> Diagnostic | None:
+    """``apply`` in CI without ``EXPSYNC_SECRET_REFS``: E412, exit 4 (nothing resolved or written).
+    Otherwise the W401 warning to show (after the masks), or None."""
     gate = secret_policy.ci_gate(settings.environ, command)
-    if gate is not None and gate.is_error:  # apply in CI without an allowlist: nothing is resolved
+    if gate is not None and gate.is_error:
         emit_diagnostics([gate])
         sys.exit(EXIT_REFUSED)
+    return gate
+
+
+def resolve_or_exit(desired: DesiredState, settings: Settings, redactor: Redactor,
+                    command: Literal["plan", "apply"] = "plan") -> dict[SecretRef, Secret]:
+    gate = ci_gate_or_exit(settings, command)
     secrets, diags = resolve_all(resolved_uses(desired), environ=settings.environ, cwd=settings.cwd, redactor=redactor)
     if _in_github():
         # before anything else is printed, so the runner masks the values in the whole log
@@ -232,19 +276,27 @@ def write_github_outputs(plan: Plan, redactor: Redactor) -> None:
 @click.option("--out", "out_file", type=click.Path(dir_okay=False), help="Save the plan (JSON) for `apply --plan`.")
 @click.option("--detailed-exitcode", is_flag=True, help="Exit 2 when the plan has changes.")
 @click.option("--no-secrets", is_flag=True, help="Do not resolve secrets (fork PRs); api keys show as unknown.")
+@profile_option
 def plan_cmd(paths: tuple[str, ...], max_file_size: int, fmt: str, out_file: str | None, detailed_exitcode: bool,
-             no_secrets: bool) -> None:
+             no_secrets: bool, gateway_profile: str | None) -> None:
     """Show what apply would change, checked against the state machine. Writes nothing."""
     settings = settings_from_env()
     if out_file:
         check_writable(out_file)
-    desired = load_or_exit(paths, max_file_size)
-    red = redactor()
-    if no_secrets:
-        check_refs_or_exit(desired, settings)
-    secrets = None if no_secrets else resolve_or_exit(desired, settings, red)
-    engine = engine_from_environ(settings.environ, cwd=settings.cwd)
+    selected = select_profile(gateway_profile, settings.environ, settings.cwd)
+    # a configured profile is known without the database: bad YAML is reported before connecting
+    early = load_or_exit(paths, max_file_size, selected) if selected is not None else None
+    engine = engine_from_environ(settings.environ, cwd=settings.cwd,
+                                 with_metadata=offline_profile(selected).profile.has_metadata)
     try:
+        chosen = chosen_for_database(engine, selected)
+        settings = dataclasses.replace(settings, profile=chosen.profile)
+        desired = early if early is not None else load_or_exit(paths, max_file_size, chosen)
+        red = redactor()
+        if no_secrets:
+            check_refs_or_exit(desired, settings)
+        secrets = None if no_secrets else resolve_or_exit(desired, settings, red)
+        say_profile(chosen)
         drain_leftover(engine, settings)
         with begin(engine, snapshot=True) as conn:
             check_initialized(conn)
@@ -322,8 +374,9 @@ def _confirm_or_exit(plan: Plan, yes: bool) -> None:
 @click.option("--lock-timeout", type=click.FloatRange(min=0.001, max=86400.0), default=30.0, show_default=True,
               callback=lambda ctx, param, v: _not_nan(v),
               help="Seconds to wait for the apply lock.")
+@profile_option
 def apply_cmd(paths: tuple[str, ...], max_file_size: int, plan_file: str | None, yes: bool, actor: str | None,
-              revision: str | None, lock_timeout: float) -> None:
+              revision: str | None, lock_timeout: float, gateway_profile: str | None) -> None:
     """Apply the YAML to the database in one transaction, then refresh the Redis cache."""
     from expsync.apply.run import KeyProblems, Refused, apply
 
@@ -332,13 +385,21 @@ def apply_cmd(paths: tuple[str, ...], max_file_size: int, plan_file: str | None,
         # unattended runs must say so explicitly, with or without a saved plan
         click.echo("error: apply needs --yes when not run on a terminal", err=True)
         sys.exit(EXIT_INVALID)
-    desired = load_or_exit(paths, max_file_size)
-    red = redactor()
-    secrets = resolve_or_exit(desired, settings, red, "apply")
+    ci_gate_or_exit(settings, "apply")  # before the database is touched
+    selected = select_profile(gateway_profile, settings.environ, settings.cwd)
+    # a configured profile is known without the database: bad YAML is reported before connecting
+    early = load_or_exit(paths, max_file_size, selected) if selected is not None else None
     # on a terminal a saved plan is itself the reviewed confirmation (as in Terraform)
     expect = read_saved_digests(plan_file) if plan_file else None
-    engine = engine_from_environ(settings.environ, cwd=settings.cwd)
+    engine = engine_from_environ(settings.environ, cwd=settings.cwd,
+                                 with_metadata=offline_profile(selected).profile.has_metadata)
     try:
+        chosen = chosen_for_database(engine, selected)
+        settings = dataclasses.replace(settings, profile=chosen.profile)
+        desired = early if early is not None else load_or_exit(paths, max_file_size, chosen)
+        red = redactor()
+        secrets = resolve_or_exit(desired, settings, red, "apply")
+        say_profile(chosen)
         drain_leftover(engine, settings)
         if expect is None and not yes:
             with begin(engine, snapshot=True) as conn:
@@ -436,8 +497,9 @@ def cache_sync() -> None:
 @click.option("--key-ref-template", default=None,
               help="api_key reference to write, {KEY}/{key} standing for each key group, e.g. "
                    "'env:PARTNER_{KEY}_KEY' (default: derived from EXPSYNC_SECRET_REFS, else env:<KEY>_PARTNER_API_KEY).")
+@profile_option
 def import_cmd(all_unmanaged: bool, ids: tuple[uuid.UUID, ...], pids: tuple[str, ...], key: str | None,
-               out_dir: str, key_ref_template: str | None) -> None:
+               out_dir: str, gateway_profile: str | None, key_ref_template: str | None) -> None:
     """Write YAML (with id: pins) for experiments that exist in the database but not in git."""
     from expsync.crypto import load_key
     from expsync.importer import import_experiments, select_ids
@@ -452,8 +514,13 @@ def import_cmd(all_unmanaged: bool, ids: tuple[uuid.UUID, ...], pids: tuple[str,
     settings = settings_from_env()
     template = secret_policy.import_template(key_ref_template, settings.environ, settings.cwd)
     byok = load_key(settings.byok_value) if settings.byok_value else None
-    engine = engine_from_environ(settings.environ, cwd=settings.cwd)
+    selected = select_profile(gateway_profile, settings.environ, settings.cwd)
+    engine = engine_from_environ(settings.environ, cwd=settings.cwd,
+                                 with_metadata=offline_profile(selected).profile.has_metadata)
     try:
+        sel = chosen_for_database(engine, selected)
+        say_profile(sel)
+        profile = sel.profile
         with begin(engine, snapshot=True) as conn:
             check_initialized(conn)
             # the gateway lowercases requested ids; so does import
@@ -465,7 +532,8 @@ def import_cmd(all_unmanaged: bool, ids: tuple[uuid.UUID, ...], pids: tuple[str,
                 sys.exit(EXIT_INVALID)
             try:
                 done = import_experiments(conn, chosen, Path(out_dir), now=datetime.now(timezone.utc), byok=byok,
-                                          keys={ids[0]: key} if key else None, ref_template=template)
+                                          keys={ids[0]: key} if key else None, profile=profile,
+                                          ref_template=template)
             except FileExistsError as e:
                 click.echo(f"error: {e} exists; choose another --key or --out-dir (nothing was overwritten)", err=True)
                 sys.exit(EXIT_INVALID)
@@ -489,21 +557,27 @@ def db() -> None:
 
 
 @db.command("init")
-def db_init() -> None:
-    """Create the gateway tables (when absent) and migrate expsync's own tables."""
+@profile_option
+def db_init(gateway_profile: str | None) -> None:
+    """Create the gateway tables (when absent, as the gateway profile has them) and migrate
+    expsync's own tables."""
     settings = settings_from_env()
+    profile = offline_profile(select_profile(gateway_profile, settings.environ, settings.cwd))
+    say_profile(profile)
     engine = make_engine(database_url(settings.environ, cwd=settings.cwd))
     try:
-        created = init_db(engine)
+        created = init_db(engine, with_metadata=profile.profile.has_metadata)
     finally:
         engine.dispose()
     click.echo(f"created: {', '.join(created)}" if created else "database already initialised; nothing to do")
 
 
 @cli.command()
-def schema() -> None:
-    """Print the JSON Schema of an experiment document (draft-07)."""
-    click.echo(json.dumps(json_schema(), indent=2, ensure_ascii=False))
+@profile_option
+def schema(gateway_profile: str | None) -> None:
+    """Print the JSON Schema of an experiment document (draft-07) for a gateway profile."""
+    profile = chosen_offline(gateway_profile).profile
+    click.echo(json.dumps(json_schema(profile.name), indent=2, ensure_ascii=False))
 
 
 def main(argv: Sequence[str] | None = None) -> None:
