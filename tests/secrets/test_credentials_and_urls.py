@@ -60,6 +60,12 @@ def test_credential_literal_anywhere_in_upstream_is_e411(tmp_path: Path, extra: 
     assert e411[0]["path"] == f"variants[0].upstream.{path}" and isinstance(e411[0]["line"], int)
 
 
+@pytest.mark.parametrize("header", ["Authorization", "X-Api-Key", "api-key", "Proxy-Authorization", "Cookie"])
+def test_credential_headers_in_extra_headers_are_e411(tmp_path: Path, header: str) -> None:
+    diags = _validate(tmp_path, upstream("m-a", extra_headers={"X-Trace": "on", header: f"Bearer {CANARY}"}))
+    assert [(d["code"], d["path"]) for d in diags] == [("E411", f"variants[0].upstream.extra_headers.{header}")]
+
+
 def test_ordinary_upstream_fields_pass(tmp_path: Path) -> None:
     extra = {"max_tokens": 100, "cache_key": "conversation", "token_budget": {"enabled": True}, "api_key": "",
              "password": None, "reasoning": {"effort": "high"}}
