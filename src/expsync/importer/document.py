@@ -1,0 +1,129 @@
+"""The YAML writer of ``expsync import``: one experiment read from the database -> the text of
+its experiment file (with ``id:`` pins), plus the file key and the ``env:`` variable names.
+
+Pure apart from decrypting stored keys in memory to tell which variants share one (no
+database, no files): :mod:`expsync.importer.write` puts the text on disk.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Mapping
+from typing import Final
+
+import yaml
+
+from expsync.crypto import DecryptError, decrypt_api_key, keys_equal
+from expsync.model import ActualExperiment, JsonObject, Secret
+from expsync.profiles import NEWEST, PROFILES, GatewayProfile
+
+MODELINE: Final = "# yaml-language-server: $schema=../schemas/{schema}"
+
+
+def _slug(text: str, *, sep: str = "-", limit: int = 100) -> str:
+    s = re.sub(r"[^a-z0-9._-]+", sep, text.lower()).strip("-._")
+    return s[:limit].rstrip("-._")
+
+
+def key_for(a: ActualExperiment, taken: set[str]) -> str:
+    """A file key from the experiment's name (or public id), unique among ``taken`` (updated)."""
+    base = _slug(a.name) or _slug(a.public_model_id) or "experiment"
+    if not re.fullmatch(r"[a-z0-9].*", base, flags=re.DOTALL):
+        base = "x" + base
+    key = base[:91]
+    if key in taken:
+        key = f"{key}-{a.id.hex[:8]}"
+    taken.add(key)
+    return key
+
+
+def _env_name(key: str, suffix: str) -> str:
+    return re.sub(r"[^A-Z0-9_]+", "_", f"{key}_{suffix}_API_KEY".upper()).strip("_")
+
+
+def env_refs(key: str, a: ActualExperiment, byok: bytes | None) -> dict[uuid.UUID, str]:
+    """Variant id -> env variable name; equal stored keys share one name when BYOK is known."""
+    names: dict[uuid.UUID, str] = {}
+    groups: list[tuple[Secret, str]] = []
+    for v in a.variants:
+        latest = v.pending or v.current
+        plain = None
+        if byok is not None and latest is not None:
+            try:
+                plain = decrypt_api_key(latest.encrypted_api_key, byok)
+            except DecryptError:
+                plain = None
+        if plain is not None:
+            match = next((n for s, n in groups if keys_equal(s, plain)), None)
+            if match is None:
+                match = _env_name(key, "PARTNER" if not groups else f"PARTNER_{len(groups) + 1}")
+                groups.append((plain, match))
+            names[v.id] = match
+        else:
+            names[v.id] = _env_name(key, _slug(v.label, sep="_") or v.id.hex[:8])
+    return names
+
+
+def _upstream_for(upstream: JsonObject, profile: GatewayProfile, dropped: set[str]) -> JsonObject:
+    """The stored upstream as this profile's YAML holds it. Fields the profile does not have
+    are left out (and named in the file's header) only where the gateway's routing drops them
+    anyway (a non-strict profile): for a strict one they stay, and validation says why."""
+    if profile.routing_strict:
+        return dict(upstream)
+    out: JsonObject = {}
+    for k, v in upstream.items():
+        if k in profile.upstream:
+            out[k] = v
+        else:
+            dropped.add(k)
+    return out
+
+
+def render_ref(template: str | None, default_name: str) -> str:
+    """The reference for one key group: ``env:DEFAULT_NAME``, or ``template`` with ``{KEY}``
+    (upper snake case) or ``{key}`` (lower case, ``-``) replaced by the group's stem: the default
+    variable name without ``_API_KEY`` and ``_PARTNER`` (``FOO_BAR`` for experiment ``foo-bar``;
+    ``FOO_BAR_2`` for its second distinct key; ``FOO_BAR_RC1`` per label without BYOK). A template
+    (``--key-ref-template``, or derived from ``EXPSYNC_SECRET_REFS``) makes what import writes
+    pass the job's allowlist."""
+    if template is None:
+        return f"env:{default_name}"
+    stem = re.sub(r"_PARTNER(?=(_\d+)?\Z)", "", default_name.removesuffix("_API_KEY"))
+    return template.replace("{KEY}", stem).replace("{key}", stem.lower().replace("_", "-"))
+
+
+def document(key: str, a: ActualExperiment, env_refs: Mapping[uuid.UUID, str],
+             profile: GatewayProfile | None = None) -> str:
+    """The experiment file's text: modeline, a header comment, then the document. ``env_refs``
+    maps each variant id to its full api key reference (:func:`render_ref`)."""
+    profile = profile or PROFILES[NEWEST]
+    variants = []
+    dropped: set[str] = set()
+    for v in a.variants:
+        latest = v.pending or v.current
+        variants.append({
+            "id": str(v.id),
+            "label": v.label,
+            "weight": v.weight,
+            "upstream": _upstream_for(latest.upstream, profile, dropped) if latest
+            else {"internal_id": "FILL-ME", "base_url": "https://FILL-ME"},
+            "api_key": env_refs[v.id],
+        })
+    doc: dict[str, object] = {"id": str(a.id), "key": key, "public_model_id": a.public_model_id, "name": a.name}
+    if a.description is not None:
+        doc["description"] = a.description
+    doc["status"] = a.status.value
+    if a.is_archived:
+        doc["archived"] = True
+    doc["variants"] = variants
+    if profile.has_metadata and a.metadata is not None:
+        doc["metadata"] = a.metadata
+    header = [MODELINE.format(schema=f"experiment-{profile.name}.schema.json"),
+              f"# Imported from the database by `expsync import` (experiment {a.id}, gateway profile {profile.name})."]
+    header.append("# Provide the api_key variables (or replace them with another reference) before planning.")
+    if dropped:
+        header.append(f"# Left out of upstreams (gateway profile {profile.name} has no such field; its routing "
+                      f"ignores them): {', '.join(sorted(dropped))}.")
+    body = yaml.safe_dump(doc, sort_keys=False, allow_unicode=True, default_flow_style=False, width=100)
+    return "\n".join(header) + "\n" + body
