@@ -33,7 +33,7 @@ def mask_url(url: str) -> str:
     """``url`` with the userinfo password and every credential-named query or fragment
     parameter replaced by ``***``. Never raises; a URL it cannot parse is masked textually."""
     text = str(url)
-    m = _AUTHORITY.match(text)
+    m = _AUTHORITY.search(text)  # a prefix: the pattern is anchored with ^
     if m:
         user, colon, _password = m.group("userinfo").partition(":")
         userinfo = f"{user}:{MASK}" if colon else user
@@ -69,7 +69,7 @@ def url_secrets(url: str) -> list[str]:
     percent-decoded: what must never appear in output."""
     out: list[str] = []
     text = str(url)
-    m = _AUTHORITY.match(text)
+    m = _AUTHORITY.search(text)  # a prefix: the pattern is anchored with ^
     if m:
         _user, colon, password = m.group("userinfo").partition(":")
         if colon and password:

@@ -107,7 +107,7 @@ ALLOWLIST_HINT: Final = (
 
 def is_refused_env(name: str) -> bool:
     """Whether ``env:NAME`` is one of the built-in refusals (:data:`REFUSED_ENV`)."""
-    return _REFUSED_ENV_RE.match(name) is not None
+    return _REFUSED_ENV_RE.fullmatch(name) is not None
 
 
 @dataclass(frozen=True, slots=True)
