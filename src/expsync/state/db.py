@@ -200,12 +200,13 @@ def _fewer_first_connect_queries(engine: Engine) -> None:
         return (v // 10000, v % 10000) if v >= 100000 else (v // 10000, v // 100 % 100, v % 100)
 
     def default_schema_name(connection: Connection) -> str:
-        raw = connection.connection.dbapi_connection
-        assert raw is not None
-        idle = raw.info.transaction_status == raw.info.transaction_status.IDLE  # type: ignore[attr-defined]
-        prev = raw.autocommit  # type: ignore[attr-defined]
+        from psycopg.pq import TransactionStatus
+
+        raw: Any = connection.connection.dbapi_connection
+        idle = raw.info.transaction_status == TransactionStatus.IDLE
+        prev = raw.autocommit
         if idle:  # no BEGIN (and so no ROLLBACK) just to ask
-            raw.autocommit = True  # type: ignore[attr-defined]
+            raw.autocommit = True
         try:
             cur = raw.cursor()
             cur.execute("SELECT current_schema(), current_setting('transaction_isolation')")
@@ -214,7 +215,7 @@ def _fewer_first_connect_queries(engine: Engine) -> None:
             cur.close()
         finally:
             if idle:
-                raw.autocommit = prev  # type: ignore[attr-defined]
+                raw.autocommit = prev
         found["isolation"] = str(row[1]).upper()
         return str(row[0])
 
