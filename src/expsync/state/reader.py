@@ -16,9 +16,9 @@
 On Postgres the five go out in one psycopg pipeline, so they cost one round trip together
 (plus, with :func:`read_state` and ``now=None``, ``SELECT now()`` in the same batch): each
 statement names the experiments it needs by the same predicate instead of waiting for the
-first one's ids. Rows are decoded by psycopg itself (binary format; jsonb with orjson; no
-SQLAlchemy result processing). Elsewhere (SQLite) the statements are built with SQLAlchemy
-Core and run one after the other. Both paths give equal :class:`~expsync.model.ActualState`.
+first one's ids. Rows are decoded by psycopg itself (jsonb with orjson; no SQLAlchemy result
+processing), with the cyclic garbage collector paused meanwhile (no cycles are made).
+Elsewhere (SQLite) the statements are built with SQLAlchemy Core and run one after the other. Both paths give equal :class:`~expsync.model.ActualState`.
 
 Id lists travel as one parameter whatever their length: a Postgres array
 (``= ANY(:ids)``) or, on SQLite, a JSON array expanded with ``json_each`` (SQLite caps bound
@@ -31,6 +31,7 @@ hold the apply lock.
 
 from __future__ import annotations
 
+import gc
 import json
 import uuid
 from collections import defaultdict
@@ -220,11 +221,13 @@ def _read_pipelined(
         (_PG_MANAGED, None),
         (_PG_OUTBOX, None),
     ]
+    gc_was_on = gc.isenabled()
+    gc.disable()  # decoding makes ~10 objects per row and no cycles: no reason to rescan the heap
     try:
         cursors = []
         with raw.pipeline():
             for sql, args in statements:
-                cur = raw.cursor(binary=True)
+                cur = raw.cursor()
                 set_json_loads(orjson.loads, cur)
                 cur.execute(sql, args)
                 cursors.append(cur)
@@ -235,14 +238,18 @@ def _read_pipelined(
         raise sa.exc.DBAPIError.instance(None, None, e, psycopg.Error) from e
     except psycopg.Error as e:
         raise sa.exc.DBAPIError.instance(None, None, e, psycopg.Error) from e
-    if raw.info.timezone is not timezone.utc:  # the engine asks for UTC; a host may override it
-        exp_rows = [(*r[:6], *(_utc(x) for x in r[6:10]), r[10]) for r in exp_rows]
-        ver_rows = [(*r[:4], _utc(r[4]), r[5], _utc(r[6])) for r in ver_rows]
-        managed_rows = [(*r[:3], _utc(r[3])) for r in managed_rows]
-    clock_now = now if now is not None else _utc(db_now[0][0])
-    assert clock_now is not None
-    state = _assemble(exp_rows, var_rows, ver_rows, managed_rows, (r[0] for r in outbox_rows), clock_now)
-    return clock_now, state
+    else:
+        if raw.info.timezone is not timezone.utc:  # the engine asks for UTC; a host may override it
+            exp_rows = [(*r[:6], *(_utc(x) for x in r[6:10]), r[10]) for r in exp_rows]
+            ver_rows = [(*r[:4], _utc(r[4]), r[5], _utc(r[6])) for r in ver_rows]
+            managed_rows = [(*r[:3], _utc(r[3])) for r in managed_rows]
+        clock_now = now if now is not None else _utc(db_now[0][0])
+        assert clock_now is not None
+        state = _assemble(exp_rows, var_rows, ver_rows, managed_rows, (r[0] for r in outbox_rows), clock_now)
+        return clock_now, state
+    finally:
+        if gc_was_on:
+            gc.enable()
 
 
 def _utc(value: datetime | None) -> datetime | None:
