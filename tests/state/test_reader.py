@@ -358,3 +358,29 @@ def test_selected_columns_follow_the_model_field_order() -> None:
     assert names(ActualVariant)[4:] == ["current", "pending"]
     assert [c.name for c in reader._VERSION_COLUMNS] == names(ActualVersion)
     assert [c.name for c in reader._MANAGED_COLUMNS] == names(ManagedRecord)
+
+
+def test_postgres_read_runs_no_garbage_collection(pg_engine: sa.Engine) -> None:
+    """Decoding rows makes no cycles: the cyclic collector stays paused meanwhile (it would
+    otherwise rescan the whole loaded desired state many times at 5,000 experiments)."""
+    import gc
+
+    ids, pids = _seed_many(pg_engine, 20, prefix="gc")
+    runs: list[str] = []
+
+    def seen(phase: str, info: dict[str, Any]) -> None:
+        if phase == "start":
+            runs.append(phase)
+
+    old = gc.get_threshold()
+    with begin(pg_engine, snapshot=True) as conn:
+        conn.exec_driver_sql("SELECT 1")
+        gc.callbacks.append(seen)
+        gc.set_threshold(200)  # decoding 20 experiments allocates far more than that
+        try:
+            state = read_actual(conn, experiment_ids=ids, public_model_ids=pids, now=NOW)
+        finally:
+            gc.set_threshold(*old)
+            gc.callbacks.remove(seen)
+    assert len(state.experiments) == 20
+    assert runs == [] and gc.isenabled()
