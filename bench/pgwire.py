@@ -9,10 +9,12 @@ It forwards bytes unchanged and parses the frontend (client -> server) stream in
 
 * ``executes``: server-side statement executions requested: extended-protocol Execute
   (``E``) messages plus simple-protocol Query (``Q``) messages;
-* ``round_trips``: request/response exchanges, counted as the number of times the client
-  sends after the server has sent (or first on a connection). A pipelined batch (many
-  messages sent back to back, then read back) is one round trip. Connection set-up counts
-  too: the startup packet, and an SSL/GSS-encryption request when the client makes one.
+* ``round_trips``: request/response exchanges: the first request message of a connection,
+  and every request message the client sends after the server completed an answer
+  (ReadyForQuery, ``Z``, or the one-byte reply to an SSL/GSS request). A pipelined batch
+  (many messages sent back to back, then read back) is one round trip however the client
+  splits its writes. Connection set-up counts too: the startup packet, and an SSL/GSS
+  request when the client makes one.
 * ``messages``: frontend messages by type letter (``startup``, ``ssl``/``gss`` requests).
 
 A burst holding only Terminate (``X``) is not a round trip: nothing answers it.
@@ -40,15 +42,13 @@ class _Conn:
         self.owner = owner
         self.buf = b""
         self.started = False
-        self.last = "down"  # the client speaks first: its first send opens a round trip
-        self.opens = False
+        self.opens = True  # the client speaks first: its first message opens a round trip
+        self.byte_reply = False  # an SSL/GSS request is answered by one unframed byte
+        self.down_buf = b""
 
     def up(self, data: bytes) -> None:
         o = self.owner
         with o.lock:
-            if self.last == "down":
-                self.opens = True  # the next request message opens a round trip
-            self.last = "up"
             self.buf += data
             while True:
                 if not self.started:
@@ -62,6 +62,7 @@ class _Conn:
                     o.messages[kind] += 1
                     self._opened(kind)
                     self.started = kind == "startup"
+                    self.byte_reply = kind in ("ssl", "gss")
                     self.buf = self.buf[n:]
                     continue
                 if len(self.buf) < 5:
@@ -86,7 +87,20 @@ class _Conn:
 
     def down(self, data: bytes) -> None:
         with self.owner.lock:
-            self.last = "down"
+            if self.byte_reply and data:
+                self.byte_reply = False
+                self.opens = True
+                data = data[1:]
+            buf = self.down_buf + data if self.down_buf else data
+            i, n = 0, len(buf)
+            while n - i >= 5:
+                size = int.from_bytes(buf[i + 1 : i + 5], "big")
+                if n - i < size + 1:
+                    break
+                if buf[i] == 0x5A:  # 'Z' ReadyForQuery: the answer is complete
+                    self.opens = True
+                i += size + 1
+            self.down_buf = buf[i:]
 
 
 class WireCounter:
