@@ -111,3 +111,13 @@ def test_a_plan_digests_without_the_encoder_hook(monkeypatch: pytest.MonkeyPatch
     assert p.ops  # there is something to digest
     assert all(isinstance(x, ActualExperiment) for x in a.experiments.values())
     assert next(calls) == 0
+
+
+def test_integers_beyond_64_bits_are_encoded_exactly() -> None:
+    big = {"seed": 2**70, "x": uuid.UUID(int=3), "s": Status.ACTIVE, "at": datetime(2026, 1, 1, tzinfo=timezone.utc)}
+    text = canonical(big)
+    assert '"seed":1180591620717411303424' in text
+    assert '"x":"00000000-0000-0000-0000-000000000003"' in text and '"s":"active"' in text
+    assert digest({"seed": 2**70}) != digest({"seed": 2**70 + 1})
+    e = dataclasses.replace(actual_of(dexp("k")), name="n")
+    assert canonical({"e": e, "n": 2**64}) == '{"e":' + canonical(e) + ',"n":18446744073709551616}'

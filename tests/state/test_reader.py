@@ -384,3 +384,20 @@ def test_postgres_read_runs_no_garbage_collection(pg_engine: sa.Engine) -> None:
             gc.callbacks.remove(seen)
     assert len(state.experiments) == 20
     assert runs == [] and gc.isenabled()
+
+
+def test_jsonb_numbers_come_back_exactly(pg_engine: sa.Engine) -> None:
+    e, a = _u(9, "e"), _u(9, "a")
+    up = {"internal_id": "m", "extra_body": {"seed": 2**70, "t": 0.1, "n": -0.0}}
+    with pg_engine.begin() as conn:
+        s = Seed(conn)
+        s.experiment(e, "partner/big")
+        s.variant(a, e, "a")
+        conn.execute(sa.insert(version).values(id=_u(3, "c"), variant_id=a, upstream=up, encrypted_api_key=KEY,
+                                               effective_at=NOW - timedelta(days=1)))
+    with begin(pg_engine, snapshot=True) as conn:
+        fast = read_actual(conn, experiment_ids=[e], public_model_ids=[], now=NOW)
+        core = reader._read_core(conn, [e], [], NOW)
+    got = fast.experiments[e].variants[0].current
+    assert got is not None and got.upstream == up and got.upstream["extra_body"]["seed"] == 2**70
+    assert fast == core

@@ -9,7 +9,8 @@ instance and datetime (:func:`_plain`, with the field list of each class compute
 per dict, list, string or UUID: the JSON payloads inside (upstreams, last-applied documents)
 are handed to the encoder as they are. Anything the encoder does not know (a dataclass or a
 set nested inside a plain dict, a non-dict mapping) goes through :func:`_default`, which gives
-the same encoding as the fast path.
+the same encoding as the fast path. A value holding an integer beyond 64 bits, which orjson
+refuses, is encoded by the standard library's json instead.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import dataclasses
 import datetime as dt
 import enum
 import hashlib
+import json
 import uuid
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Final
@@ -67,6 +69,8 @@ def _default(obj: Any) -> Any:
     """The encoder's hook for what it does not write itself (rare: see the module docstring)."""
     if isinstance(obj, (enum.Enum, dt.datetime)) or dataclasses.is_dataclass(obj) and not isinstance(obj, type):
         return _plain(obj)
+    if isinstance(obj, uuid.UUID):  # only the json fallback asks
+        return str(obj)
     if isinstance(obj, str):  # str subclass that is not an enum
         return str(obj)
     if isinstance(obj, int) and not isinstance(obj, bool):
@@ -81,7 +85,14 @@ def _default(obj: Any) -> Any:
 
 
 def _encode(obj: Any) -> bytes:
-    return orjson.dumps(_plain(obj), default=_default, option=_OPTIONS)
+    plain = _plain(obj)
+    try:
+        return orjson.dumps(plain, default=_default, option=_OPTIONS)
+    except orjson.JSONEncodeError:
+        # integers beyond 64 bits (valid YAML and jsonb): the standard library encodes them
+        # exactly; a value that needs this always takes this path, so digests stay stable
+        return json.dumps(plain, default=_default, sort_keys=True, separators=(",", ":"),
+                          ensure_ascii=False).encode()
 
 
 def canonical(obj: Any) -> str:

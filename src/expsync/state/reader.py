@@ -16,8 +16,7 @@
 On Postgres the five go out in one psycopg pipeline, so they cost one round trip together
 (plus, with :func:`read_state` and ``now=None``, ``SELECT now()`` in the same batch): each
 statement names the experiments it needs by the same predicate instead of waiting for the
-first one's ids. Rows are decoded by psycopg itself (jsonb with orjson; no SQLAlchemy result
-processing), with the cyclic garbage collector paused meanwhile (no cycles are made).
+first one's ids. Rows are decoded by psycopg itself (no SQLAlchemy result processing), with the cyclic garbage collector paused meanwhile (no cycles are made).
 Elsewhere (SQLite) the statements are built with SQLAlchemy Core and run one after the other. Both paths give equal :class:`~expsync.model.ActualState`.
 
 Id lists travel as one parameter whatever their length: a Postgres array
@@ -39,7 +38,6 @@ from collections.abc import Collection, Iterable, Sequence
 from datetime import datetime, timezone
 from typing import Any
 
-import orjson
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import Connection
@@ -208,7 +206,6 @@ def _read_pipelined(
     """The five statements (and ``SELECT now()`` when ``now`` is None) in one psycopg pipeline
     on the connection's own transaction: one round trip whatever the number of rows."""
     import psycopg
-    from psycopg.types.json import set_json_loads
 
     raw: psycopg.Connection[Any] = conn.connection.driver_connection  # type: ignore[assignment]
     params = {"ids": ids, "pids": pids, "routing": list(ROUTING_STATUS_VALUES), "now": now}
@@ -227,8 +224,7 @@ def _read_pipelined(
         cursors = []
         with raw.pipeline():
             for sql, args in statements:
-                cur = raw.cursor()
-                set_json_loads(orjson.loads, cur)
+                cur = raw.cursor()  # jsonb: psycopg's json.loads (exact for big ints, unlike orjson)
                 cur.execute(sql, args)
                 cursors.append(cur)
         db_now, exp_rows, var_rows, ver_rows, managed_rows, outbox_rows = (c.fetchall() for c in cursors)
