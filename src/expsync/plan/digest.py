@@ -49,19 +49,23 @@ def _plain(obj: Any) -> Any:
     if t in _NATIVE:
         return obj
     spec = _FIELDS.get(t)
-    if spec is not None or (dataclasses.is_dataclass(obj) and not isinstance(obj, type)):
-        name, fields = spec or _fields_of(t)
-        out: dict[str, Any] = {"_type": name}
-        for f in fields:
+    if spec is not None:
+        out: dict[str, Any] = {"_type": spec[0]}
+        for f in spec[1]:
             v = getattr(obj, f)
             out[f] = v if type(v) in _NATIVE else _plain(v)
         return out
     if t is tuple or t is list:
         return [v if type(v) in _NATIVE else _plain(v) for v in obj]
+    if t is dt.datetime:
+        return (obj if obj.tzinfo is _UTC else obj.astimezone(_UTC)).isoformat()
     if isinstance(obj, enum.Enum):
         return _plain(obj.value)
-    if isinstance(obj, dt.datetime):
-        return (obj if obj.tzinfo is _UTC else obj.astimezone(_UTC)).isoformat()
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        _fields_of(t)
+        return _plain(obj)
+    if isinstance(obj, dt.datetime):  # a subclass
+        return obj.astimezone(_UTC).isoformat()
     return _default(obj)
 
 
