@@ -86,6 +86,10 @@ def bench_env(url: str) -> dict[str, str]:
     return env
 
 
+#: user + system CPU seconds of the last process :func:`run` reaped (the server's work not included)
+LAST_CPU = 0.0
+
+
 def run(cmd: Sequence[str], env: dict[str, str], ok: Sequence[int] = (0,)) -> tuple[float, float, str]:
     """Run a whole process; (wall seconds, its own peak RSS in MiB from wait4, stdout+stderr)."""
     t0 = time.perf_counter()
@@ -94,6 +98,8 @@ def run(cmd: Sequence[str], env: dict[str, str], ok: Sequence[int] = (0,)) -> tu
     out = p.stdout.read()
     _, status, usage = os.wait4(p.pid, 0)
     wall = time.perf_counter() - t0
+    global LAST_CPU
+    LAST_CPU = usage.ru_utime + usage.ru_stime
     p.returncode = os.waitstatus_to_exitcode(status)
     if p.returncode not in ok:
         raise SystemExit(f"{' '.join(cmd[:3])} exited {p.returncode}:\n{out.decode()[-3000:]}")
@@ -115,17 +121,27 @@ def seed(root: Path, n: int, dbname: str, *, history: bool = True) -> float:
     return time.perf_counter() - t0
 
 
+#: CPU seconds (user + system) per command of the last :func:`interleaved` call: steadier than
+#: wall time when other jobs share the machine
+CPU: dict[str, list[float]] = {}
+
+
 def interleaved(cmds: dict[str, tuple[Sequence[str], dict[str, str], Sequence[int]]], reps: int) -> dict[str, list[float]]:
-    """Run each command ``reps`` times, alternating, so noise hits all sides alike."""
+    """Run each command ``reps`` times, alternating, so noise hits all sides alike; returns the
+    wall times (CPU times in :data:`CPU`)."""
     times: dict[str, list[float]] = {k: [] for k in cmds}
+    CPU.clear()
     for _ in range(reps):
         for k, (cmd, env, ok) in cmds.items():
             times[k].append(run(cmd, env, ok)[0])
+            CPU.setdefault(k, []).append(LAST_CPU)
     return times
 
 
-def summary(xs: list[float]) -> str:
-    return f"median {statistics.median(xs):.2f}s (min {min(xs):.2f}s, {len(xs)} runs)"
+def summary(xs: list[float], key: str | None = None) -> str:
+    """Median and minimum wall time; with ``key``, also the median CPU time of that command."""
+    cpu = f"; CPU median {statistics.median(CPU[key]):.2f}s" if key and CPU.get(key) else ""
+    return f"median {statistics.median(xs):.2f}s (min {min(xs):.2f}s, {len(xs)} runs{cpu})"
 
 
 def med(xs: list[float]) -> float:

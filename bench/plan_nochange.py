@@ -5,7 +5,8 @@
 For each N: a scratch database seeded from the shared corpus (``../shared/bench/corpus.py``: N
 experiments x 3 variants, applied, then 9 older versions per variant, so 10 each), then
 ``expsync plan --detailed-exitcode`` and ``../shared/bench/floor.py ROOT DSN`` run alternately
-R times each. Prints the median and minimum wall times, the ratio of medians (goal <= 1.5x),
+R times each. Prints the median and minimum wall times (and the median client CPU time, which
+other jobs on a shared machine disturb less), the ratio of medians (goal <= 1.5x),
 the plan's own peak RSS (wait4; goal < 500 MiB at 5,000) and, from one extra run through the
 counting proxy ``bench/pgwire.py``, what the plan sends over the wire (round trips, server-side
 executions, connections). The last line is a one-line summary.
@@ -19,6 +20,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import (  # noqa: E402
+    CPU,
     EXPSYNC,
     FLOOR,
     bench_env,
@@ -47,15 +49,16 @@ def one(n: int, reps: int) -> str:
         assert "No changes" in out, out[-2000:]
         t = interleaved({"plan": (plan, env, (0,)), "floor": (floor, env, (0,))}, reps)
         ratio = med(t["plan"]) / med(t["floor"])
+        cpu_ratio = med(CPU["plan"]) / med(CPU["floor"])
         with WireCounter() as w:
             run(plan, bench_env(w.url(sa_url(db))))
             wire = w.stats()
-        print(f"floor (shared floor.py, whole process): {summary(t['floor'])}")
-        print(f"expsync plan (whole process):           {summary(t['plan'])}")
-        print(f"ratio (medians): {ratio:.2f}x   goal <= 1.5x")
+        print(f"floor (shared floor.py, whole process): {summary(t['floor'], 'floor')}")
+        print(f"expsync plan (whole process):           {summary(t['plan'], 'plan')}")
+        print(f"ratio (medians): {ratio:.2f}x wall, {cpu_ratio:.2f}x client CPU   goal <= 1.5x (wall)")
         print(f"peak RSS of plan: {rss:.0f} MiB   goal < 500 MiB")
         print(f"wire (counting proxy): {fmt_wire(wire)}")
-        return (f"plan/{n} ratio={ratio:.2f} plan_s={med(t['plan']):.2f} floor_s={med(t['floor']):.2f} "
+        return (f"plan/{n} ratio={ratio:.2f} cpu_ratio={cpu_ratio:.2f} plan_s={med(t['plan']):.2f} floor_s={med(t['floor']):.2f} "
                 f"rss_mib={rss:.0f} rt={wire['round_trips']} exec={wire['executes']}")
 
 
