@@ -6,7 +6,9 @@
 Runs peer_replay.py once per RTT (0 = direct, otherwise behind its latency proxies) with this
 virtualenv's ``expsync``; prints its output and, last, each run's one-line summary
 (``ratio`` = peer seconds / expsync seconds: above 1, expsync is faster; goal > 1 at every
-N >= 10 on localhost and >= 10 at N = 1000 with 1 ms RTT).
+N >= 10 on localhost and >= 10 at N = 1000 with 1 ms RTT). Two runs at once must not share
+the Redis database (``--redis``): both rewrite the same membership key and the final-state
+check then fails.
 """
 
 from __future__ import annotations
@@ -36,11 +38,15 @@ def main() -> None:
         if float(rtt):
             cmd += ["--rtt-ms", rtt]
         print(f"\n== peer_replay, rtt {rtt} ms: {' '.join(cmd[1:])}", flush=True)
-        p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        print(p.stdout, flush=True)
-        if p.returncode:
+        p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        assert p.stdout is not None
+        last = ""
+        for line in p.stdout:  # streamed: a run at N = 1000 takes many minutes
+            print(line, end="", flush=True)
+            last = line.strip() or last
+        if p.wait():
             raise SystemExit(f"peer_replay.py exited {p.returncode}")
-        lines.append(p.stdout.strip().splitlines()[-1])
+        lines.append(last)
     print("\n".join(lines))
 
 

@@ -34,10 +34,15 @@ def main() -> None:
         if step is None:
             continue
         print(f"\n##### bench/{' '.join(step)}", flush=True)
-        p = subprocess.run([sys.executable, str(HERE / step[0]), *step[1:]], stdout=subprocess.PIPE,
-                           stderr=subprocess.STDOUT, text=True)
-        print(p.stdout, flush=True)
-        out = p.stdout.strip().splitlines()
+        p = subprocess.Popen([sys.executable, str(HERE / step[0]), *step[1:]], stdout=subprocess.PIPE,
+                             stderr=subprocess.STDOUT, text=True)
+        assert p.stdout is not None
+        out = []
+        for line in p.stdout:  # streamed, so a long run shows progress
+            print(line, end="", flush=True)
+            if line.strip():
+                out.append(line.rstrip())
+        p.wait()
         summaries += out[-2:] if step[0] == "peer.py" else out[-1:]
         if p.returncode:
             summaries.append(f"bench/{step[0]} FAILED (exit {p.returncode})")
