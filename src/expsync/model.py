@@ -33,14 +33,13 @@ def variant_id_for(experiment_id: uuid.UUID, variant_key: str) -> uuid.UUID:
 
 
 class Status(enum.StrEnum):
+    """Experiment statuses. What each allows (transitions, edits, routing) is in :mod:`expsync.rules`."""
+
     DRAFT = "draft"  # invisible to routing; everything editable
     ACTIVE = "active"  # traffic is bucketed onto variants by weight
     PAUSED = "paused"  # requests to the public id are refused (4xx), no fall-through
     COMPLETED = "completed"  # terminal; invisible to routing
 
-
-#: Statuses that hold the public id in the routing unique index (spec §2.1).
-ROUTING_STATUSES: Final = frozenset({Status.ACTIVE, Status.PAUSED})
 
 
 class Secret:
@@ -110,6 +109,8 @@ class DesiredExperiment:
     archived: bool
     variants: tuple[DesiredVariant, ...]
     id: uuid.UUID | None = None  # pinned id (adoption); else deterministic
+    #: ``model_experiment.metadata`` (gateway profiles that have it); None: absent, stored as NULL
+    metadata: JsonObject | None = None
     #: path within the document ("status", "variants[1].weight") -> where it is in the file
     sources: Mapping[str, SourceRange] = dc_field(default_factory=dict, compare=False, hash=False)
     # derived once (uuid5 is not free at 5,000 experiments): resolved id, variant key -> id
@@ -185,6 +186,8 @@ class ActualExperiment:
     created_by_user_id: str | None = None
     #: variants in id order (the gateway's bucketing walk order)
     variants: tuple[ActualVariant, ...] = ()
+    #: ``model_experiment.metadata``; None when NULL or when the database has no such column
+    metadata: JsonObject | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -209,8 +212,6 @@ class ActualState:
 
     experiments: Mapping[uuid.UUID, ActualExperiment]
     managed: Mapping[str, ManagedRecord] = dc_field(default_factory=dict)
-    #: keys still waiting in the cache outbox (a previous refresh did not finish)
-    pending_cache_keys: tuple[str, ...] = ()
 
 
 #: Redis keys the gateway reads (spec §2.4); a configurable prefix goes in front of both.

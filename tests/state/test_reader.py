@@ -15,7 +15,7 @@ from bench.pgwire import WireCounter
 from expsync.state import reader
 from expsync.state.db import begin, make_engine
 from expsync.state.reader import read_actual, read_state
-from expsync.state.tables import cache_outbox, experiment, managed, variant, version
+from expsync.state.tables import experiment, managed, variant, version
 
 NOW = datetime(2026, 6, 1, 12, 0, 0, tzinfo=UTC)
 KEY = {"iv": "AQEBAQEBAQEBAQEB", "data": "BYqkw/XMmCPg5u8=", "authTag": "c7u4OyVc28JaLeeSWVzpWA=="}
@@ -178,7 +178,6 @@ def test_reads_routing_rows_on_desired_public_ids_managed_or_not(db_engine: sa.E
                 key="old-exp", experiment_id=managed_id, last_applied={"status": "paused"}, applied_at=NOW
             )
         )
-        conn.execute(sa.insert(cache_outbox), [{"cache_key": k} for k in ("b:key", "a:key", "b:key")])
 
     state = _read(db_engine, [desired], ["p/wanted", "p/also"])
 
@@ -187,14 +186,13 @@ def test_reads_routing_rows_on_desired_public_ids_managed_or_not(db_engine: sa.E
     assert state.experiments[managed_id].status is Status.PAUSED
     record = state.managed["old-exp"]
     assert (record.experiment_id, record.last_applied, record.applied_at) == (managed_id, {"status": "paused"}, NOW)
-    assert state.pending_cache_keys == ("a:key", "b:key")
 
 
 def test_empty_inputs_read_only_managed_rows(db_engine: sa.Engine) -> None:
     with db_engine.begin() as conn:
         Seed(conn).experiment(_u(1, "e"), "p/x", "active")
     state = _read(db_engine, [], [])
-    assert state.experiments == {} and state.managed == {} and state.pending_cache_keys == ()
+    assert state.experiments == {} and state.managed == {}
 
 
 def test_timestamps_are_utc_aware_whatever_the_session_time_zone(db_engine: sa.Engine) -> None:
@@ -292,9 +290,9 @@ def test_statement_count_does_not_grow_with_experiments(db_engine: sa.Engine, co
             assert all(v.current is not None and v.pending is not None for v in exp.variants)
     print(f"read_actual statements, round trips on {db_engine.dialect.name}: {counts}")
     if db_engine.dialect.name == "postgresql":
-        assert counts[1] == counts[200] == (6, 1)  # the clock + 5 reads (one unused here), one batch
+        assert counts[1] == counts[200] == (5, 1)  # the clock + 4 reads (the clock unused here), one batch
     else:
-        assert counts[1] == counts[200] == (5, 5)
+        assert counts[1] == counts[200] == (4, 4)
 
 
 def test_pipelined_postgres_read_equals_the_core_read(pg_engine: sa.Engine) -> None:
@@ -303,13 +301,12 @@ def test_pipelined_postgres_read_equals_the_core_read(pg_engine: sa.Engine) -> N
     ids, pids = _seed_many(pg_engine, 30, prefix="eq")
     with pg_engine.begin() as conn:
         conn.execute(sa.update(experiment).values(started_at=NOW - timedelta(days=1), status="active"))
-        conn.execute(sa.insert(cache_outbox).values(cache_key="k:1"))
     with begin(pg_engine, snapshot=True) as conn:
         conn.exec_driver_sql("SET LOCAL TimeZone = 'Asia/Kolkata'")  # a host's own setting
         fast = read_actual(conn, experiment_ids=ids[:20], public_model_ids=pids[20:], now=NOW)
         core = reader._read_core(conn, ids[:20], pids[20:], NOW)
     assert fast == core
-    assert len(fast.experiments) == 30 and fast.pending_cache_keys == core.pending_cache_keys == ("k:1",)
+    assert len(fast.experiments) == 30
     times = [e.created_at for e in fast.experiments.values()] + [
         v.current.effective_at for e in fast.experiments.values() for v in e.variants if v.current]
     assert times and all(t is not None and t.tzinfo is timezone.utc for t in times)
@@ -352,8 +349,9 @@ def test_selected_columns_follow_the_model_field_order() -> None:
     def names(cls: type) -> list[str]:
         return [f.name for f in dataclasses.fields(cls)]
 
-    assert [c.name for c in reader._EXPERIMENT_COLUMNS] == names(ActualExperiment)[:-1]
-    assert names(ActualExperiment)[-1] == "variants"
+    # the two trailing fields (variants, metadata) are not plain columns of the experiment query
+    assert [c.name for c in reader._EXPERIMENT_COLUMNS] == names(ActualExperiment)[:-2]
+    assert names(ActualExperiment)[-2:] == ["variants", "metadata"]
     assert [c.name for c in reader._VARIANT_COLUMNS] == names(ActualVariant)[:4]
     assert names(ActualVariant)[4:] == ["current", "pending"]
     assert [c.name for c in reader._VERSION_COLUMNS] == names(ActualVersion)
@@ -400,4 +398,22 @@ def test_jsonb_numbers_come_back_exactly(pg_engine: sa.Engine) -> None:
         core = reader._read_core(conn, [e], [], NOW)
     got = fast.experiments[e].variants[0].current
     assert got is not None and got.upstream == up and got.upstream["extra_body"]["seed"] == 2**70
+    assert fast == core
+
+
+def test_pipelined_read_with_metadata_equals_the_core_read(pg_engine: sa.Engine) -> None:
+    from expsync.state.tables import add_metadata_column_ddl
+
+    e, a = _u(11, "e"), _u(11, "a")
+    with pg_engine.begin() as conn:
+        conn.exec_driver_sql(add_metadata_column_ddl("postgresql"))
+        s = Seed(conn)
+        s.experiment(e, "partner/meta")
+        s.variant(a, e, "a")
+        s.version(_u(4, "c"), a, NOW - timedelta(days=1))
+        conn.exec_driver_sql("UPDATE model_experiment SET metadata = '{\"team\": \"x\", \"n\": 1}'::jsonb")
+    with begin(pg_engine, snapshot=True) as conn:
+        fast = read_actual(conn, experiment_ids=[e], public_model_ids=[], now=NOW, with_metadata=True)
+        core = reader._read_core(conn, [e], [], NOW, with_metadata=True)
+    assert fast.experiments[e].metadata == {"team": "x", "n": 1}
     assert fast == core

@@ -1,6 +1,6 @@
 """Read the actual state a plan needs, in a constant number of set-based statements.
 
-:func:`read_actual` issues exactly five statements whatever the number of experiments
+:func:`read_actual` issues exactly four statements whatever the number of experiments
 (spec §5 item 2, §8: target <= 6):
 
 1. the experiments that matter: ids wanted by the desired state, ids expsync manages, and
@@ -10,20 +10,21 @@
 3. per variant, at most two versions, picked in SQL by ``effective_at DESC, id DESC``: the
    newest with ``effective_at <= now`` is *current*, the newest future-dated one (which is
    then the newest overall) is *pending*; older versions never leave the database;
-4. every ``expsync_managed`` row;
-5. the distinct keys waiting in ``expsync_cache_outbox``.
+4. every ``expsync_managed`` row.
 
-On Postgres the five go out in one psycopg pipeline, so they cost one round trip together
+On Postgres the four go out in one psycopg pipeline, so they cost one round trip together
 (plus, with :func:`read_state` and ``now=None``, ``SELECT now()`` in the same batch): each
 statement names the experiments it needs by the same predicate instead of waiting for the
-first one's ids. Rows are decoded by psycopg itself (no SQLAlchemy result processing), with the cyclic garbage collector paused meanwhile (no cycles are made).
-Elsewhere (SQLite) the statements are built with SQLAlchemy Core and run one after the other. Both paths give equal :class:`~expsync.model.ActualState`.
+first one's ids. Rows are decoded by psycopg itself (no SQLAlchemy result processing), with
+the cyclic garbage collector paused meanwhile (no cycles are made). Elsewhere (SQLite) the
+statements are built with SQLAlchemy Core and run one after the other. Both paths give equal
+:class:`~expsync.model.ActualState`.
 
 Id lists travel as one parameter whatever their length: a Postgres array
 (``= ANY(:ids)``) or, on SQLite, a JSON array expanded with ``json_each`` (SQLite caps bound
 variables per statement, 32,766 by default, so one parameter per id would not scale).
 
-For a consistent snapshot across the five statements, call it inside one transaction; on
+For a consistent snapshot across the four statements, call it inside one transaction; on
 Postgres that transaction should be REPEATABLE READ (``db.begin(engine, snapshot=True)``) or
 hold the apply lock.
 """
@@ -54,8 +55,8 @@ from expsync.model import (
 from expsync.state.tables import (
     ROUTING_STATUS_VALUES,
     UTCDateTime,
-    cache_outbox,
     experiment,
+    experiment_with_metadata,
     managed,
     variant,
     version,
@@ -96,8 +97,12 @@ def read_actual(
     experiment_ids: Collection[uuid.UUID],
     public_model_ids: Collection[str],
     now: datetime,
+    with_metadata: bool = False,
 ) -> ActualState:
     """The rows relevant to a desired state with these experiment ids and public ids.
+
+    ``with_metadata``: the database has ``model_experiment.metadata`` (the gateway profile
+    says so) and it is read too, in the same statement.
 
     ``now`` (tz-aware) decides which version is current and which is pending. Experiments
     and each experiment's variants come in uuid order (Postgres's order: by bytes), which is
@@ -105,7 +110,8 @@ def read_actual(
     """
     if now.tzinfo is None:
         raise ValueError("read_actual needs a tz-aware 'now'")
-    return read_state(conn, experiment_ids=experiment_ids, public_model_ids=public_model_ids, now=now)[1]
+    return read_state(conn, experiment_ids=experiment_ids, public_model_ids=public_model_ids, now=now,
+                      with_metadata=with_metadata)[1]
 
 
 def read_state(
@@ -114,6 +120,7 @@ def read_state(
     experiment_ids: Collection[uuid.UUID],
     public_model_ids: Collection[str],
     now: datetime | None,
+    with_metadata: bool = False,
 ) -> tuple[datetime, ActualState]:
     """Like :func:`read_actual`, and the clock it used: ``now=None`` means the database's
     (Postgres ``now()``, the transaction's start, read in the same round trip as the rows);
@@ -121,10 +128,10 @@ def read_state(
     if now is not None and now.tzinfo is None:
         raise ValueError("read_state needs a tz-aware 'now' (or None for the database's clock)")
     if conn.dialect.name == "postgresql":
-        return _read_pipelined(conn, list(experiment_ids), list(public_model_ids), now)
+        return _read_pipelined(conn, list(experiment_ids), list(public_model_ids), now, with_metadata)
     if now is None:
         raise ValueError(f"{conn.dialect.name} has no server clock: pass 'now'")
-    return now, _read_core(conn, experiment_ids, public_model_ids, now)
+    return now, _read_core(conn, experiment_ids, public_model_ids, now, with_metadata)
 
 
 def _read_core(
@@ -132,19 +139,22 @@ def _read_core(
     experiment_ids: Collection[uuid.UUID],
     public_model_ids: Collection[str],
     now: datetime,
+    with_metadata: bool = False,
 ) -> ActualState:
-    """The five statements built with SQLAlchemy Core, one after the other (any dialect)."""
+    """The four statements built with SQLAlchemy Core, one after the other (any dialect)."""
     dialect = conn.dialect.name
 
+    t = experiment_with_metadata if with_metadata else experiment
+    columns = [t.c[c.name] for c in _EXPERIMENT_COLUMNS] + ([t.c.metadata] if with_metadata else [])
     exp_rows = conn.execute(
-        sa.select(*_EXPERIMENT_COLUMNS).where(
+        sa.select(*columns).where(
             sa.or_(
-                _in_uuids(experiment.c.id, experiment_ids, dialect),
+                _in_uuids(t.c.id, experiment_ids, dialect),
                 sa.and_(
-                    _in_texts(experiment.c.public_model_id, public_model_ids, dialect),
-                    experiment.c.status.in_(ROUTING_STATUS_VALUES),
+                    _in_texts(t.c.public_model_id, public_model_ids, dialect),
+                    t.c.status.in_(ROUTING_STATUS_VALUES),
                 ),
-                experiment.c.id.in_(sa.select(managed.c.experiment_id)),
+                t.c.id.in_(sa.select(managed.c.experiment_id)),
             )
         )
     ).all()
@@ -163,11 +173,8 @@ def _read_core(
     ver_rows = conn.execute(sa.select(*_VERSION_COLUMNS).where(version.c.id.in_(picked))).all()
 
     managed_rows = conn.execute(sa.select(*_MANAGED_COLUMNS)).all()
-    outbox_keys: Sequence[str] = conn.execute(
-        sa.select(cache_outbox.c.cache_key).distinct().order_by(cache_outbox.c.cache_key)
-    ).scalars().all()
 
-    return _assemble(exp_rows, var_rows, ver_rows, managed_rows, outbox_keys, now)
+    return _assemble(exp_rows, var_rows, ver_rows, managed_rows, now)
 
 
 # -- Postgres: one pipelined round trip, rows decoded by psycopg ------------------------------
@@ -180,7 +187,7 @@ _PG_WANTED = (
 )
 _PG_EXPERIMENTS = (
     "SELECT id, public_model_id, name, description, status, is_archived, created_at, updated_at,"
-    " started_at, ended_at, created_by_user_id FROM model_experiment WHERE id IN (" + _PG_WANTED + ")"
+    " started_at, ended_at, created_by_user_id{metadata} FROM model_experiment WHERE id IN (" + _PG_WANTED + ")"
 )
 _PG_VARIANTS = (
     "SELECT id, experiment_id, label, weight FROM model_experiment_variant"
@@ -197,14 +204,13 @@ _PG_VERSIONS = (
     + _PG_PICK.replace("{op}", "<=") + " UNION ALL " + _PG_PICK.replace("{op}", ">") + ")"
 )
 _PG_MANAGED = "SELECT key, experiment_id, last_applied, applied_at FROM expsync_managed"
-_PG_OUTBOX = "SELECT DISTINCT cache_key FROM expsync_cache_outbox ORDER BY cache_key"
 
 
 def _read_pipelined(
-    conn: Connection, ids: list[uuid.UUID], pids: list[str], now: datetime | None
+    conn: Connection, ids: list[uuid.UUID], pids: list[str], now: datetime | None, with_metadata: bool
 ) -> tuple[datetime, ActualState]:
-    """The five statements (and ``SELECT now()`` when ``now`` is None) in one psycopg pipeline
-    on the connection's own transaction: one round trip whatever the number of rows."""
+    """The four statements and ``SELECT now()`` in one psycopg pipeline on the connection's
+    own transaction: one round trip whatever the number of rows."""
     import psycopg
 
     raw: psycopg.Connection[Any] = conn.connection.driver_connection  # type: ignore[assignment]
@@ -212,11 +218,10 @@ def _read_pipelined(
     clock = "now()" if now is None else "%(now)s::timestamptz"
     statements = [
         ("SELECT now()", None),
-        (_PG_EXPERIMENTS, params),
+        (_PG_EXPERIMENTS.replace("{metadata}", ", metadata" if with_metadata else ""), params),
         (_PG_VARIANTS, params),
         (_PG_VERSIONS.replace("{now}", clock), params),
         (_PG_MANAGED, None),
-        (_PG_OUTBOX, None),
     ]
     gc_was_on = gc.isenabled()
     gc.disable()  # decoding makes ~10 objects per row and no cycles: no reason to rescan the heap
@@ -227,7 +232,7 @@ def _read_pipelined(
                 cur = raw.cursor()  # jsonb: psycopg's json.loads (exact for big ints, unlike orjson)
                 cur.execute(sql, args)
                 cursors.append(cur)
-        db_now, exp_rows, var_rows, ver_rows, managed_rows, outbox_rows = (c.fetchall() for c in cursors)
+        db_now, exp_rows, var_rows, ver_rows, managed_rows = (c.fetchall() for c in cursors)
     except psycopg.OperationalError as e:
         if raw.closed or raw.broken:
             raise DatabaseUnavailable(f"lost the database connection while reading: {str(e).strip().splitlines()[0]}") from None
@@ -236,12 +241,12 @@ def _read_pipelined(
         raise sa.exc.DBAPIError.instance(None, None, e, psycopg.Error) from e
     else:
         if raw.info.timezone is not timezone.utc:  # the engine asks for UTC; a host may override it
-            exp_rows = [(*r[:6], *(_utc(x) for x in r[6:10]), r[10]) for r in exp_rows]
+            exp_rows = [(*r[:6], *(_utc(x) for x in r[6:10]), *r[10:]) for r in exp_rows]
             ver_rows = [(*r[:4], _utc(r[4]), r[5], _utc(r[6])) for r in ver_rows]
             managed_rows = [(*r[:3], _utc(r[3])) for r in managed_rows]
         clock_now = now if now is not None else _utc(db_now[0][0])
         assert clock_now is not None
-        state = _assemble(exp_rows, var_rows, ver_rows, managed_rows, (r[0] for r in outbox_rows), clock_now)
+        state = _assemble(exp_rows, var_rows, ver_rows, managed_rows, clock_now)
         return clock_now, state
     finally:
         if gc_was_on:
@@ -301,7 +306,6 @@ def _assemble(
     var_rows: Iterable[Sequence[Any]],
     ver_rows: Iterable[Sequence[Any]],
     managed_rows: Iterable[Sequence[Any]],
-    outbox_keys: Iterable[str],
     now: datetime,
 ) -> ActualState:
     # Rows are unpacked positionally (columns in the order of the _*_COLUMNS tuples, which
@@ -322,19 +326,20 @@ def _assemble(
     experiments: dict[uuid.UUID, ActualExperiment] = {}
     # uuid.UUID.int orders like the bytes, which is how Postgres orders uuids (and the
     # gateway walks variants); sorting here makes SQLite agree whatever its text form.
-    for (
-        exp_id,
-        public_model_id,
-        name,
-        description,
-        status,
-        is_archived,
-        created_at,
-        updated_at,
-        started_at,
-        ended_at,
-        created_by_user_id,
-    ) in sorted(exp_rows, key=lambda r: r[0].int):
+    for row in sorted(exp_rows, key=lambda r: r[0].int):
+        (
+            exp_id,
+            public_model_id,
+            name,
+            description,
+            status,
+            is_archived,
+            created_at,
+            updated_at,
+            started_at,
+            ended_at,
+            created_by_user_id,
+        ) = row[:11]
         experiments[exp_id] = ActualExperiment(
             exp_id,
             public_model_id,
@@ -348,14 +353,11 @@ def _assemble(
             ended_at,
             created_by_user_id,
             variants=tuple(sorted(variants.get(exp_id, ()), key=lambda v: v.id.int)),
+            metadata=row[11] if len(row) > 11 else None,
         )
 
     managed_records = {
         key: ManagedRecord(key, exp_id, last_applied, applied_at)
         for key, exp_id, last_applied, applied_at in sorted(managed_rows, key=lambda r: r[0])
     }
-    return ActualState(
-        experiments=experiments,
-        managed=managed_records,
-        pending_cache_keys=tuple(outbox_keys),
-    )
+    return ActualState(experiments=experiments, managed=managed_records)

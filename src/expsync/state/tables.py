@@ -32,19 +32,23 @@ from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.functions import FunctionElement
 
-from expsync.model import ROUTING_STATUSES, Status
+from expsync import rules
+from expsync.model import Status
 
 __all__ = [
     "APP_TABLES",
     "JSON_TYPE",
     "OWN_TABLES",
+    "METADATA_COLUMN",
     "ROUTING_STATUS_VALUES",
     "STATUS_VALUES",
     "UTCDateTime",
     "app_metadata",
     "audit",
     "cache_outbox",
+    "add_metadata_column_ddl",
     "experiment",
+    "experiment_with_metadata",
     "gen_random_uuid",
     "managed",
     "own_metadata",
@@ -53,10 +57,13 @@ __all__ = [
     "version",
 ]
 
-#: derived from the one definition of the statuses (enum order: the CHECK text stays
-#: ``'draft', 'active', 'paused', 'completed'`` and the partial index ``'active', 'paused'``)
+#: derived from the one definition of the statuses and :mod:`expsync.rules` (enum order: the
+#: CHECK text stays ``'draft', 'active', 'paused', 'completed'`` and the partial index
+#: ``'active', 'paused'``)
 STATUS_VALUES: Final = tuple(s.value for s in Status)
-ROUTING_STATUS_VALUES: Final = tuple(s.value for s in Status if s in ROUTING_STATUSES)
+ROUTING_STATUS_VALUES: Final = tuple(s.value for s in Status if s in rules.ROUTING_STATUSES)
+#: statuses in which a row may not be archived (the edit matrix's archive row): ``active``
+NOT_ARCHIVABLE_VALUES: Final = tuple(s.value for s in Status if not rules.may(rules.Change.ARCHIVE, s))
 
 #: ``jsonb`` on Postgres, JSON text elsewhere.
 JSON_TYPE: Final = sa.JSON().with_variant(JSONB(), "postgresql")
@@ -152,6 +159,8 @@ def _uuid_pk() -> sa.Column[Any]:
 _status_list: Final = ", ".join(f"'{s}'" for s in STATUS_VALUES)
 _routing_list: Final = ", ".join(f"'{s}'" for s in ROUTING_STATUS_VALUES)
 _routing_where: Final = sa.text(f"status IN ({_routing_list})")
+# the gateway's exact CHECK text for its one non-archivable status
+_archive_check: Final = " AND ".join(f"status <> '{s}'" for s in NOT_ARCHIVABLE_VALUES) + " OR is_archived = false"
 
 # --------------------------------------------------------------------------------------
 # The gateway's tables (spec §2.1)
@@ -174,7 +183,7 @@ experiment: Final = sa.Table(
     sa.Column("ended_at", UTCDateTime(), nullable=True),
     sa.CheckConstraint(f"status IN ({_status_list})", name="model_experiment_status_valid"),
     sa.CheckConstraint(
-        "status <> 'active' OR is_archived = false", name="model_experiment_active_not_archived"
+        _archive_check, name="model_experiment_active_not_archived"
     ),
     # The final arbiter of "one routing experiment per public id" under concurrency.
     sa.Index(
@@ -229,6 +238,24 @@ sa.Index(
 )
 
 APP_TABLES: Final = (experiment, variant, version)
+
+#: ``model_experiment.metadata`` (jsonb NULL, no default, no CHECK): added by the gateway's
+#: migration 0157 and present in gateway profiles whose ``metadata`` is not None. Not part of
+#: ``experiment`` (a database on the older gateway has no such column, and every statement
+#: built from ``experiment`` must work there); statements that read or write it use
+#: :data:`experiment_with_metadata`, the same table seen with the column.
+METADATA_COLUMN: Final = "metadata"
+experiment_with_metadata: Final = experiment.to_metadata(sa.MetaData())
+# none_as_null: a Python None is SQL NULL (what the admin API's "null clears" stores; the
+# catalog then uses its defaults), never the JSON value null
+experiment_with_metadata.append_column(sa.Column(
+    METADATA_COLUMN, sa.JSON(none_as_null=True).with_variant(JSONB(none_as_null=True), "postgresql"), nullable=True))
+
+
+def add_metadata_column_ddl(dialect_name: str) -> str:
+    """The gateway's migration 0157 (``ALTER TABLE ... ADD COLUMN "metadata" jsonb``)."""
+    col_type = "jsonb" if dialect_name == "postgresql" else "JSON"
+    return f'ALTER TABLE model_experiment ADD COLUMN "{METADATA_COLUMN}" {col_type}'
 
 # --------------------------------------------------------------------------------------
 # expsync's own tables (created by the migrations in expsync.migrations, not from here)
