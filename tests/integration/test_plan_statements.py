@@ -50,13 +50,15 @@ def test_plan_reads_in_one_round_trip(tmp_path: Path, pg_engine: sa.Engine) -> N
                 engine.dispose()
         assert not computed.plan.has_changes
         reads.append((after["round_trips"] - before["round_trips"], after["executes"] - before["executes"]))
-    assert reads == [(1, 5), (1, 5)]  # SELECT now() + the reader's 4, in one round trip
+    # BEGIN (psycopg waits for it; the table check above needed no transaction), then one batch:
+    # SELECT now() + the reader's 4
+    assert reads == [(2, 6), (2, 6)]
 
 
 def test_whole_plan_command_round_trips_are_few_and_constant(tmp_path: Path, pg_engine: sa.Engine) -> None:
     """`expsync plan`: connect (startup + one question for SQLAlchemy's dialect); the gateway
-    profile's detection (BEGIN, table check, column lookup, ROLLBACK); the plan's snapshot
-    (BEGIN, table check, the reads in one batch, ROLLBACK)."""
+    profile's detection (table check, column lookup: no transaction); the plan's table check,
+    then its snapshot (BEGIN, the reads in one batch, ROLLBACK)."""
     seen = []
     for n in (1, 40):
         repo = _repo(tmp_path / str(n), n)
@@ -67,5 +69,5 @@ def test_whole_plan_command_round_trips_are_few_and_constant(tmp_path: Path, pg_
             stats = w.stats()
         assert r.code == 0, r.out + r.err
         seen.append((stats["connections"], stats["round_trips"], stats["executes"]))
-    # executions: 1 + 4 + (BEGIN, check, now() and 4 reads, ROLLBACK)
-    assert seen == [(1, 10, 13), (1, 10, 13)]
+    # executions: 1 + 2 + 1 + (BEGIN, now() and 4 reads, ROLLBACK)
+    assert seen == [(1, 8, 11), (1, 8, 11)]

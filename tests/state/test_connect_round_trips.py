@@ -7,7 +7,7 @@ import sqlalchemy as sa
 
 from bench.pgwire import WireCounter
 from expsync.pipeline import check_initialized
-from expsync.state.db import begin, make_engine, missing_tables
+from expsync.state.db import begin, has_metadata_column, make_engine, missing_tables
 
 
 def test_first_connect_is_two_round_trips_with_the_same_dialect_values(pg_url: str) -> None:
@@ -32,7 +32,7 @@ def test_first_connect_is_two_round_trips_with_the_same_dialect_values(pg_url: s
         plain.dispose()
 
 
-def test_table_check_goes_out_with_begin(pg_engine: sa.Engine, pg_url: str) -> None:
+def test_catalogue_questions_need_no_transaction(pg_engine: sa.Engine, pg_url: str) -> None:
     with WireCounter() as w:
         engine = make_engine(w.url(pg_url))
         try:
@@ -42,14 +42,27 @@ def test_table_check_goes_out_with_begin(pg_engine: sa.Engine, pg_url: str) -> N
             with begin(engine, snapshot=True) as conn:
                 check_initialized(conn)
                 assert missing_tables(conn, ["model_experiment", "no_such_table", "expsync_managed"]) == ["no_such_table"]
+                assert has_metadata_column(conn) is False
                 after = w.stats()
+                conn.exec_driver_sql("SELECT 1")  # a transaction starts only now
+                inside = w.stats()
+                assert missing_tables(conn, ["nope"]) == ["nope"]  # inside the transaction: one round trip
+                last = w.stats()
         finally:
             engine.dispose()
-    # BEGIN (psycopg waits for it), then one round trip per check
-    assert after["round_trips"] - before["round_trips"] == 3
+    # one round trip per question, no BEGIN/ROLLBACK around them
+    assert (after["round_trips"] - before["round_trips"], after["executes"] - before["executes"]) == (3, 3)
+    assert last["round_trips"] - inside["round_trips"] == 1
 
 
 def test_missing_tables_is_the_same_on_both_backends(db_engine: sa.Engine) -> None:
     with begin(db_engine) as conn:
         assert missing_tables(conn, ["model_experiment", "expsync_managed"]) == []
         assert missing_tables(conn, ["nope", "model_experiment", "also_nope"]) == ["also_nope", "nope"]
+        assert has_metadata_column(conn) is False
+    from expsync.state.tables import add_metadata_column_ddl
+
+    with begin(db_engine) as conn:
+        conn.exec_driver_sql(add_metadata_column_ddl(db_engine.dialect.name))
+    with begin(db_engine) as conn:
+        assert has_metadata_column(conn) is True

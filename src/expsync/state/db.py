@@ -291,25 +291,41 @@ def begin(
 def missing_tables(conn: Connection, names: Iterable[str]) -> list[str]:
     """Which of ``names`` are not tables visible to ``conn`` (sorted).
 
-    On Postgres the question goes out pipelined with the transaction's BEGIN, so when it is
-    the first statement of a transaction it costs one round trip, not two."""
+    On Postgres it is one round trip: asked outside a transaction when none is open yet (no
+    BEGIN/ROLLBACK just for it; table existence needs no snapshot), else inside it."""
     wanted = sorted(set(names))
     if conn.dialect.name != "postgresql":
         return sorted(set(wanted) - set(sa.inspect(conn).get_table_names()))
+    rows = _ask(
+        conn,
+        "SELECT t FROM unnest(%s::text[]) t LEFT JOIN pg_catalog.pg_class c"
+        " ON c.oid = to_regclass(quote_ident(t)) AND c.relkind IN ('r', 'p') WHERE c.oid IS NULL ORDER BY t",
+        (wanted,),
+    )
+    return [r[0] for r in rows]
+
+
+def _ask(conn: Connection, sql: str, params: Any) -> list[Any]:
+    """Run one catalogue question on the Postgres driver connection: in autocommit when no
+    transaction is open yet (so it costs one round trip, not BEGIN + it + ROLLBACK)."""
     import psycopg
+    from psycopg.pq import TransactionStatus
 
     raw: psycopg.Connection[Any] = conn.connection.driver_connection  # type: ignore[assignment]
+    idle = raw.info.transaction_status == TransactionStatus.IDLE
+    prev = raw.autocommit
     try:
-        with raw.pipeline():
-            cur = raw.cursor()
-            cur.execute(
-                "SELECT t FROM unnest(%s::text[]) t LEFT JOIN pg_catalog.pg_class c"
-                " ON c.oid = to_regclass(quote_ident(t)) AND c.relkind IN ('r', 'p') WHERE c.oid IS NULL ORDER BY t",
-                (wanted,),
-            )
-        return [r[0] for r in cur.fetchall()]
+        if idle:
+            raw.autocommit = True
+        try:
+            with raw.cursor() as cur:
+                cur.execute(sql, params)
+                return cur.fetchall()
+        finally:
+            if idle:
+                raw.autocommit = prev
     except psycopg.Error as e:
-        raise sa.exc.DBAPIError.instance(None, None, e, psycopg.Error) from e
+        raise sa.exc.DBAPIError.instance(sql, params, e, psycopg.Error) from e
 
 
 def alembic_config(connection: Connection | None = None) -> Config:
@@ -345,6 +361,10 @@ def upgrade_own_tables(conn: Connection) -> None:
 
 def has_metadata_column(conn: Connection) -> bool:
     """Whether ``model_experiment.metadata`` exists (the gateway's migration 0157 ran)."""
+    if conn.dialect.name == "postgresql":  # one round trip, outside a transaction if none is open
+        return bool(_ask(conn, "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_attribute WHERE attrelid ="
+                               " to_regclass('model_experiment') AND attname = %s AND NOT attisdropped)",
+                         (METADATA_COLUMN,))[0][0])
     return any(c["name"] == METADATA_COLUMN for c in sa.inspect(conn).get_columns("model_experiment"))
 
 
