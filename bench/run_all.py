@@ -5,7 +5,7 @@ run them together on a quiet machine). Needs the local Postgres (and Redis for t
 
 1. ``plan_nochange.py 2000 5000``: plan with no changes vs the shared floor; peak RSS; wire.
 2. ``apply_hot_swaps.py``: apply of 1,000 hot swaps in a 5,000 folder vs a no-change plan; wire.
-3. ``startup.py``: ``--version`` / ``validate`` vs importing click (+ yaml, pydantic), if present.
+3. ``startup.py``: ``--version`` / ``validate`` vs importing click (+ yaml, pydantic).
 4. ``peer.py``: peer_replay.py (admin API, one mutation at a time) on localhost and at 1 ms RTT.
 
 ``--quick`` uses small sizes (a smoke test of the scripts, not figures). The summary lines of
@@ -26,7 +26,7 @@ def main() -> None:
     steps = [
         ["plan_nochange.py", *(["200", "--reps", "2"] if quick else ["2000", "5000"])],
         ["apply_hot_swaps.py", *(["--n", "300", "--swaps", "100", "--reps", "2"] if quick else [])],
-        ["startup.py"] if (HERE / "startup.py").exists() else None,
+        ["startup.py", "3" if quick else "10"] if (HERE / "startup.py").exists() else None,
         ["peer.py", *(["--n", "10", "--reps", "1"] if quick else [])],
     ]
     summaries = []
