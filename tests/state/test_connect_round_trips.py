@@ -32,9 +32,9 @@ def test_first_connect_is_two_round_trips_with_the_same_dialect_values(pg_url: s
         plain.dispose()
 
 
-def test_catalogue_questions_need_no_transaction(pg_engine: sa.Engine, pg_url: str) -> None:
+def test_catalogue_questions_need_no_transaction(pg_engine: sa.Engine) -> None:
     with WireCounter() as w:
-        engine = make_engine(w.url(pg_url))
+        engine = make_engine(w.url(pg_engine.url.render_as_string(hide_password=False)))
         try:
             with engine.connect():
                 pass
