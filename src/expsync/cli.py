@@ -24,7 +24,7 @@ import click
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from expsync import __version__
+from expsync import __version__, escape
 from expsync.diagnostics import Diagnostic, has_errors
 from expsync.model import DesiredState, Secret, SecretRef
 from expsync.pipeline import Settings, check_initialized, compute_plan
@@ -482,7 +482,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         e.show()
         sys.exit(EXIT_INVALID if e.exit_code == 2 else e.exit_code)
     except ExpsyncError as e:
-        click.echo(f"error: {_redactor.redact(str(e))}", err=True)
+        click.echo(f"error: {escape.terminal(_redactor.redact(str(e)))}", err=True)
         sys.exit(e.exit_code)
     except SystemExit:
         raise
