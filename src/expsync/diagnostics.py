@@ -62,6 +62,11 @@ CODES: Final[dict[str, CodeInfo]] = {
     "E114": CodeInfo("invalid URL", "base_url must be an absolute http:// or https:// URL"),
     "E115": CodeInfo("invalid key", "keys match [a-z0-9][a-z0-9._-]{0,99}"),
     "E116": CodeInfo("document too deeply nested or too large", "simplify the document"),
+    "E120": CodeInfo("invisible or control character in text", "remove it; the message shows it escaped (e.g. \\u202e)"),
+    "E121": CodeInfo("mapping key is not a string", "quote the key"),
+    "E122": CodeInfo("number out of range", "write a finite number of at most 4300 digits, or quote it as text"),
+    "E123": CodeInfo("too many variants", "an experiment has at most 100 variants"),
+    "E124": CodeInfo("more problems in this file", "fix the ones shown; all of them are counted"),
     # E2xx: semantics across the whole desired state
     "E201": CodeInfo("duplicate experiment key", "experiment keys are unique across all files"),
     "E202": CodeInfo("duplicate variant key", "variant keys (default: the label) are unique within an experiment"),

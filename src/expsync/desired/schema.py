@@ -14,10 +14,11 @@ import uuid
 from typing import Annotated, Any, Final, Literal
 from urllib.parse import parse_qsl, urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 from pydantic.json_schema import GenerateJsonSchema
 from pydantic_core import PydanticCustomError
 
+from expsync.escape import INVISIBLE, INVISIBLE_CLASS, visible
 from expsync.secrets.refs import RefSyntaxError, parse_ref
 
 KEY_PATTERN: Final = r"^[a-z0-9][a-z0-9._-]{0,99}$"
@@ -25,8 +26,11 @@ PUBLIC_ID_PATTERN: Final = r"^[^A-Z\s]+$"
 SECRET_REF_PATTERN: Final = r"^(env|file|aws-sm|vault):.+$"
 _KEY_RE = re.compile(KEY_PATTERN)
 #: C0/C1 controls and invisible format characters (zero-width space, bidi overrides, BOM ...):
-#: they make ids that look alike but never match, and can rewrite a terminal showing a plan
-_INVISIBLE = re.compile("[\x00-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e\u2060-\u2064\ufeff]")
+#: they make ids that look alike but never match, and can rewrite a terminal showing a plan.
+#: One definition, shared with output escaping (:data:`expsync.escape.INVISIBLE`).
+_INVISIBLE = INVISIBLE
+#: free text (description, extra_body string values) may also hold line breaks and tabs
+_INVISIBLE_IN_PROSE = re.compile(f"(?![\t\n])[{INVISIBLE_CLASS}]")
 _SECRET_PARAM = re.compile(r"key|token|secret|password|passwd|signature|^sig$|auth|credential")
 
 _STRICT = ConfigDict(extra="forbid", strict=True, frozen=True)
@@ -34,6 +38,47 @@ _STRICT = ConfigDict(extra="forbid", strict=True, frozen=True)
 
 def _custom(code: str, message: str) -> PydanticCustomError:
     return PydanticCustomError(f"expsync_{code}", message)
+
+
+def _check_visible(v: str, *, prose: bool = False, subpath: str = "") -> None:
+    """Refuse (E120) the characters ids refuse; ``prose`` also allows line breaks and tabs.
+    ``subpath`` (inside a JSON value) is added to the diagnostic's path by the loader."""
+    m = (_INVISIBLE_IN_PROSE if prose else _INVISIBLE).search(v)
+    if m:
+        raise PydanticCustomError(
+            "expsync_E120", f"invisible or control character {visible(m.group())} at offset {m.start()}",
+            {"subpath": subpath},
+        )
+
+
+def _visible_json(value: Any, subpath: str = "") -> None:
+    """Every key and string inside a JSON value (extra_body): keys single-line, strings prose."""
+    if isinstance(value, str):
+        _check_visible(value, prose=True, subpath=subpath)
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            child = f"{subpath}.{k}"
+            _check_visible(k, subpath=child)
+            _visible_json(v, child)
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            _visible_json(v, f"{subpath}[{i}]")
+
+
+def _text(v: str) -> str:
+    _check_visible(v)
+    return v
+
+
+def _prose(v: str) -> str:
+    _check_visible(v, prose=True)
+    return v
+
+
+#: one-line text shown to reviewers (names, labels, model ids sent upstream)
+Text = Annotated[str, AfterValidator(_text)]
+#: free text that may span lines (description)
+Prose = Annotated[str, AfterValidator(_prose)]
 
 
 class OpencodeSettings(BaseModel):
@@ -54,16 +99,22 @@ class Upstream(BaseModel):
     """``model_experiment_variant_version.upstream``. Never holds a secret (no api_key, no headers)."""
 
     model_config = _STRICT
-    internal_id: Annotated[str, Field(min_length=1, description="model id sent upstream")]
+    internal_id: Annotated[Text, Field(min_length=1, description="model id sent upstream")]
     base_url: Annotated[str, Field(description="http(s) URL of the upstream API", json_schema_extra={"pattern": "^https?://"})]
     # Optional fields are absent rather than null: ``None`` defaults are never validated, so
     # an explicit ``null`` in YAML is refused as the wrong type instead of reaching the DB.
     opencode_settings: OpencodeSettings = Field(default=None)  # type: ignore[assignment]
     openclaw_settings: OpenclawSettings = Field(default=None)  # type: ignore[assignment]
     extra_body: dict[str, Any] = Field(default=None)  # type: ignore[arg-type]
-    remove_from_body: list[str] = Field(default=None)  # type: ignore[arg-type]
+    remove_from_body: list[Text] = Field(default=None)  # type: ignore[arg-type]
     add_cache_breakpoints: bool = Field(default=None)  # type: ignore[assignment]
     inject_reasoning_into_content: bool = Field(default=None)  # type: ignore[assignment]
+
+    @field_validator("extra_body")
+    @classmethod
+    def _visible_extra_body(cls, v: dict[str, Any]) -> dict[str, Any]:
+        _visible_json(v)
+        return v
 
     @field_validator("base_url")
     @classmethod
@@ -111,8 +162,9 @@ class Variant(BaseModel):
     @field_validator("label")
     @classmethod
     def _visible_label(cls, v: str) -> str:
-        if not v.strip() or _INVISIBLE.search(v):
-            raise _custom("E113", "label must be visible text (no control characters, not only spaces)")
+        _check_visible(v)
+        if not v.strip():
+            raise _custom("E113", "label must be visible text (not only spaces)")
         return v
 
     @property
@@ -131,8 +183,8 @@ class Experiment(BaseModel):
     public_model_id: Annotated[
         str, Field(description="public model id clients send", json_schema_extra={"pattern": PUBLIC_ID_PATTERN})
     ]
-    name: Annotated[str, Field(min_length=1)]
-    description: str | None = None
+    name: Annotated[Text, Field(min_length=1)]
+    description: Prose | None = None
     status: Literal["draft", "active", "paused", "completed"] = "draft"
     archived: bool = False
     variants: list[Variant] = Field(default_factory=list)
