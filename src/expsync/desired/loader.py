@@ -195,7 +195,8 @@ def schema_diagnostics(err: ValidationError, doc: Document) -> list[Diagnostic]:
     out = []
     for e in err.errors(include_input=False, include_url=False):
         loc = tuple(e["loc"])
-        path = _path_of(loc) + str((e.get("ctx") or {}).get("subpath", ""))
+        ctx = e.get("ctx") or {}
+        path = _path_of(loc) + str(ctx.get("subpath", ""))
         etype = e["type"]
         field = next((p for p in reversed(loc) if isinstance(p, str)), "")
         if etype.startswith("expsync_"):
@@ -207,7 +208,8 @@ def schema_diagnostics(err: ValidationError, doc: Document) -> list[Diagnostic]:
             message = f"unknown field {field!r}"
         elif etype == "missing":
             message = f"missing required field {field!r}"
-        out.append(Diagnostic.make(code, message, _locate(doc, path, etype), path=path))
+        where = _locate(doc, path, "extra_forbidden" if ctx.get("key") else etype)
+        out.append(Diagnostic.make(code, message, where, path=path))
     return out
 
 

@@ -40,14 +40,15 @@ def _custom(code: str, message: str) -> PydanticCustomError:
     return PydanticCustomError(f"expsync_{code}", message)
 
 
-def _check_visible(v: str, *, prose: bool = False, subpath: str = "") -> None:
+def _check_visible(v: str, *, prose: bool = False, subpath: str = "", key: bool = False) -> None:
     """Refuse (E120) the characters ids refuse; ``prose`` also allows line breaks and tabs.
-    ``subpath`` (inside a JSON value) is added to the diagnostic's path by the loader."""
+    ``subpath`` (inside a JSON value) is added to the diagnostic's path by the loader, which
+    points at the mapping key itself when ``key``."""
     m = (_INVISIBLE_IN_PROSE if prose else _INVISIBLE).search(v)
     if m:
         raise PydanticCustomError(
             "expsync_E120", f"invisible or control character {visible(m.group())} at offset {m.start()}",
-            {"subpath": subpath},
+            {"subpath": subpath, "key": key},
         )
 
 
@@ -58,7 +59,7 @@ def _visible_json(value: Any, subpath: str = "") -> None:
     elif isinstance(value, dict):
         for k, v in value.items():
             child = f"{subpath}.{k}"
-            _check_visible(k, subpath=child)
+            _check_visible(k, subpath=child, key=True)
             _visible_json(v, child)
     elif isinstance(value, list):
         for i, v in enumerate(value):
