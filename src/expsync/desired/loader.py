@@ -40,7 +40,7 @@ from expsync.desired.yamlload import (
     Collector,
     Document,
     decode,
-    load_documents,
+    iter_documents,
 )
 
 DEFAULT_PATHS: Final = ("experiments",)
@@ -289,11 +289,12 @@ def load_file(path: Path, options: LoadOptions) -> tuple[list[DesiredExperiment]
     del data
     if bad is not None or text is None:
         return [], [bad] if bad else []
-    docs, diags = load_documents(text, name, Collector(name, MAX_DIAGNOSTICS_PER_FILE))
-    if not docs and not diags:
-        diags.add(Diagnostic.make("E108", "file holds no experiment document", SourceRange(name, 1, 1)))
+    diags = Collector(name, MAX_DIAGNOSTICS_PER_FILE)
     experiments = []
-    for doc in docs:
+    documents = 0
+    # each document is validated as soon as it is read, so only valid ones stay in memory
+    for doc in iter_documents(text, name, diags):
+        documents += 1
         if not isinstance(doc.value, dict):
             diags.add(Diagnostic.make("E109", "document must be a mapping (one experiment)", doc.start))
             continue
@@ -312,6 +313,8 @@ def load_file(path: Path, options: LoadOptions) -> tuple[list[DesiredExperiment]
                 diags.extend(schema_diagnostics(err, doc))
             continue
         experiments.append(to_desired(model, doc))
+    if not documents and not diags:
+        diags.add(Diagnostic.make("E108", "file holds no experiment document", SourceRange(name, 1, 1)))
     return experiments, diags.result()
 
 

@@ -1,23 +1,24 @@
-"""Strict YAML loading: libyaml's composer, then our own constructor that keeps node marks.
+"""Strict YAML loading: libyaml's parser events, built into values that keep their positions.
 
 Why not ``yaml.load``: it silently lets the last duplicate key win, expands aliases (an "alias
 bomb" of a few hundred bytes becomes millions of nodes), honours merge keys and tags, and
-forgets where each value came from. Here ``yaml.compose_all`` (C, via ``CSafeLoader``) builds
-the node graph - aliases stay *shared* nodes there, so nothing is expanded - and
-:func:`construct` walks it once, refusing:
+forgets where each value came from. Here libyaml's C parser (``CSafeLoader``) produces events
+and :func:`iter_documents` builds each document from them in one pass, without a node graph
+(memory is the values plus one packed position per value, never the whole file's nodes),
+refusing:
 
-* a node reached twice (an alias; detected by identity before any expansion)   E103
+* any alias (the first ``*name`` is refused where it stands, nothing is expanded)  E103
 * merge keys ``<<``                                                              E104
 * every explicit tag, core ones included (``!!str 1``, ``--- !!map``)            E105
 * duplicate mapping keys, naming both lines                                      E102
 * nesting deeper than :data:`MAX_DEPTH`, more than :data:`MAX_NODES` values     E116
 * mapping keys that are not strings (``~: 1``, ``1.5: 2``, ``true: x``)          E121
 * integers over :data:`MAX_INT_DIGITS` digits, numbers that overflow to
-  infinity or underflow to zero (``1.0e+400``, ``1e-400``)                     E122
+  infinity or underflow to zero (``1.0e+400``, ``1.5e-400``)                   E122
 
 and recording, for every value, its ``file:line:col`` under a path such as
 ``variants[1].upstream.base_url`` (``path + "#key"`` holds the mark of a mapping key itself).
-Unused anchors cannot be seen after composition and are harmless, so they are not refused.
+An anchor nothing refers to is harmless and is not refused.
 """
 
 from __future__ import annotations
@@ -152,181 +153,194 @@ def _src(file: str, mark: yaml.Mark | None) -> SourceRange:
     return SourceRange(file, mark.line + 1, mark.column + 1)
 
 
-def _child(path: str, key: str | int) -> str:
-    if isinstance(key, int):
-        return f"{path}[{key}]"
-    return f"{path}.{key}" if path else key
+#: how libyaml's YAML 1.1 resolver reads a plain scalar (first character -> candidates); the
+#: checks in :func:`_scalar` then refuse every form YAML 1.2 would read differently
+_IMPLICIT: Final = {k: tuple(v) for k, v in yaml.resolver.Resolver.yaml_implicit_resolvers.items() if k is not None}
+_WILDCARD: Final = tuple(yaml.resolver.Resolver.yaml_implicit_resolvers.get(None, ()))
 
 
-def _first_alias_mark(text: str, from_line: int) -> Any:
-    """Position of the first alias at or after ``from_line`` (0-based). Only called on the
-    refusal path: events are not expanded, so this is linear even for an alias bomb."""
-    try:
-        for event in yaml.parse(text, Loader=_LOADER):
-            mark = event.start_mark
-            if isinstance(event, yaml.AliasEvent) and mark is not None and mark.line >= from_line:
-                return mark
-    except yaml.YAMLError:
-        return None
+def _resolve(value: str) -> str:
+    for tag, regexp in _IMPLICIT.get(value[:1], ()) + _WILDCARD:
+        if regexp.match(value):
+            return str(tag)
+    return _STR
+
+
+def _refuse(code: str, message: str, file: str, mark: Any, path: str) -> _Refused:
+    return _Refused(Diagnostic.make(code, message, _src(file, mark), path=path))
+
+
+def _scalar(tag: str, text: str, file: str, mark: Any, path: str) -> Value:
+    """A scalar's value for its (resolved) tag, refusing what would not mean what it says."""
+    if tag == _STR or tag == _TIMESTAMP:
+        if "\x00" in text:  # an escaped "\0": Postgres text cannot store it
+            raise _refuse("E113", "NUL characters are not allowed in values", file, mark, path)
+        # a date-looking value (2024-01-01) stays the text the user wrote
+        return text
+    if tag not in _ALLOWED_SCALAR_TAGS:
+        raise _refuse("E105", f"tag {_quote(tag)} is not allowed", file, mark, path)
+    # YAML 1.1 (what libyaml resolves) reads 0123 as octal, 1:30 as base 60, 1_000 as 1000,
+    # yes/no/on/off as booleans and .nan/.inf as floats; a value sent upstream must be what
+    # the engineer meant, so only the unambiguous YAML 1.2 core forms are accepted
+    if tag == _INT:
+        if not _DECIMAL_INT.match(text):
+            raise _refuse("E113", f"ambiguous number {_quote(text)} (YAML 1.1 would read it as octal, hex, "
+                          "base 60 or with separators): write a plain decimal, or quote it", file, mark, path)
+        digits = len(text.lstrip("+-"))
+        if digits > MAX_INT_DIGITS:
+            raise _refuse("E122", f"integer of {digits} digits (at most {MAX_INT_DIGITS})", file, mark, path)
+        return int(text)
+    if tag == _FLOAT:
+        if not _DECIMAL_FLOAT.match(text):
+            raise _refuse("E113", f"{_quote(text)} is not a finite decimal number: write one, or quote it",
+                          file, mark, path)
+        number = float(text)
+        if not math.isfinite(number):
+            raise _refuse("E122", f"{_quote(text)} is too large for a number (it would become infinity)",
+                          file, mark, path)
+        if number == 0.0 and _NONZERO_MANTISSA.match(text):
+            raise _refuse("E122", f"{_quote(text)} is too small for a number (it would become 0)", file, mark, path)
+        return number
+    if tag == _BOOL:
+        if text not in _BOOLS:
+            raise _refuse("E113", f"{_quote(text)} is a boolean only in YAML 1.1: write true/false, or quote "
+                          "it for text", file, mark, path)
+        return _BOOLS[text]
     return None
 
 
-def _explicit_tags(text: str) -> frozenset[int]:
-    """Packed positions of the nodes written with an explicit tag. A composed node no longer
-    says whether its tag was written (``!!str 1`` and ``"1"`` compose alike), the events do,
-    and a node starts where its event does. A tag starts with ``!``, so a file without one is
-    not parsed twice."""
-    if "!" not in text:
-        return frozenset()
-    found = set()
+_ScalarEvent, _AliasEvent = yaml.ScalarEvent, yaml.AliasEvent
+_MappingStart, _MappingEnd = yaml.MappingStartEvent, yaml.MappingEndEvent
+_SequenceStart, _SequenceEnd = yaml.SequenceStartEvent, yaml.SequenceEndEvent
+_DocumentStart, _DocumentEnd, _StreamEnd = yaml.DocumentStartEvent, yaml.DocumentEndEvent, yaml.StreamEndEvent
+
+
+def _document(get: Any, file: str) -> Document:
+    """Build one document from its events (after ``DocumentStart``, through ``DocumentEnd``).
+
+    Streams: no node graph is ever held, only the values and their packed positions. A frame
+    is ``[container, path, pending key, pending child path]``; ``pending key`` is ``None`` for
+    a sequence's frame. Raises :class:`_Refused` (also for an empty document) after consuming
+    the document's remaining events."""
+    marks = Marks(file)
+    raw = marks.raw
+    stack: list[list[Any]] = []
+    root: Value = None
+    root_mark: Any = None
+    nodes = 0
     try:
-        for event in yaml.parse(text, Loader=_LOADER):
-            if isinstance(event, yaml.NodeEvent) and getattr(event, "tag", None) is not None:
-                found.add(event.start_mark.line << 20 | event.start_mark.column)
-    except yaml.YAMLError:
-        pass  # composing reports the syntax error with its position
-    return frozenset(found)
+        while True:
+            ev = get()
+            t = type(ev)
+            if stack:
+                frame = stack[-1]
+                container = frame[0]
+                if type(container) is dict:
+                    if frame[3] is None:  # a key, or the end of the mapping
+                        if t is _MappingEnd:
+                            stack.pop()
+                            continue
+                        mark = ev.start_mark
+                        if t is not _ScalarEvent:
+                            if t is _AliasEvent:
+                                raise _refuse("E103", "YAML alias refused (anchors and aliases are not allowed)",
+                                              file, mark, frame[1])
+                            raise _refuse("E112", "mapping keys must be plain strings", file, mark, frame[1])
+                        text = ev.value
+                        path = f"{frame[1]}.{text}" if frame[1] else text
+                        if ev.tag is not None:
+                            raise _refuse("E105", "tags are not allowed, not even on keys", file, mark, path)
+                        tag = _resolve(text) if ev.implicit[0] else _STR
+                        if tag != _STR:
+                            if tag == _MERGE:
+                                raise _refuse("E104", "merge key '<<' refused", file, mark, frame[1])
+                            # ``~: 1`` and ``1.50: 2`` would silently become "None" and "1.5"
+                            raise _refuse("E121", f"mapping key {_quote(text)} is not a string: quote it",
+                                          file, mark, frame[1])
+                        if "\x00" in text:
+                            raise _refuse("E113", "NUL characters are not allowed in values", file, mark, path)
+                        if text in container:
+                            first = (raw[path + "#key"] >> 20) + 1
+                            raise _refuse("E102", f"duplicate key {_quote(text)} (first defined on line {first})",
+                                          file, mark, path)
+                        raw[path + "#key"] = mark.line << 20 | mark.column
+                        frame[2] = text
+                        frame[3] = path
+                        continue
+                    path = frame[3]
+                    frame[3] = None
+                else:
+                    if t is _SequenceEnd:
+                        stack.pop()
+                        continue
+                    path = f"{frame[1]}[{len(container)}]"
+            elif t is _DocumentEnd:
+                break
+            else:
+                path = ""
+                container = None
+            # a node (value position)
+            mark = ev.start_mark
+            if t is _AliasEvent:
+                raise _refuse("E103", "YAML alias refused (anchors and aliases are not allowed)", file, mark, path)
+            if ev.tag is not None:
+                raise _refuse("E105", f"tag {_quote(ev.tag)} is not allowed (no tags, not even core ones like !!str)",
+                              file, mark, path)
+            if len(stack) > MAX_DEPTH:
+                raise _refuse("E116", f"nesting deeper than {MAX_DEPTH} levels", file, mark, path)
+            nodes += 1
+            if nodes > MAX_NODES:
+                raise _refuse("E116", f"document holds more than {MAX_NODES} values", file, mark, path)
+            raw[path] = mark.line << 20 | mark.column
+            value: Value
+            if t is _ScalarEvent:
+                text = ev.value
+                tag = _resolve(text) if ev.implicit[0] else _STR
+                if container is None and tag == _NULL:
+                    raise _Refused(Diagnostic.make("E108", "empty YAML document", _src(file, mark)))
+                value = _scalar(tag, text, file, mark, path)
+            elif t is _MappingStart:
+                value = {}
+                stack.append([value, path, None, None])
+            elif t is _SequenceStart:
+                value = []
+                stack.append([value, path, None, None])
+            else:  # pragma: no cover - libyaml emits no other event here
+                raise _refuse("E101", f"unexpected YAML event {t.__name__}", file, mark, path)
+            if container is None:
+                root, root_mark = value, mark
+            elif type(container) is dict:
+                container[frame[2]] = value  # ``frame`` is still the parent's
+            else:
+                container.append(value)
+    except _Refused:
+        while type(get()) is not _DocumentEnd:  # skip the rest of this document
+            pass
+        raise
+    return Document(root, marks, _src(file, root_mark))
 
 
-class _Builder:
-    def __init__(self, file: str, text: str, doc_line: int, tagged: frozenset[int]) -> None:
-        self.file = file
-        self.tagged = tagged
-        self.text = text
-        self.doc_line = doc_line
-        self.marks = Marks(file)
-        self.raw = self.marks.raw
-        self.seen: set[int] = set()
-        self.nodes = 0
-
-    def refuse(self, code: str, message: str, node: yaml.Node, path: str) -> _Refused:
-        return _Refused(Diagnostic.make(code, message, _src(self.file, node.start_mark), path=path))
-
-    def build(self, node: yaml.Node, path: str, depth: int) -> Value:
-        if id(node) in self.seen:
-            mark = _first_alias_mark(self.text, self.doc_line) or node.start_mark
-            raise _Refused(
-                Diagnostic.make(
-                    "E103", "YAML alias refused (anchors and aliases are not allowed)", _src(self.file, mark), path=path
-                )
-            )
-        self.seen.add(id(node))
-        if depth > MAX_DEPTH:
-            raise self.refuse("E116", f"nesting deeper than {MAX_DEPTH} levels", node, path)
-        self.nodes += 1
-        if self.nodes > MAX_NODES:
-            raise self.refuse("E116", f"document holds more than {MAX_NODES} values", node, path)
-        m = node.start_mark
-        packed = self.raw[path] = m.line << 20 | m.column
-        if self.tagged and packed in self.tagged:
-            raise self.refuse("E105", f"tag {_quote(node.tag)} is not allowed (no tags, not even core ones like !!str)",
-                              node, path)
-        if isinstance(node, yaml.ScalarNode):
-            return self.scalar(node, path)
-        if isinstance(node, yaml.SequenceNode):
-            if node.tag != _SEQ:
-                raise self.refuse("E105", f"tag {_quote(node.tag)} is not allowed", node, path)
-            return [self.build(item, _child(path, i), depth + 1) for i, item in enumerate(node.value)]
-        if isinstance(node, yaml.MappingNode):
-            return self.mapping(node, path, depth)
-        raise self.refuse("E105", "unsupported YAML node", node, path)  # pragma: no cover
-
-    def scalar(self, node: yaml.ScalarNode, path: str) -> Value:
-        tag = node.tag
-        if tag not in _ALLOWED_SCALAR_TAGS:
-            raise self.refuse("E105", f"tag {_quote(tag)} is not allowed", node, path)
-        if tag == _STR or tag == _TIMESTAMP:
-            if "\x00" in node.value:  # an escaped "\0": Postgres text cannot store it
-                raise self.refuse("E113", "NUL characters are not allowed in values", node, path)
-            # a date-looking value (2024-01-01) stays the text the user wrote
-            return str(node.value)
-        # YAML 1.1 (what libyaml resolves) reads 0123 as octal, 1:30 as base 60, 1_000 as 1000,
-        # yes/no/on/off as booleans and .nan/.inf as floats; a value sent upstream must be what
-        # the engineer meant, so only the unambiguous YAML 1.2 core forms are accepted
-        text = node.value
-        if tag == _INT:
-            if not _DECIMAL_INT.match(text):
-                raise self.refuse("E113", f"ambiguous number {_quote(text)} (YAML 1.1 would read it as octal, hex, "
-                                  "base 60 or with separators): write a plain decimal, or quote it", node, path)
-            if len(text.lstrip("+-")) > MAX_INT_DIGITS:
-                raise self.refuse("E122", f"integer of {len(text.lstrip('+-'))} digits (at most {MAX_INT_DIGITS})",
-                                  node, path)
-            return int(text)
-        if tag == _FLOAT:
-            if not _DECIMAL_FLOAT.match(text):
-                raise self.refuse("E113", f"{_quote(text)} is not a finite decimal number: write one, or quote it",
-                                  node, path)
-            number = float(text)
-            if not math.isfinite(number):
-                raise self.refuse("E122", f"{_quote(text)} is too large for a number (it would become infinity)",
-                                  node, path)
-            if number == 0.0 and _NONZERO_MANTISSA.match(text):
-                raise self.refuse("E122", f"{_quote(text)} is too small for a number (it would become 0)", node, path)
-            return number
-        if tag == _BOOL:
-            if text not in _BOOLS:
-                raise self.refuse("E113", f"{_quote(text)} is a boolean only in YAML 1.1: write true/false, or quote "
-                                  "it for text", node, path)
-            return _BOOLS[text]
-        return None
-
-    def mapping(self, node: yaml.MappingNode, path: str, depth: int) -> Value:
-        if node.tag != _MAP:
-            raise self.refuse("E105", f"tag {_quote(node.tag)} is not allowed", node, path)
-        out: dict[str, Value] = {}
-        first_line: dict[str, int] = {}
-        for key_node, value_node in node.value:
-            if key_node.tag == _MERGE:
-                raise self.refuse("E104", "merge key '<<' refused", key_node, path)
-            if not isinstance(key_node, yaml.ScalarNode):
-                raise self.refuse("E112", "mapping keys must be plain strings", key_node, path)
-            if key_node.tag != _STR:
-                # ``~: 1`` and ``1.50: 2`` would silently become "None" and "1.5"
-                raise self.refuse("E121", f"mapping key {_quote(key_node.value)} is not a string: quote it",
-                                  key_node, path)
-            key = self.scalar(key_node, path)
-            assert isinstance(key, str)
-            child = _child(path, key)
-            line = key_node.start_mark.line + 1
-            if key in out or key in first_line:
-                raise self.refuse(
-                    "E102",
-                    f"duplicate key {_quote(key)} (first defined on line {first_line[key]})",
-                    key_node,
-                    child,
-                )
-            first_line[key] = line
-            km = key_node.start_mark
-            packed = self.raw[child + "#key"] = km.line << 20 | km.column
-            if self.tagged and packed in self.tagged:
-                raise self.refuse("E105", "tags are not allowed, not even on keys", key_node, child)
-            out[key] = self.build(value_node, child, depth + 1)
-        return out
-
-
-def load_documents(text: str, file: str, diags: Collector | None = None) -> tuple[list[Document], Collector]:
-    """Compose every document of ``text`` and construct it strictly.
+def iter_documents(text: str, file: str, diags: Collector) -> Iterator[Document]:
+    """Every document of ``text``, built strictly from libyaml's events, as it is read.
 
     A syntax error stops the file (libyaml cannot resume); a refusal inside one document skips
     that document but later documents are still read, so one run reports as much as it can.
     """
-    docs: list[Document] = []
-    diags = Collector(file) if diags is None else diags
-    nodes: Iterator[yaml.Node | None] = yaml.compose_all(text, Loader=_LOADER)
-    tagged = _explicit_tags(text)
+    loader = _LOADER(text)
+    get = loader.get_event
     try:
-        for node in nodes:
-            if node is None or (isinstance(node, yaml.ScalarNode) and node.tag == _NULL):
-                mark = node.start_mark if node is not None else None
-                diags.add(Diagnostic.make("E108", "empty YAML document", _src(file, mark)))
-                continue
-            builder = _Builder(file, text, node.start_mark.line, tagged)
-            try:
-                value = builder.build(node, "", 0)
-            except _Refused as r:
-                diags.add(r.diag)
-                continue
-            docs.append(Document(value, builder.marks, _src(file, node.start_mark)))
+        while True:
+            ev = get()
+            t = type(ev)
+            if t is _DocumentStart:
+                try:
+                    doc = _document(get, file)
+                except _Refused as r:
+                    diags.add(r.diag)
+                    continue
+                yield doc
+            elif t is _StreamEnd or ev is None:
+                return
     except yaml.MarkedYAMLError as e:
         mark = e.problem_mark or e.context_mark
         what = e.problem or "syntax error"
@@ -335,7 +349,14 @@ def load_documents(text: str, file: str, diags: Collector | None = None) -> tupl
         diags.add(Diagnostic.make("E101", what, _src(file, mark)))
     except yaml.YAMLError as e:
         diags.add(Diagnostic.make("E101", str(e).splitlines()[0] if str(e) else "syntax error", SourceRange(file, 1, 1)))
-    return docs, diags
+    finally:
+        loader.dispose()
+
+
+def load_documents(text: str, file: str, diags: Collector | None = None) -> tuple[list[Document], Collector]:
+    """All documents of ``text`` at once (see :func:`iter_documents`)."""
+    diags = Collector(file) if diags is None else diags
+    return list(iter_documents(text, file, diags)), diags
 
 
 def decode(data: bytes, file: str, max_size: int = DEFAULT_MAX_FILE_SIZE) -> tuple[str | None, Diagnostic | None]:
