@@ -156,11 +156,11 @@ def _src(file: str, mark: yaml.Mark | None) -> SourceRange:
 #: how libyaml's YAML 1.1 resolver reads a plain scalar (first character -> candidates); the
 #: checks in :func:`_scalar` then refuse every form YAML 1.2 would read differently
 _IMPLICIT: Final = {k: tuple(v) for k, v in yaml.resolver.Resolver.yaml_implicit_resolvers.items() if k is not None}
-_WILDCARD: Final = tuple(yaml.resolver.Resolver.yaml_implicit_resolvers.get(None, ()))
 
 
 def _resolve(value: str) -> str:
-    for tag, regexp in _IMPLICIT.get(value[:1], ()) + _WILDCARD:
+    """The tag of a plain scalar (a plain scalar starting with another character is a string)."""
+    for tag, regexp in _IMPLICIT.get(value[:1], ()):
         if regexp.match(value):
             return str(tag)
     return _STR
@@ -250,7 +250,7 @@ def _document(get: Any, file: str) -> Document:
                         path = f"{frame[1]}.{text}" if frame[1] else text
                         if ev.tag is not None:
                             raise _refuse("E105", "tags are not allowed, not even on keys", file, mark, path)
-                        tag = _resolve(text) if ev.implicit[0] else _STR
+                        tag = _resolve(text) if ev.implicit[0] and text[:1] in _IMPLICIT else _STR
                         if tag != _STR:
                             if tag == _MERGE:
                                 raise _refuse("E104", "merge key '<<' refused", file, mark, frame[1])
@@ -295,7 +295,7 @@ def _document(get: Any, file: str) -> Document:
             value: Value
             if t is _ScalarEvent:
                 text = ev.value
-                tag = _resolve(text) if ev.implicit[0] else _STR
+                tag = _resolve(text) if ev.implicit[0] and text[:1] in _IMPLICIT else _STR
                 if container is None and tag == _NULL:
                     raise _Refused(Diagnostic.make("E108", "empty YAML document", _src(file, mark)))
                 value = _scalar(tag, text, file, mark, path)
