@@ -194,3 +194,30 @@ def test_node_limit_per_document(tmp_path: Path) -> None:
     _, out = validate_json(f)
     d = only(out["diagnostics"], "E116")
     assert d["line"] == 10
+
+
+# -- a huge integer written into the database by another writer -----------------------------
+def test_huge_integer_in_the_database_is_a_clear_error_for_plan_and_import(tmp_path: Path, pg_engine) -> None:
+    import sqlalchemy as sa
+
+    from tests.integration.test_import import KEY, env, seed
+
+    seed(pg_engine)
+    out = tmp_path / "experiments"
+    e = env(pg_engine, LEGACY_UI_BAKE_OFF_PARTNER_API_KEY=KEY, OLD_ONE_ONLY_API_KEY=KEY)
+    assert run_cli(["import", "--id", str(seed_live(pg_engine)), "--out-dir", str(out)], env=e).code == 0
+    assert run_cli(["apply", "--yes", str(out)], env=e).code == 0
+    with pg_engine.begin() as c:  # another writer stores a 5,001-digit integer
+        c.execute(sa.text("UPDATE model_experiment_variant_version "
+                          "SET upstream = jsonb_set(upstream, '{seed}', ('1' || repeat('0', 5000))::jsonb)"))
+    for cmd in (["plan", str(out)], ["import", "--all", "--out-dir", str(tmp_path / "more")]):
+        r = run_cli(cmd, env=e)
+        assert r.code == 3 and "Traceback" not in r.all and "unexpected" not in r.all, (cmd, r.all)
+        assert "integer of 5001 digits" in r.err, r.err
+
+
+def seed_live(engine) -> str:
+    import sqlalchemy as sa
+
+    with engine.connect() as c:
+        return str(c.execute(sa.text("SELECT id FROM model_experiment WHERE name = 'Legacy UI Bake-off!'")).scalar_one())
