@@ -50,7 +50,7 @@ CODES: Final[dict[str, CodeInfo]] = {
     "E102": CodeInfo("duplicate mapping key", "remove one of the two entries"),
     "E103": CodeInfo("YAML anchors and aliases are not allowed", "write the value out in full"),
     "E104": CodeInfo("YAML merge keys (<<) are not allowed", "write the keys out in full"),
-    "E105": CodeInfo("non-standard YAML tag", "remove the tag; only plain YAML values are allowed"),
+    "E105": CodeInfo("YAML tag", "remove the tag (even !!str); only plain YAML values are allowed"),
     "E106": CodeInfo("file too large", "split the file or raise the limit with --max-file-size"),
     "E107": CodeInfo("file is not valid UTF-8 text", "save the file as UTF-8"),
     "E108": CodeInfo("empty document", "remove the empty document or fill it in"),
