@@ -79,7 +79,7 @@ def cli(ctx: click.Context, debug: bool) -> None:
     handler = logging.StreamHandler(sys.stderr)
     # on the handler, not a logger: records propagated from botocore/urllib3 pass through here
     handler.addFilter(_redactor.logging_filter())
-    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    handler.setFormatter(escape.LogFormatter("%(levelname)s %(name)s: %(message)s"))
     root = logging.getLogger()
     for old in [h for h in root.handlers if getattr(h, "_expsync", False)]:
         root.removeHandler(old)

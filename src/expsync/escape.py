@@ -14,7 +14,8 @@ that something is there. Sinks:
 * :func:`markdown_text` / :func:`markdown_code` - plain text and code spans in a PR comment;
 * :func:`workflow_data` / :func:`workflow_property` - GitHub workflow-command message and
   property values (``::error file=...::message``): visible escaping, then GitHub's own
-  ``%``-encoding of ``%``, CR, LF (and ``:`` and ``,`` in properties).
+  ``%``-encoding of ``%``, CR, LF (and ``:`` and ``,`` in properties);
+* :class:`LogFormatter` - log records (library logs quote ids and paths from the YAML).
 
 JSON needs none of this: ``json.dumps`` escapes controls, and consumers parse it.
 This module imports nothing beyond the standard library: every layer may use it.
@@ -22,6 +23,7 @@ This module imports nothing beyond the standard library: every layer may use it.
 
 from __future__ import annotations
 
+import logging
 import re
 from typing import Final
 
@@ -83,3 +85,10 @@ def workflow_data(s: str) -> str:
 def workflow_property(s: str) -> str:
     """A property value of a GitHub workflow command (``file=``, ``title=``)."""
     return workflow_data(s).replace(":", "%3A").replace(",", "%2C")
+
+
+class LogFormatter(logging.Formatter):
+    """A formatter whose formatted message is one escaped line (tracebacks stay as they are)."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:  # noqa: N802 - logging's name
+        return terminal(super().formatMessage(record))

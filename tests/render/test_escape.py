@@ -103,3 +103,24 @@ def test_validate_escapes_a_hostile_file_name(tmp_path: Path) -> None:
     assert not any(line.startswith("::warning") for line in r.all.splitlines()), r.all
     assert "\x1b" not in r.all and "\x07" not in r.all
     assert "x\\n::warning file=a::pwned\\x1b]0;title\\x07.yaml" in r.err
+
+
+def test_log_lines_are_escaped() -> None:
+    import logging
+
+    from expsync.escape import LogFormatter
+
+    rec = logging.LogRecord("botocore", logging.DEBUG, __file__, 1, "secret id %s", ("a\n::warning::x\x1b]0;t\x07",),
+                            None)
+    out = LogFormatter("%(levelname)s %(name)s: %(message)s").format(rec)
+    assert out == "DEBUG botocore: secret id a\\n::warning::x\\x1b]0;t\\x07"
+
+
+def test_cli_logs_through_the_escaping_formatter() -> None:
+    import logging
+
+    from expsync.escape import LogFormatter
+
+    r = run_cli(["--debug", "validate", "/nonexistent-path"])
+    handlers = [h for h in logging.getLogger().handlers if getattr(h, "_expsync", False)]
+    assert r.code == 3 and handlers and all(isinstance(h.formatter, LogFormatter) for h in handlers)
