@@ -44,6 +44,8 @@ def _check_visible(v: str, *, prose: bool = False, subpath: str = "", key: bool 
     """Refuse (E120) the characters ids refuse; ``prose`` also allows line breaks and tabs.
     ``subpath`` (inside a JSON value) is added to the diagnostic's path by the loader, which
     points at the mapping key itself when ``key``."""
+    if v.isascii() and v.isprintable():  # the common case, without a regex
+        return
     m = (_INVISIBLE_IN_PROSE if prose else _INVISIBLE).search(v)
     if m:
         raise PydanticCustomError(

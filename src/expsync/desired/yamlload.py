@@ -145,6 +145,7 @@ class _Refused(Exception):
     def __init__(self, diag: Diagnostic) -> None:
         super().__init__(diag.message)
         self.diag = diag
+        self.syntax: yaml.YAMLError | None = None
 
 
 def _src(file: str, mark: yaml.Mark | None) -> SourceRange:
@@ -313,9 +314,12 @@ def _document(get: Any, file: str) -> Document:
                 container[frame[2]] = value  # ``frame`` is still the parent's
             else:
                 container.append(value)
-    except _Refused:
-        while type(get()) is not _DocumentEnd:  # skip the rest of this document
-            pass
+    except _Refused as refused:
+        try:  # skip the rest of this document
+            while (t := type(get())) is not _DocumentEnd and t is not _StreamEnd and t is not type(None):
+                pass
+        except yaml.YAMLError as e:
+            refused.syntax = e  # reported too, after the refusal
         raise
     return Document(root, marks, _src(file, root_mark))
 
@@ -337,6 +341,8 @@ def iter_documents(text: str, file: str, diags: Collector) -> Iterator[Document]
                     doc = _document(get, file)
                 except _Refused as r:
                     diags.add(r.diag)
+                    if r.syntax is not None:
+                        raise r.syntax from None
                     continue
                 yield doc
             elif t is _StreamEnd or ev is None:
