@@ -16,6 +16,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Final
 
+from expsync.escape import terminal
+
 
 class Severity(enum.StrEnum):
     ERROR = "error"  # blocks validate/plan/apply
@@ -150,10 +152,12 @@ class Diagnostic:
         return (s.file if s else "", s.line if s else 0, s.col if s else 0, self.code, self.path)
 
     def format(self) -> str:
-        where = f"{self.source}: " if self.source else ""
-        path = f"{self.path}: " if self.path else ""
-        hint = f"\n    hint: {self.hint}" if self.hint else ""
-        return f"{where}{path}{self.message} [{self.code}]{hint}"
+        """``file:line:col: path: message [CODE]`` and a hint line; user text escaped
+        (:func:`expsync.escape.terminal`), so a file name cannot add a line of its own."""
+        where = f"{terminal(str(self.source))}: " if self.source else ""
+        path = f"{terminal(self.path)}: " if self.path else ""
+        hint = f"\n    hint: {terminal(self.hint)}" if self.hint else ""
+        return f"{where}{path}{terminal(self.message)} [{self.code}]{hint}"
 
     def as_dict(self) -> dict[str, object]:
         s = self.source

@@ -121,6 +121,13 @@ def test_cli_logs_through_the_escaping_formatter() -> None:
 
     from expsync.escape import LogFormatter
 
-    r = run_cli(["--debug", "validate", "/nonexistent-path"])
-    handlers = [h for h in logging.getLogger().handlers if getattr(h, "_expsync", False)]
-    assert r.code == 3 and handlers and all(isinstance(h.formatter, LogFormatter) for h in handlers)
+    root = logging.getLogger()
+    level, before = root.level, list(root.handlers)
+    try:
+        r = run_cli(["validate", "/nonexistent-path"])
+        handlers = [h for h in root.handlers if getattr(h, "_expsync", False)]
+        assert r.code == 3 and handlers and all(isinstance(h.formatter, LogFormatter) for h in handlers)
+    finally:  # the CLI configures the root logger: leave it as other tests expect it
+        for h in [h for h in root.handlers if h not in before]:
+            root.removeHandler(h)
+        root.setLevel(level)

@@ -19,10 +19,7 @@ def format_text(d: Diagnostic) -> str:
     """One diagnostic as text lines; every part that can hold user text (file name, path,
     message, hint) is escaped for a terminal, so it cannot add a line or a control sequence."""
     prefix = "error" if d.severity is Severity.ERROR else "warning"
-    where = f"{escape.terminal(str(d.source))}: " if d.source else ""
-    path = f"{escape.terminal(d.path)}: " if d.path else ""
-    hint = f"\n    hint: {escape.terminal(d.hint)}" if d.hint else ""
-    return f"{prefix}: {where}{path}{escape.terminal(d.message)} [{escape.terminal(d.code)}]{hint}"
+    return f"{prefix}: {d.format()}"
 
 
 def render_text(diags: Sequence[Diagnostic], limit: int = TEXT_LIMIT) -> str:
