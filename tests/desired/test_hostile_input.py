@@ -221,3 +221,11 @@ def seed_live(engine) -> str:
 
     with engine.connect() as c:
         return str(c.execute(sa.text("SELECT id FROM model_experiment WHERE name = 'Legacy UI Bake-off!'")).scalar_one())
+
+
+def test_columns_past_a_million_are_exact(tmp_path: Path) -> None:
+    pad = "x" * 1_100_000
+    f = write(tmp_path, GOOD.replace("name: Foo", f'name: Foo\ndescription: {{a: "{pad}", b: 1.0e+400}}', 1))
+    _, out = validate_json(f, extra=("--max-file-size", "2000000"))
+    d = only(out["diagnostics"], "E122")
+    assert (d["line"], d["col"]) == (4, len("description: {a: \"") + len(pad) + len("\", b: ") + 1)

@@ -43,6 +43,10 @@ MAX_NODES: Final = 50_000
 #: Python's own int-string limit (``sys.get_int_max_str_digits``), fixed here so a different
 #: interpreter setting cannot change what is valid
 MAX_INT_DIGITS: Final = 4300
+#: a position is packed into one int: the column takes the low bits (a one-line file of a few
+#: MiB still has exact columns)
+_COL_BITS: Final = 32
+_COL_MASK: Final = (1 << _COL_BITS) - 1
 #: diagnostics kept per file; the rest are only counted (:class:`Collector`)
 MAX_DIAGNOSTICS_PER_FILE: Final = 100
 #: how much of an offending value a message quotes
@@ -63,13 +67,13 @@ class Marks(Mapping[str, SourceRange]):
 
     def __init__(self, file: str) -> None:
         self.file = file
-        # packed (line << 20 | column), 0-based: an int per path instead of a libyaml Mark
+        # packed (line << _COL_BITS | column), 0-based: an int per path instead of a libyaml Mark
         # object keeps 5,000 documents' worth of positions small
         self.raw: dict[str, int] = {}
 
     def __getitem__(self, path: str) -> SourceRange:
         packed = self.raw[path]
-        return SourceRange(self.file, (packed >> 20) + 1, (packed & 0xFFFFF) + 1)
+        return SourceRange(self.file, (packed >> _COL_BITS) + 1, (packed & _COL_MASK) + 1)
 
     def __contains__(self, path: object) -> bool:
         return path in self.raw
@@ -261,10 +265,10 @@ def _document(get: Any, file: str) -> Document:
                         if "\x00" in text:
                             raise _refuse("E113", "NUL characters are not allowed in values", file, mark, path)
                         if text in container:
-                            first = (raw[path + "#key"] >> 20) + 1
+                            first = (raw[path + "#key"] >> _COL_BITS) + 1
                             raise _refuse("E102", f"duplicate key {_quote(text)} (first defined on line {first})",
                                           file, mark, path)
-                        raw[path + "#key"] = mark.line << 20 | mark.column
+                        raw[path + "#key"] = mark.line << _COL_BITS | mark.column
                         frame[2] = text
                         frame[3] = path
                         continue
@@ -292,7 +296,7 @@ def _document(get: Any, file: str) -> Document:
             nodes += 1
             if nodes > MAX_NODES:
                 raise _refuse("E116", f"document holds more than {MAX_NODES} values", file, mark, path)
-            raw[path] = mark.line << 20 | mark.column
+            raw[path] = mark.line << _COL_BITS | mark.column
             value: Value
             if t is _ScalarEvent:
                 text = ev.value
