@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import os
 import stat
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
@@ -191,8 +191,8 @@ def _locate(doc: Document, path: str, error_type: str) -> SourceRange:
     return doc.marks.get("", doc.start)
 
 
-def schema_diagnostics(err: ValidationError, doc: Document) -> list[Diagnostic]:
-    out = []
+def schema_diagnostics(err: ValidationError, doc: Document) -> Iterator[Diagnostic]:
+    """One diagnostic per pydantic error, lazily (a capped collector stops building them)."""
     for e in err.errors(include_input=False, include_url=False):
         loc = tuple(e["loc"])
         ctx = e.get("ctx") or {}
@@ -209,8 +209,7 @@ def schema_diagnostics(err: ValidationError, doc: Document) -> list[Diagnostic]:
         elif etype == "missing":
             message = f"missing required field {field!r}"
         where = _locate(doc, path, "extra_forbidden" if ctx.get("key") else etype)
-        out.append(Diagnostic.make(code, message, where, path=path))
-    return out
+        yield Diagnostic.make(code, message, where, path=path)
 
 
 def to_desired(model: Experiment, doc: Document) -> DesiredExperiment:

@@ -125,8 +125,13 @@ class Collector:
             self.more += 1
 
     def extend(self, diags: Iterable[Diagnostic]) -> None:
-        for d in diags:
+        """Add from an iterable; once full, only counts (a lazy iterable is not built further)."""
+        it = iter(diags)
+        for d in it:
             self.add(d)
+            if self.full:
+                self.more += sum(1 for _ in it)  # an error_count, not Diagnostic objects
+                return
 
     @property
     def full(self) -> bool:
