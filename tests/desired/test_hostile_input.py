@@ -53,6 +53,7 @@ def _extra(body: str) -> tuple[str, str]:
         (*_extra('{a: {"b\\u200b": 1}}'), "E120", 10, 24, "variants[0].upstream.extra_body.a.b\u200b"),
         (*_extra('{a: [x, "\\u202e"]}'), "E120", 10, 27, "variants[0].upstream.extra_body.a[1]"),
         (UP, f'{UP}      remove_from_body: ["a\\ufeff"]\n', "E120", 10, 26, "variants[0].upstream.remove_from_body[0]"),
+        ("api_key: env:FOO_KEY", 'api_key: "file:/run/secrets/\\u202ey"', "E120", 11, 14, "variants[0].api_key"),
     ],
 )
 def test_refused_with_position(tmp_path: Path, old: str, new: str, code: str, line: int, col: int, path: str) -> None:

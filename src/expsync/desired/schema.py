@@ -156,6 +156,7 @@ class Variant(BaseModel):
     @field_validator("api_key")
     @classmethod
     def _secret_ref(cls, v: str) -> str:
+        _check_visible(v)  # names only the character, never the value
         try:
             parse_ref(v)
         except RefSyntaxError as e:
