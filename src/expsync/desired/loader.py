@@ -78,81 +78,38 @@ class LoadOptions:
     max_file_size: int = DEFAULT_MAX_FILE_SIZE
 
 
+def _why(path: Path, err: OSError) -> str:
+    try:
+        if path.is_symlink():
+            return "broken symbolic link"
+    except OSError:
+        pass
+    return err.strerror or "cannot be read"
+
+
 def discover(paths: Sequence[str]) -> tuple[list[Path], list[Diagnostic]]:
     """The YAML files to read. Anything that cannot be read is an ``E100`` error, never
     skipped: a silently missing file would look like "removed from git" and the plan would
     delete or release what it describes."""
     files: list[Path] = []
     diags: list[Diagnostic] = []
-
-    def unreadable(path: str, why: str) -> None:
-        diags.append(Diagnostic.make("E100", why, SourceRange(path)))
-
-    def why(path: Path, err: OSError) -> str:
-        try:
-            if path.is_symlink():
-                return "broken symbolic link"
-        except OSError:
-            pass
-        return err.strerror or "cannot be read"
-
     cwd = Path.cwd().resolve()
     for raw in paths or DEFAULT_PATHS:
         if raw == "":
-            unreadable("''", "empty path")
+            diags.append(Diagnostic.make("E100", "empty path", SourceRange("''")))
             continue
         p = Path(raw)
         try:
             st = p.stat()
         except OSError as e:
-            unreadable(str(p), why(p, e))
+            diags.append(Diagnostic.make("E100", _why(p, e), SourceRange(str(p))))
             continue
         if stat.S_ISDIR(st.st_mode):
-            def on_error(err: OSError) -> None:
-                unreadable(str(err.filename or p), err.strerror or "cannot be read")
-
-            repo = repository_root(p.resolve(), cwd)
-            visited: set[Path] = set()
-            # links are followed (a linked folder of experiments must not look deleted), but
-            # only inside the repository and never round a loop
-            for root, dirnames, names in os.walk(p, onerror=on_error, followlinks=True):
-                here = Path(root).resolve()
-                if here in visited:  # a second link to a folder already read
-                    dirnames[:] = []
-                    continue
-                visited.add(here)
-                keep = []
-                for d in sorted(dirnames):
-                    sub = Path(root) / d
-                    if sub.is_symlink():
-                        target = sub.resolve()
-                        if not target.is_relative_to(repo):
-                            unreadable(str(sub), f"symbolic link to a folder outside the repository ({repo})")
-                            continue
-                        if here.is_relative_to(target):
-                            unreadable(str(sub), "symbolic link loop (points to a folder that contains it)")
-                            continue
-                    keep.append(d)
-                dirnames[:] = keep
-                for name in sorted(names):
-                    if not name.endswith(SUFFIXES):
-                        continue
-                    f = Path(root) / name
-                    try:
-                        fst = f.stat()
-                    except OSError as e:
-                        unreadable(str(f), why(f, e))
-                        continue
-                    if f.is_symlink() and not f.resolve().is_relative_to(repo):
-                        unreadable(str(f), f"symbolic link to a file outside the repository ({repo})")
-                    elif stat.S_ISREG(fst.st_mode):
-                        files.append(f)
-                    else:
-                        unreadable(str(f), "not a regular file")
+            _walk(p, repository_root(p.resolve(), cwd), files, diags)
         elif stat.S_ISREG(st.st_mode):
             files.append(p)
         else:
-            unreadable(str(p), "not a regular file or directory")
+            diags.append(Diagnostic.make("E100", "not a regular file or directory", SourceRange(str(p))))
     seen: set[Path] = set()
     unique = []
     for f in files:
@@ -161,6 +118,53 @@ def discover(paths: Sequence[str]) -> tuple[list[Path], list[Diagnostic]]:
             seen.add(r)
             unique.append(f)
     return unique, diags
+
+
+def _walk(top: Path, repo: Path, files: list[Path], diags: list[Diagnostic]) -> None:
+    """The YAML files under ``top``, sorted. Links are followed (a linked folder of
+    experiments must not look deleted), but only inside ``repo`` and never round a loop."""
+
+    def unreadable(path: str, why: str) -> None:
+        diags.append(Diagnostic.make("E100", why, SourceRange(path)))
+
+    def on_error(err: OSError) -> None:
+        unreadable(str(err.filename or top), err.strerror or "cannot be read")
+
+    visited: set[Path] = set()
+    for root, dirnames, names in os.walk(top, onerror=on_error, followlinks=True):
+        here = Path(root).resolve()
+        if here in visited:  # a second link to a folder already read
+            dirnames[:] = []
+            continue
+        visited.add(here)
+        keep = []
+        for d in sorted(dirnames):
+            sub = Path(root) / d
+            if sub.is_symlink():
+                target = sub.resolve()
+                if not target.is_relative_to(repo):
+                    unreadable(str(sub), f"symbolic link to a folder outside the repository ({repo})")
+                    continue
+                if here.is_relative_to(target):
+                    unreadable(str(sub), "symbolic link loop (points to a folder that contains it)")
+                    continue
+            keep.append(d)
+        dirnames[:] = keep
+        for name in sorted(names):
+            if not name.endswith(SUFFIXES):
+                continue
+            f = Path(root) / name
+            try:
+                fst = f.stat()
+            except OSError as e:
+                unreadable(str(f), _why(f, e))
+                continue
+            if f.is_symlink() and not f.resolve().is_relative_to(repo):
+                unreadable(str(f), f"symbolic link to a file outside the repository ({repo})")
+            elif stat.S_ISREG(fst.st_mode):
+                files.append(f)
+            else:
+                unreadable(str(f), "not a regular file")
 
 
 def repository_root(folder: Path, cwd: Path) -> Path:

@@ -225,6 +225,9 @@ _SequenceStart, _SequenceEnd = yaml.SequenceStartEvent, yaml.SequenceEndEvent
 _DocumentStart, _DocumentEnd, _StreamEnd = yaml.DocumentStartEvent, yaml.DocumentEndEvent, yaml.StreamEndEvent
 
 
+# One loop over the parser's events, with its state in locals: split into a function per event
+# kind, it would add a Python call per event to the hot loop every command runs.
+# longer than 60 lines: the hot per-event loop (see above)
 def _document(get: Any, file: str) -> Document:
     """Build one document from its events (after ``DocumentStart``, through ``DocumentEnd``).
 
