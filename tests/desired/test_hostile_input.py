@@ -92,9 +92,11 @@ def test_long_values_are_quoted_short(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("cmd", [["validate"], ["plan"], ["apply", "--yes"]])
-def test_huge_integer_is_a_diagnostic_for_every_command(tmp_path: Path, cmd: list[str]) -> None:
+def test_huge_integer_is_a_diagnostic_for_every_command(tmp_path: Path, cmd: list[str], pg_engine) -> None:
+    from tests.integration.test_import import env
+
     f = write(tmp_path, GOOD.replace(UP, f"{UP}      extra_body: {{seed: {'1' * 5000}}}\n", 1))
-    r = run_cli([*cmd, str(f)], env={"EXPSYNC_DATABASE_URL": "postgresql://nobody@127.0.0.1:1/none"})
+    r = run_cli([*cmd, str(f)], env=env(pg_engine, FOO_KEY="sk-test"))
     assert r.code == 3 and "E122" in r.err and "Traceback" not in r.all, r.all
 
 
