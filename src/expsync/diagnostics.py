@@ -16,8 +16,6 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Final
 
-from expsync.escape import terminal
-
 
 class Severity(enum.StrEnum):
     ERROR = "error"  # blocks validate/plan/apply
@@ -164,6 +162,8 @@ class Diagnostic:
     def format(self) -> str:
         """``file:line:col: path: message [CODE]`` and a hint line; user text escaped
         (:func:`expsync.escape.terminal`), so a file name cannot add a line of its own."""
+        from expsync.escape import terminal  # imported when used: the ground floor imports no expsync module
+
         where = f"{terminal(str(self.source))}: " if self.source else ""
         path = f"{terminal(self.path)}: " if self.path else ""
         hint = f"\n    hint: {terminal(self.hint)}" if self.hint else ""
