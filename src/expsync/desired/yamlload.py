@@ -31,12 +31,12 @@ from typing import Any, Final, TypeAlias
 
 import yaml
 
+from expsync.desired.limits import DEFAULT_MAX_FILE_SIZE
 from expsync.diagnostics import Diagnostic, SourceRange
 
 #: libyaml is the supported configuration; the pure-Python loader is only a fallback.
 _LOADER: Final[type] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
-DEFAULT_MAX_FILE_SIZE: Final = 1024 * 1024
 MAX_DEPTH: Final = 64
 #: values (scalars, lists, mappings) in one document: a real experiment holds a few hundred
 MAX_NODES: Final = 50_000
@@ -193,7 +193,7 @@ def _scalar(tag: str, text: str, file: str, mark: Any, path: str) -> Value:
     # yes/no/on/off as booleans and .nan/.inf as floats; a value sent upstream must be what
     # the engineer meant, so only the unambiguous YAML 1.2 core forms are accepted
     if tag == _INT:
-        if not _DECIMAL_INT.match(text):
+        if not _DECIMAL_INT.fullmatch(text):
             raise _refuse("E113", f"ambiguous number {_quote(text)} (YAML 1.1 would read it as octal, hex, "
                           "base 60 or with separators): write a plain decimal, or quote it", file, mark, path)
         digits = len(text.lstrip("+-"))
@@ -201,7 +201,7 @@ def _scalar(tag: str, text: str, file: str, mark: Any, path: str) -> Value:
             raise _refuse("E122", f"integer of {digits} digits (at most {MAX_INT_DIGITS})", file, mark, path)
         return int(text)
     if tag == _FLOAT:
-        if not _DECIMAL_FLOAT.match(text):
+        if not _DECIMAL_FLOAT.fullmatch(text):
             raise _refuse("E113", f"{_quote(text)} is not a finite decimal number: write one, or quote it",
                           file, mark, path)
         number = float(text)
