@@ -86,7 +86,7 @@ class Marks(Mapping[str, SourceRange]):
 
 _DECIMAL_INT: Final = re.compile(r"[-+]?(0|[1-9][0-9]*)\Z")
 _DECIMAL_FLOAT: Final = re.compile(r"[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?\Z")
-_NONZERO_MANTISSA: Final = re.compile(r"[-+]?[0.]*[1-9]")
+_NONZERO_MANTISSA: Final = re.compile(r"[-+]?[0.]*[1-9][0-9.]*([eE][-+]?[0-9]+)?")
 _BOOLS: Final = {"true": True, "True": True, "TRUE": True, "false": False, "False": False, "FALSE": False}
 
 
@@ -208,7 +208,7 @@ def _scalar(tag: str, text: str, file: str, mark: Any, path: str) -> Value:
         if not math.isfinite(number):
             raise _refuse("E122", f"{_quote(text)} is too large for a number (it would become infinity)",
                           file, mark, path)
-        if number == 0.0 and _NONZERO_MANTISSA.match(text):
+        if number == 0.0 and _NONZERO_MANTISSA.fullmatch(text):
             raise _refuse("E122", f"{_quote(text)} is too small for a number (it would become 0)", file, mark, path)
         return number
     if tag == _BOOL:
