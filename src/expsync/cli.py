@@ -153,7 +153,9 @@ def _install_log_handler(red: Redactor, debug: bool) -> None:
     handler = logging.StreamHandler(sys.stderr)
     # on the handler, not a logger: records propagated from botocore/urllib3 pass through here
     handler.addFilter(red.logging_filter())
-    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    from expsync.escape import LogFormatter
+
+    handler.setFormatter(LogFormatter("%(levelname)s %(name)s: %(message)s"))
     root = logging.getLogger()
     for old in [h for h in root.handlers if getattr(h, "_expsync", False)]:
         root.removeHandler(old)
@@ -701,7 +703,9 @@ def report(e: ExpsyncError) -> None:
     elif isinstance(e, PlanRefused) and e.plan is not None:
         show_plan(e.plan)  # type: ignore[arg-type]
     else:
-        click.echo(f"error: {current().redact(str(e))}", err=True)
+        from expsync.escape import terminal
+
+        click.echo(f"error: {terminal(current().redact(str(e)))}", err=True)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
