@@ -151,6 +151,17 @@ def test_plan_comment_apply_through_the_action(tmp_path: Path, sqlite_engine: sa
     assert len(github.comments) == 1 and "No changes" in github.comments[0]["body"]
     assert TOKEN not in run.log
 
+    # a refused plan is still posted, then fails the job with exit 4
+    d = repo.edit("foo")
+    d["status"] = "active"
+    repo.put(d)
+    assert run_action({"command": "apply"}, workspace=tmp_path, env=env, event_name="push").exit_code == 0
+    d["variants"][0]["weight"] = 5  # frozen once active
+    repo.put(d)
+    run = run_action({"command": "plan"}, workspace=tmp_path, env=env)
+    assert run.exit_code == 4 and run.outputs["refused"] == "true" and run.outputs["exit_code"] == "4", run.log
+    assert len(github.comments) == 1 and "Plan refused" in github.comments[0]["body"]
+
 
 def test_failures_pass_through(tmp_path: Path, sqlite_engine: sa.Engine, github: FakeGitHub) -> None:
     repo = Repo(tmp_path).put(foo())

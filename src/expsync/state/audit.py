@@ -74,8 +74,10 @@ def _entry(r: sa.Row[Any]) -> AuditEntry:
         summary = json.loads(summary)
     if not isinstance(summary, dict):
         summary = {}
-    counts = summary.get("counts") if isinstance(summary.get("counts"), dict) else {}
-    experiments = summary.get("experiments") if isinstance(summary.get("experiments"), list) else []
+    counts = summary.get("counts")
+    counts = counts if isinstance(counts, dict) else {}
+    experiments = summary.get("experiments")
+    experiments = experiments if isinstance(experiments, list) else []
     return AuditEntry(
         id=int(r.id),
         started_at=r.started_at,
