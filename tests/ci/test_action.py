@@ -189,3 +189,23 @@ def test_failures_pass_through(tmp_path: Path, sqlite_engine: sa.Engine, github:
 
     run = run_action({"command": "destroy"}, workspace=tmp_path, env=env)
     assert run.exit_code == 3 and "input command must be" in run.log
+
+
+def test_apply_the_reviewed_plan_file(tmp_path: Path, sqlite_engine: sa.Engine, github: FakeGitHub) -> None:
+    repo = Repo(tmp_path).put(foo("Reviewed"))
+    env = base_env(github, tmp_path, sqlite_engine)
+    saved = tmp_path / "reviewed.json"
+    run = run_action({"command": "plan", "plan-file": str(saved), "comment": "false"}, workspace=tmp_path, env=env)
+    assert run.exit_code == 0 and run.outputs["plan_file"] == str(saved), run.log
+
+    d = repo.edit("foo")
+    d["name"] = "changed after the review"
+    repo.put(d)
+    run = run_action({"command": "apply", "plan-file": str(saved)}, workspace=tmp_path, env=env, event_name="push")
+    assert run.exit_code == 5 and run.outputs["exit_code"] == "5" and "stale plan" in run.log, run.log
+
+    repo.put(foo("Reviewed"))
+    run = run_action({"command": "apply", "plan-file": str(saved)}, workspace=tmp_path, env=env, event_name="push")
+    assert run.exit_code == 0, run.log
+    with sqlite_engine.connect() as c:
+        assert c.execute(sa.text("SELECT name FROM model_experiment")).scalar_one() == "Reviewed"

@@ -64,3 +64,19 @@ def test_zizmor_relaxations_say_why() -> None:
     for i, line in enumerate(lines):
         if re.match(r"\s+\"[^\"*]+\":\s*ref-pin", line) or re.search(r"disable:\s*true|ignore:", line):
             assert lines[i - 1].strip().startswith("#"), f"zizmor.yml line {i + 1} relaxes a rule without a comment"
+
+
+def test_every_file_the_readme_says_to_copy_is_checked_here() -> None:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## Adopt in CI", 1)[1].split("\n## ", 1)[0]
+    linked = set(re.findall(r"\]\(((?:examples|docs)/[^)]+|action\.yml)\)", section))
+    assert {"examples/github/plan.yml", "examples/github/apply.yml", "examples/github/drift.yml",
+            "action.yml"} <= linked
+    for path in linked:
+        assert (ROOT / path).is_file(), path
+    checked = {"action.yml", "docs/ci.md"} | {str(p.relative_to(ROOT)) for p in WORKFLOWS}
+    assert linked <= checked
+    # the secret-reference allowlist is set wherever expsync plans or applies
+    for wf in WORKFLOWS:
+        assert re.search(r'^\s+EXPSYNC_SECRET_REFS: "env:PARTNER_\*_KEY, aws-sm:partners/\*',
+                         wf.read_text(encoding="utf-8"), re.M), wf.name
