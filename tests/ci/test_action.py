@@ -209,3 +209,9 @@ def test_apply_the_reviewed_plan_file(tmp_path: Path, sqlite_engine: sa.Engine, 
     assert run.exit_code == 0, run.log
     with sqlite_engine.connect() as c:
         assert c.execute(sa.text("SELECT name FROM model_experiment")).scalar_one() == "Reviewed"
+
+
+def test_only_the_comment_step_gets_the_token() -> None:
+    holders = [s.get("id") for s in ACTION["runs"]["steps"]
+               if any("github-token" in str(v) or "github.token" in str(v) for v in s.get("env", {}).values())]
+    assert holders == ["comment"]
