@@ -9,6 +9,10 @@ Pipeline (imports point one way, cli -> stages):
     render/  Plan -> str                                         (text, json, markdown)
     apply/   Plan -> one DB transaction                          (+ outbox rows)
     cache/   outbox -> Redis                                     (converges across crashes)
+
+Every stage consults ``rules.py`` (imports only ``model``): statuses, transitions and their
+guards, the edit matrix, protective moves, the release rule, routing statuses and the
+gateway's variant picker, each stated once.
 """
 
 __version__ = "0.1.0"

@@ -28,7 +28,8 @@ from expsync import __version__
 from expsync.diagnostics import Diagnostic, has_errors
 from expsync.model import DesiredState, Secret, SecretRef
 from expsync.pipeline import Settings, check_initialized, compute_plan
-from expsync.plan import Digests, Plan, keys_matter
+from expsync import rules
+from expsync.plan import Digests, Plan
 from expsync.secrets import Redactor, resolve_all, uses_in
 from expsync.state.db import begin, database_url, engine_from_environ, init_db, make_engine
 from expsync.errors import CachePending, ExpsyncError
@@ -157,7 +158,7 @@ def load_or_exit(paths: Sequence[str], max_file_size: int) -> DesiredState:
 
 
 def resolve_or_exit(desired: DesiredState, settings: Settings, redactor: Redactor) -> dict[SecretRef, Secret]:
-    uses = [u for u in uses_in(desired) if keys_matter(desired.experiments[u.experiment])]
+    uses = [u for u in uses_in(desired) if rules.keys_matter(desired.experiments[u.experiment].status)]
     secrets, diags = resolve_all(uses, environ=settings.environ, cwd=settings.cwd, redactor=redactor)
     if _in_github():
         # before anything else is printed, so the runner masks the values in the whole log
@@ -354,7 +355,9 @@ def read_saved_digests(path: str) -> Digests:
         data = json.loads(Path(path).read_text(encoding="utf-8"))
         if not isinstance(data, dict) or not isinstance(data.get("digests"), dict):
             raise ValueError("not a plan object")
-        if data.get("format_version") != "1":
+        from expsync.render.json import FORMAT_VERSION
+
+        if data.get("format_version") != FORMAT_VERSION:
             raise ValueError("unsupported format_version")
         d = data["digests"]
         digests = Digests(desired=str(d["desired"]), actual=str(d["actual"]), ops=str(d["ops"]))

@@ -33,14 +33,13 @@ def variant_id_for(experiment_id: uuid.UUID, variant_key: str) -> uuid.UUID:
 
 
 class Status(enum.StrEnum):
+    """Experiment statuses. What each allows (transitions, edits, routing) is in :mod:`expsync.rules`."""
+
     DRAFT = "draft"  # invisible to routing; everything editable
     ACTIVE = "active"  # traffic is bucketed onto variants by weight
     PAUSED = "paused"  # requests to the public id are refused (4xx), no fall-through
     COMPLETED = "completed"  # terminal; invisible to routing
 
-
-#: Statuses that hold the public id in the routing unique index (spec §2.1).
-ROUTING_STATUSES: Final = frozenset({Status.ACTIVE, Status.PAUSED})
 
 
 class Secret:
@@ -209,8 +208,6 @@ class ActualState:
 
     experiments: Mapping[uuid.UUID, ActualExperiment]
     managed: Mapping[str, ManagedRecord] = dc_field(default_factory=dict)
-    #: keys still waiting in the cache outbox (a previous refresh did not finish)
-    pending_cache_keys: tuple[str, ...] = ()
 
 
 #: Redis keys the gateway reads (spec §2.4); a configurable prefix goes in front of both.

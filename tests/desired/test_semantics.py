@@ -22,11 +22,36 @@ def test_duplicate_variant_label(tmp_path: Path) -> None:
     assert not [x for x in out["diagnostics"] if x["code"] == "E202"]
 
 
-def test_active_needs_two_variants(tmp_path: Path) -> None:
+def test_active_with_one_variant_is_allowed_with_a_warning(tmp_path: Path) -> None:
     one = GOOD[: GOOD.index("  - label: rc2")]
-    _, out = validate_json(write(tmp_path, one))
+    code, out = validate_json(write(tmp_path, one))
+    d = only(out["diagnostics"], "W301")
+    assert code == 0 and (d["line"], d["col"]) == (6, 3) and d["severity"] == "warning"
+    assert "'rc1'" in d["message"] and not [x for x in out["diagnostics"] if x["code"] == "E206"]
+
+
+def test_active_needs_at_least_one_variant(tmp_path: Path) -> None:
+    none = GOOD[: GOOD.index("variants:")] + "variants: []\n"
+    code, out = validate_json(write(tmp_path, none))
     d = only(out["diagnostics"], "E206")
-    assert (d["line"], d["col"]) == (6, 3)
+    assert code != 0 and d["line"] == 5
+
+
+def test_weight_sum_above_two_to_the_32_is_refused(tmp_path: Path) -> None:
+    third = GOOD[GOOD.index("  - label: rc2"):].replace("rc2", "rc3")
+    text = (GOOD + third).replace("weight: 1", "weight: 2000000000")
+    code, out = validate_json(write(tmp_path, text))
+    d = only(out["diagnostics"], "E312")
+    assert code != 0 and "6000000000" in d["message"] and d["path"] == "variants"
+
+
+def test_weight_sum_of_exactly_two_to_the_32_is_fine(tmp_path: Path) -> None:
+    # 2 x 2^31 is out of range per weight (E209); 2 x (2^31 - 1) + 2 = 2^32 exactly
+    third = GOOD[GOOD.index("  - label: rc2"):].replace("rc2", "rc3")
+    text = (GOOD + third).replace("weight: 1", "weight: 2147483647", 2)
+    text = text[: text.rindex("weight: 1")] + "weight: 2" + text[text.rindex("weight: 1") + 9:]
+    code, out = validate_json(write(tmp_path, text))
+    assert code == 0, out
 
 
 def test_draft_with_one_variant_is_fine(tmp_path: Path) -> None:

@@ -78,3 +78,23 @@ def test_import_refuses_to_overwrite_and_checks_arguments(tmp_path: Path, pg_eng
     assert r.code == 0, r.all
     doc = yaml.safe_load((out / "old-one.yaml").read_text())
     assert doc["archived"] is True and doc["variants"][0]["api_key"] == "env:OLD_ONE_ONLY_API_KEY"
+
+
+def test_single_variant_experiment_from_the_admin_ui_is_imported_and_adopted(tmp_path: Path, pg_engine: sa.Engine) -> None:
+    """The gateway activates one-variant experiments; their imported YAML validates and is adopted."""
+    import json
+
+    with pg_engine.begin() as c:
+        solo = admin_create_experiment(c, "partner/solo", "Solo rollout", status="active")
+        admin_add_version(c, admin_add_variant(c, solo, "only", 1), {"internal_id": "m1", "base_url": BASE}, KEY)
+    out = tmp_path / "experiments"
+    assert run_cli(["import", "--all", "--out-dir", str(out)], env=env(pg_engine)).code == 0
+    v = run_cli(["validate", "--format", "json", str(out)])
+    assert v.code == 0 and [d["code"] for d in json.loads(v.out)["diagnostics"]] == ["W301"]
+    e = env(pg_engine, SOLO_ROLLOUT_PARTNER_API_KEY=KEY)
+    p = run_cli(["plan", "--format", "json", str(out)], env=e)
+    assert p.code == 0, p.all
+    plan = json.loads(p.out)
+    assert {o["type"] for o in plan["operations"]} == {"record_managed"} and not plan["refused"]
+    assert plan["experiments"][0]["shares_before"] == [{"label": "only", "weight": 1, "percent": 100.0,
+                                                         "buckets": 2**32}]

@@ -38,4 +38,4 @@ def test_plan_reads_in_constant_statements(tmp_path: Path, pg_engine: sa.Engine,
                 computed = compute_plan(conn, desired, secrets, settings, now=datetime.now(timezone.utc))
         assert not computed.plan.has_changes
         counts.append(log.count)
-    assert counts[0] == counts[1] == 6  # SELECT now() + the reader's 5
+    assert counts[0] == counts[1] == 5  # SELECT now() + the reader's 4

@@ -11,6 +11,8 @@ import pytest
 
 from expsync.model import ActualVersion, KeyChange, Status
 from expsync.plan.ops import (
+    Explained,
+    Reason,
     AddVariant,
     ChangeWeight,
     CreateExperiment,
@@ -188,7 +190,7 @@ def test_create_as_active_activates_after_the_rows_exist():
     names = op_names(p)
     assert names[0] == "CreateExperiment" and names.index("Transition") > names.index("InsertVersion")
     assert p.experiments[0].status_path == "(new) -> draft -> active"
-    assert any("starts routing" in s for s in p.experiments[0].routing_impact)
+    assert Explained(Reason.STARTS_ROUTING, (("public_model_id", "partner/x"),)) in p.experiments[0].routing_impact
 
 
 @pytest.mark.parametrize("status", [P, C])
@@ -205,10 +207,31 @@ def test_deterministic_ids():
 
 
 # -- guards -----------------------------------------------------------------------------------
-def test_activation_needs_two_variants():
+def test_activation_with_one_variant_is_allowed():
     base = dexp(variants=(dvar("a"),))
     p = run(desired(dataclasses.replace(base, status=A)), applied(base))
+    assert codes(p) == [] and "Transition" in op_names(p)
+    assert [(s.label, s.percent) for s in p.experiments[0].shares_after] == [("a", 100.0)]
+
+
+def test_activation_needs_a_variant():
+    base = dexp(variants=())
+    p = run(desired(dataclasses.replace(base, status=A)), applied(base))
     assert codes(p) == ["E308"]
+
+
+def test_activation_refuses_a_weight_sum_above_two_to_the_32():
+    base = dexp(variants=(dvar("a", 2_000_000_000), dvar("b", 2_000_000_000), dvar("c", 2_000_000_000)))
+    p = run(desired(dataclasses.replace(base, status=A)), applied(base))
+    assert codes(p) == ["E312"]
+
+
+def test_shares_are_the_gateways_exact_shares():
+    # 3 x 2e9: the uint32 bucket never reaches the last variant's upper range (46.57/46.57/6.87 %)
+    base = dexp(variants=(dvar("a", 2_000_000_000), dvar("b", 2_000_000_000), dvar("c", 2_000_000_000)))
+    p = run(desired(base), actual())
+    by_label = {s.label: round(s.percent, 2) for s in p.experiments[0].shares_after}
+    assert sorted(by_label.values()) == [6.87, 46.57, 46.57]
 
 
 def test_activation_needs_an_effective_version():
@@ -347,10 +370,9 @@ def test_record_holds_no_secret_values():
 
 
 def test_every_op_type_has_an_order_rank():
-    from expsync.plan.ops import OP_TYPES
-    from expsync.plan.order import OP_RANK
+    from expsync.plan.ops import OP_TABLE, OP_TYPES
 
-    assert set(OP_TYPES) == set(OP_RANK)
+    assert set(OP_TYPES) == set(OP_TABLE)
 
 
 def test_digests_change_with_inputs():
@@ -381,7 +403,8 @@ def test_removing_an_id_pin_does_not_duplicate_the_experiment():
 
 
 def test_completed_experiment_ignores_key_rotation():
-    from expsync.plan import keys_matter
+    from expsync.rules import keys_matter as _km
+    keys_matter = lambda d: _km(d.status)  # noqa: E731
 
     base = dexp(status=C, archived=True)
     p = run(desired(base), applied(base), key_changes={("exp", "a"): KeyChange.ROTATED})

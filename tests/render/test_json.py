@@ -46,7 +46,7 @@ def test_top_level_shape_and_status_flags() -> None:
     out = rendered(plan)
     assert list(out) == ["format_version", "applyable", "refused", "has_changes", "secrets_compared", "summary",
                          "digests", "experiments", "operations", "drift", "diagnostics", "cache_keys"]
-    assert out["format_version"] == FORMAT_VERSION == "1"
+    assert out["format_version"] == FORMAT_VERSION == "2"
     assert (out["applyable"], out["refused"], out["has_changes"]) == (False, True, True)
     assert out["summary"] == summarize(plan).as_dict()
     assert out["digests"] == {"desired": plan.digests.desired, "actual": plan.digests.actual, "ops": plan.digests.ops}
@@ -65,7 +65,8 @@ def test_hot_swap_insert_version_carries_upstream_diff_and_key_change() -> None:
     out = rendered(plans.hot_swap_on_active())
     [e] = out["experiments"]
     assert (e["key"], e["action"], e["status_path"]) == ("foo-rc-bakeoff", "update", "active")
-    assert e["shares_after"] == [{"label": "rc2", "weight": 1, "percent": 50.0}, {"label": "rc1", "weight": 1, "percent": 50.0}]
+    assert e["shares_after"] == [{"label": "rc2", "weight": 1, "percent": 50.0, "buckets": 2**31},
+                                {"label": "rc1", "weight": 1, "percent": 50.0, "buckets": 2**31}]
     ops = [o for o in e["operations"] if o["type"] == "insert_version"]
     assert len(ops) == 1
     op = ops[0]
@@ -73,7 +74,7 @@ def test_hot_swap_insert_version_carries_upstream_diff_and_key_change() -> None:
     assert op["upstream_diff"] == [{"path": "internal_id", "before": "foo-rc2", "after": "foo-rc3"}]
     assert op["upstream_before"]["internal_id"] == "foo-rc2" and op["upstream_after"]["internal_id"] == "foo-rc3"
     assert op["api_key_ref"] == "env:FOO_RC2_KEY"
-    assert e["routing_impact"] == ["variant 'rc2': its traffic moves to the new upstream version immediately"]
+    assert e["routing_impact"] == [{"code": "traffic_moves", "values": {"label": "rc2", "version": "upstream_changed"}}]
     assert e["cache_keys"] == ["ai-gateway.model-experiments:by-public-id:partner/preview-foo"]
 
 
@@ -84,9 +85,10 @@ def test_flat_operations_follow_execution_order_with_experiment_keys() -> None:
     assert [(o["experiment_key"], o["type"]) for o in flat] == [
         (op.experiment_key, _snake(type(op).__name__)) for op in plan.ops
     ]
-    # completions and pauses before activations, archive after both (spec §5.5)
+    # completions and pauses before activations, archive after both (spec §5.5); ops sharing
+    # one statement (one edge) are next to each other
     kinds = [(o["type"], o.get("trigger")) for o in flat if o["type"] in ("transition", "set_archived")]
-    assert kinds == [("transition", "pause"), ("transition", "complete"), ("transition", "activate"), ("set_archived", None)]
+    assert kinds == [("transition", "complete"), ("transition", "pause"), ("transition", "activate"), ("set_archived", None)]
     per_experiment = [o for e in out["experiments"] for o in e["operations"]]
     assert sorted(map(json.dumps, per_experiment)) == sorted(map(json.dumps, flat))
     assert out["summary"]["transition"] == 3
@@ -97,7 +99,7 @@ def test_transition_and_weight_fields() -> None:
     e = next(e for e in out["experiments"] if e["key"] == "foo-rc-bakeoff")
     assert (e["status_before"], e["status_after"], e["status_path"]) == ("draft", "active", "draft -> active")
     assert {"type": "change_weight", "label": "rc1", "before": 1, "after": 3}.items() <= e["operations"][0].items()
-    assert e["shares_after"][1] == {"label": "rc1", "weight": 3, "percent": 75.0}
+    assert e["shares_after"][1] == {"label": "rc1", "weight": 3, "percent": 75.0, "buckets": 3 * 2**30}
     t = next(o for o in e["operations"] if o["type"] == "transition")
     assert (t["trigger"], t["from_status"], t["to_status"], t["action"]) == ("activate", "draft", "active", "transition")
     baz = next(e for e in out["experiments"] if e["key"] == "baz")

@@ -10,8 +10,8 @@ from typing import get_args
 import jsonschema
 import pytest
 
-from expsync.model import KeyChange, Status
-from expsync.plan.machine import Trigger
+from expsync.model import KeyChange, SecretRef, Status
+from expsync.rules import Trigger
 from expsync.plan.ops import (
     Action,
     AddVariant,
@@ -21,6 +21,7 @@ from expsync.plan.ops import (
     FieldChange,
     InsertVersion,
     Op,
+    Reason,
     RecordManaged,
     RelabelVariant,
     ReleaseExperiment,
@@ -29,7 +30,7 @@ from expsync.plan.ops import (
     Transition,
     UpdateFields,
 )
-from expsync.plan.types import Digests, ExperimentPlan, Plan, Share
+from expsync.plan.types import Digests, ExperimentPlan, Plan, shares
 from expsync.render import json as render_json_module
 from expsync.render.json import json_schema, op_model, render_json
 from expsync.render.markdown import RowContext, op_rows, render_markdown
@@ -52,9 +53,9 @@ SAMPLES: dict[type, Op] = {
     InsertVersion: InsertVersion(**COMMON, variant_key="k", variant_id=VID, label="a", base_version_id=VID,
                                  upstream_before=UP, upstream_after={**UP, "internal_id": "m2"},
                                  upstream_diff=(FieldChange("internal_id", "m", "m2"),), key_change=KeyChange.ROTATED,
-                                 api_key_ref="env:K"),
+                                 api_key_ref=SecretRef("env", "K")),
     DeleteExperiment: DeleteExperiment(**COMMON, public_model_id="partner/x", status=Status.DRAFT),
-    ReleaseExperiment: ReleaseExperiment(**COMMON, reason="completed and archived; removed from git"),
+    ReleaseExperiment: ReleaseExperiment(**COMMON, reason=Reason.RELEASED_COMPLETED_ARCHIVED),
     RecordManaged: RecordManaged(**COMMON, last_applied={"name": "N"}, adopted=True),
 }
 OP_TYPES = get_args(Op)
@@ -63,8 +64,8 @@ OP_TYPES = get_args(Op)
 def one_op_plan(op: Op) -> Plan:
     e = ExperimentPlan(key="exp", experiment_id=EID, public_model_id="partner/x", public_model_id_before="partner/x",
                        status_before=Status.DRAFT, status_after=Status.DRAFT, archived_before=False,
-                       archived_after=False, shares_before=(Share("a", 1, 2), Share("b", 1, 2)),
-                       shares_after=(Share("a", 1, 2), Share("b", 1, 2)), routing_impact=(), cache_keys=(), ops=(op,))
+                       archived_after=False, shares_before=shares([(uuid.UUID(int=1), "a", 1), (uuid.UUID(int=2), "b", 1)]),
+                       shares_after=shares([(uuid.UUID(int=1), "a", 1), (uuid.UUID(int=2), "b", 1)]), routing_impact=(), cache_keys=(), ops=(op,))
     return Plan(ops=(op,), experiments=(e,), drift=(), diagnostics=(), digests=Digests("sha256:d", "sha256:a", "sha256:o"),
                 cache_keys=())
 
@@ -118,3 +119,16 @@ def test_json_enum_strings_match_the_model_enums() -> None:
     assert set(get_args(m.StatusName)) == {s.value for s in Status}
     assert set(get_args(m.TriggerName)) == {t.value for t in Trigger}
     assert set(get_args(m.KeyChangeName)) == {k.value for k in KeyChange}
+
+
+def test_json_reason_names_are_the_plan_reasons_and_every_reason_has_words() -> None:
+    import typing
+
+    from expsync.render import reason_text
+
+    assert typing.get_args(render_json_module.ReasonName) == tuple(r.value for r in Reason)
+    for reason in Reason:
+        values = {"public_model_id": "p/x", "label": "a", "version": "new"}
+        from expsync.plan.ops import Explained
+
+        assert reason_text(Explained(reason, tuple(values.items())))

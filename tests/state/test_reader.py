@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from expsync.model import ActualState, Status
 from expsync.state.db import begin
 from expsync.state.reader import read_actual
-from expsync.state.tables import cache_outbox, experiment, managed, variant, version
+from expsync.state.tables import experiment, managed, variant, version
 
 NOW = datetime(2026, 6, 1, 12, 0, 0, tzinfo=UTC)
 KEY = {"iv": "AQEBAQEBAQEBAQEB", "data": "BYqkw/XMmCPg5u8=", "authTag": "c7u4OyVc28JaLeeSWVzpWA=="}
@@ -176,7 +176,6 @@ def test_reads_routing_rows_on_desired_public_ids_managed_or_not(db_engine: sa.E
                 key="old-exp", experiment_id=managed_id, last_applied={"status": "paused"}, applied_at=NOW
             )
         )
-        conn.execute(sa.insert(cache_outbox), [{"cache_key": k} for k in ("b:key", "a:key", "b:key")])
 
     state = _read(db_engine, [desired], ["p/wanted", "p/also"])
 
@@ -185,14 +184,13 @@ def test_reads_routing_rows_on_desired_public_ids_managed_or_not(db_engine: sa.E
     assert state.experiments[managed_id].status is Status.PAUSED
     record = state.managed["old-exp"]
     assert (record.experiment_id, record.last_applied, record.applied_at) == (managed_id, {"status": "paused"}, NOW)
-    assert state.pending_cache_keys == ("a:key", "b:key")
 
 
 def test_empty_inputs_read_only_managed_rows(db_engine: sa.Engine) -> None:
     with db_engine.begin() as conn:
         Seed(conn).experiment(_u(1, "e"), "p/x", "active")
     state = _read(db_engine, [], [])
-    assert state.experiments == {} and state.managed == {} and state.pending_cache_keys == ()
+    assert state.experiments == {} and state.managed == {}
 
 
 def test_timestamps_are_utc_aware_whatever_the_session_time_zone(db_engine: sa.Engine) -> None:

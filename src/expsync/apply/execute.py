@@ -3,10 +3,11 @@ admin API would (spec §1.1, §2): ``updated_at = now()`` on every UPDATE, ``sta
 when NULL, ``ended_at`` on completion, versions insert-only, encrypted keys in the exact
 ``{iv, data, authTag}`` format, ``created_by*`` from the actor (NULL when unset).
 
-Batching: within one phase of :mod:`expsync.plan.order`, ops of different experiments are
-independent (no row of one experiment refers to another's), so the executor runs each phase
-as one batch per op type - multi-row INSERTs, ``UPDATE ... WHERE id IN (...)`` or executemany
-for per-row values. The statement count grows with the kinds of change, not with rows.
+Order: :func:`execute` runs exactly the ops it is given, in that order. The planner's order
+(:mod:`expsync.plan.order`) already puts ops of one type next to each other inside a phase,
+so the executor only groups *consecutive* ops of the same type into one batch - multi-row
+INSERTs, ``UPDATE ... WHERE id IN (...)`` or executemany for per-row values. The statement
+count grows with the kinds of change, not with rows.
 
 Every statement also checks what it expects (e.g. ``AND status = :from``): a row changed by a
 writer that does not take expsync's lock makes the whole transaction fail rather than apply
@@ -16,18 +17,19 @@ on top of a state nobody planned for.
 from __future__ import annotations
 
 import itertools
-import uuid
+import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
 import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.engine import Connection
 
 from expsync.crypto import encrypt_api_key
 from expsync.errors import ApplyConflict, ExpsyncError
-from expsync.model import ActualState, JsonObject, KeyChange, Secret, SecretRef, Status
-from expsync.plan.machine import Trigger
+from expsync.model import KeyChange, Secret, SecretRef
+from expsync.rules import CREATED_AS, Trigger
 from expsync.plan.ops import (
     AddVariant,
     ChangeWeight,
@@ -43,9 +45,8 @@ from expsync.plan.ops import (
     Transition,
     UpdateFields,
 )
-from expsync.plan.order import OP_RANK, phase_of
-from expsync.secrets.refs import parse_ref
-from expsync.state.tables import experiment, managed, utcnow, variant, version
+from expsync.plan.order import shape_of
+from expsync.state.tables import JSON_TYPE, experiment, managed, utcnow, variant, version
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,8 +54,6 @@ class ApplyContext:
     """Everything execution needs besides the connection; built once by the CLI."""
 
     actor: str | None
-    #: the actual state the plan was computed from, read inside this transaction
-    actual: ActualState
     secrets: Mapping[SecretRef, Secret]
     byok_key: bytes | None
 
@@ -64,10 +63,6 @@ class OpResult:
     op_type: str
     count: int
     statements: int
-
-
-class _Expect(ExpsyncError):
-    exit_code = 5
 
 
 Executor = Callable[[Connection, Sequence[Any], ApplyContext], int]
@@ -92,20 +87,24 @@ def executor_for(op_type: type) -> Executor:
 
 
 def execute(ops: Sequence[Op], conn: Connection, ctx: ApplyContext) -> list[OpResult]:
-    """Run ``ops`` (in plan order) as batches of (phase, op type); return one result per batch."""
+    """Run ``ops`` in the given order; each run of consecutive ops of one type is one batch.
+    Returns one result per batch."""
     results = []
-    batches = sorted(ops, key=lambda op: (phase_of(op), OP_RANK[type(op)]))
-    for (_, _), group in itertools.groupby(batches, key=lambda op: (phase_of(op), OP_RANK[type(op)])):
+    for op_type, group in itertools.groupby(ops, key=type):
         items = list(group)
-        n = executor_for(type(items[0]))(conn, items, ctx)
-        results.append(OpResult(type(items[0]).__name__, len(items), n))
+        n = executor_for(op_type)(conn, items, ctx)
+        results.append(OpResult(op_type.__name__, len(items), n))
     return results
 
 
 def _expect(result: sa.CursorResult[Any], expected: int, what: str) -> None:
-    if result.rowcount != expected:
+    _expect_rows(result.rowcount, expected, what)
+
+
+def _expect_rows(changed: int, expected: int, what: str) -> None:
+    if changed != expected:
         raise ApplyConflict(
-            f"{what}: expected to change {expected} row(s), changed {result.rowcount}; the database was "
+            f"{what}: expected to change {expected} row(s), changed {changed}; the database was "
             "changed by another writer during apply - nothing was applied, re-run plan"
         )
 
@@ -116,7 +115,7 @@ def _create(conn: Connection, ops: Sequence[CreateExperiment], ctx: ApplyContext
         sa.insert(experiment),
         [
             {"id": o.experiment_id, "public_model_id": o.public_model_id, "name": o.name, "description": o.description,
-             "status": Status.DRAFT.value, "is_archived": o.archived, "created_by_user_id": ctx.actor}
+             "status": CREATED_AS.value, "is_archived": o.archived, "created_by_user_id": ctx.actor}
             for o in ops
         ],
     )
@@ -125,18 +124,17 @@ def _create(conn: Connection, ops: Sequence[CreateExperiment], ctx: ApplyContext
 
 @executes(UpdateFields)
 def _update_fields(conn: Connection, ops: Sequence[UpdateFields], ctx: ApplyContext) -> int:
-    # one statement per distinct set of columns; executemany for the per-row values
+    # one statement per run of ops setting the same columns (the plan orders them together);
+    # executemany for the per-row values
     statements = 0
-    by_cols: dict[tuple[str, ...], list[UpdateFields]] = {}
-    for o in ops:
-        by_cols.setdefault(tuple(sorted(c.path for c in o.changes)), []).append(o)
-    for cols, group in by_cols.items():
+    for cols, group in itertools.groupby(ops, key=shape_of):
+        items = list(group)
         stmt = (
             sa.update(experiment)
             .where(experiment.c.id == sa.bindparam("b_id"))
-            .values({c: sa.bindparam(f"b_{c}") for c in cols} | {"updated_at": utcnow()})
+            .values({c: sa.bindparam(f"b_{c}") for c in cols.split(",")} | {"updated_at": utcnow()})
         )
-        rows = [{"b_id": o.experiment_id} | {f"b_{c.path}": c.after for c in o.changes} for o in group]
+        rows = [{"b_id": o.experiment_id} | {f"b_{c.path}": c.after for c in o.changes} for o in items]
         _expect(conn.execute(stmt, rows), len(rows), "update experiment fields")
         statements += 1
     return statements
@@ -153,8 +151,10 @@ _TRANSITION_VALUES: Final[Mapping[Trigger, dict[str, Any]]] = {
 @executes(Transition)
 def _transition(conn: Connection, ops: Sequence[Transition], ctx: ApplyContext) -> int:
     statements = 0
-    keyf = lambda o: (o.trigger, o.from_status, o.to_status)  # noqa: E731
-    for (trigger, src, dst), group in itertools.groupby(sorted(ops, key=keyf), key=keyf):
+    # one statement per run of one edge, in plan order (the plan orders each edge's ops together)
+    for _, run in itertools.groupby(ops, key=shape_of):
+        group = list(run)
+        trigger, src, dst = group[0].trigger, group[0].from_status, group[0].to_status
         ids = [o.experiment_id for o in group]
         stmt = (
             sa.update(experiment)
@@ -169,7 +169,7 @@ def _transition(conn: Connection, ops: Sequence[Transition], ctx: ApplyContext) 
 @executes(SetArchived)
 def _archive(conn: Connection, ops: Sequence[SetArchived], ctx: ApplyContext) -> int:
     statements = 0
-    for after, group in itertools.groupby(sorted(ops, key=lambda o: o.after), key=lambda o: o.after):
+    for after, group in itertools.groupby(ops, key=lambda o: o.after):
         ids = [o.experiment_id for o in group]
         stmt = sa.update(experiment).where(experiment.c.id.in_(ids)).values(is_archived=after, updated_at=utcnow())
         _expect(conn.execute(stmt), len(ids), "archive" if after else "unarchive")
@@ -220,34 +220,51 @@ def _weight(conn: Connection, ops: Sequence[ChangeWeight], ctx: ApplyContext) ->
     return _update_variants(conn, [{"b_id": o.variant_id, "b_value": o.after} for o in ops], "weight", "change weights")
 
 
-def _stored_keys(actual: ActualState) -> dict[uuid.UUID, JsonObject]:
-    out = {}
-    for a in actual.experiments.values():
-        for v in a.variants:
-            for ver in (v.current, v.pending):
-                if ver is not None:
-                    out[ver.id] = ver.encrypted_api_key
-    return out
-
-
 @executes(InsertVersion)
 def _insert_version(conn: Connection, ops: Sequence[InsertVersion], ctx: ApplyContext) -> int:
-    stored = _stored_keys(ctx.actual)
-    rows = []
-    for o in ops:
-        enc: Mapping[str, Any]
-        if o.key_change is KeyChange.UNCHANGED and o.base_version_id in stored:
-            # upstream-only change: the previous ciphertext is copied as is (spec §2.3)
-            enc = stored[o.base_version_id]
-        else:
-            secret = ctx.secrets.get(parse_ref(o.api_key_ref))
-            if secret is None or ctx.byok_key is None:
-                raise ExpsyncError(f"api key for {o.experiment_key}/{o.label} was not resolved")
-            enc = encrypt_api_key(secret, ctx.byok_key)
-        rows.append({"variant_id": o.variant_id, "upstream": o.upstream_after, "encrypted_api_key": enc,
-                     "created_by": ctx.actor})
-    conn.execute(sa.insert(version), rows)
-    return 1
+    copies = [o for o in ops if o.key_change is KeyChange.UNCHANGED and o.base_version_id is not None]
+    fresh = [o for o in ops if not (o.key_change is KeyChange.UNCHANGED and o.base_version_id is not None)]
+    statements = 0
+    if copies:
+        # upstream-only change: the previous version's ciphertext is copied as is (spec §2.3),
+        # in SQL - the key never passes through Python. One INSERT ... SELECT joins the base
+        # version rows with the new upstreams, passed as one parameter (two arrays on
+        # Postgres, one JSON array on SQLite) whatever the number of swaps.
+        wanted, base, upstream = _copy_rows(copies, conn.dialect.name)
+        src = version.alias("src")
+        stmt = sa.insert(version).from_select(
+            ["variant_id", "upstream", "encrypted_api_key", "created_by"],
+            sa.select(src.c.variant_id, upstream, src.c.encrypted_api_key, sa.bindparam("b_actor", ctx.actor, type_=sa.Text()))
+            .join_from(src, wanted, src.c.id == base),
+        ).returning(version.c.id)  # counted from the rows: INSERT ... SELECT reports no rowcount on psycopg
+        _expect_rows(len(conn.execute(stmt).all()), len(copies), "copy api keys into new versions")
+        statements += 1
+    if fresh:
+        conn.execute(sa.insert(version), [_fresh_row(o, ctx) for o in fresh])
+        statements += 1
+    return statements
+
+
+def _copy_rows(ops: Sequence[InsertVersion], dialect: str) -> tuple[Any, Any, Any]:
+    """A row source of (base version id, new upstream) for ``ops``, as one bound parameter."""
+    if dialect == "postgresql":
+        w = sa.func.unnest(
+            sa.bindparam("b_bases", [o.base_version_id for o in ops], type_=ARRAY(sa.Uuid())),
+            sa.bindparam("b_upstreams", [json.dumps(o.upstream_after) for o in ops], type_=ARRAY(sa.Text())),
+        ).table_valued(sa.column("base", sa.Uuid()), sa.column("upstream", sa.Text())).render_derived("w")
+        return w, w.c.base, sa.cast(w.c.upstream, JSONB)
+    # SQLite stores a Uuid as 32 hex digits and JSON as text
+    rows = json.dumps([[o.base_version_id.hex if o.base_version_id else None, o.upstream_after] for o in ops])
+    w = sa.func.json_each(sa.bindparam("b_rows", rows, type_=sa.Text())).table_valued("value").alias("w")
+    return w, sa.func.json_extract(w.c.value, "$[0]"), sa.func.json_extract(w.c.value, "$[1]")
+
+
+def _fresh_row(o: InsertVersion, ctx: ApplyContext) -> dict[str, Any]:
+    secret = ctx.secrets.get(o.api_key_ref)
+    if secret is None or ctx.byok_key is None:
+        raise ExpsyncError(f"api key for {o.experiment_key}/{o.label} was not resolved")
+    return {"variant_id": o.variant_id, "upstream": o.upstream_after,
+            "encrypted_api_key": encrypt_api_key(secret, ctx.byok_key), "created_by": ctx.actor}
 
 
 @executes(DeleteExperiment)

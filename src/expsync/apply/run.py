@@ -26,14 +26,16 @@ from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, OperationalError
 
+from expsync import rules
 from expsync.apply.execute import ApplyContext, OpResult, execute
 from expsync.cache.refresh import enqueue
 from expsync.crypto import load_key
 from expsync.diagnostics import Diagnostic
 from expsync.errors import ApplyConflict, ExpsyncError, InvalidInput, LockTimeout, PlanRefused, StalePlan
-from expsync.model import ROUTING_STATUSES, DesiredState, Secret, SecretRef
-from expsync.pipeline import Settings, check_initialized, compute_plan
-from expsync.plan import Digests, Plan
+from expsync.model import DesiredState, KeyChange, Secret, SecretRef
+from expsync.pipeline import Computed, Settings, check_initialized, compute_plan
+from expsync.plan import Digests, Plan, cache_keys_for
+from expsync.plan.ops import InsertVersion
 from expsync.state.db import begin
 from expsync.state.tables import audit
 
@@ -66,14 +68,13 @@ class ApplyResult:
 
 
 _CONSTRAINT_MESSAGES: Final = {
-    "model_experiment_active_not_archived": "an active experiment cannot be archived (CHECK model_experiment_active_not_archived)",
+    "model_experiment_active_not_archived": f"archiving is allowed only in {rules.allowed_in(rules.Change.ARCHIVE)} "
+    "(CHECK model_experiment_active_not_archived)",
     "model_experiment_status_valid": "invalid experiment status (CHECK model_experiment_status_valid)",
     "model_experiment_variant_weight_positive": "variant weights must be positive (CHECK model_experiment_variant_weight_positive)",
     "UQ_model_experiment_variant_experiment_label": "two variants of one experiment would share a label "
     "(UNIQUE UQ_model_experiment_variant_experiment_label)",
 }
-
-
 
 
 def _constraint(err: DBAPIError) -> str:
@@ -100,7 +101,7 @@ def _friendly(err: DBAPIError, plan: Plan | None) -> ExpsyncError:
                                                                               "message_detail", None) or "")
         pids = [m.group(1)] if m else sorted({
             e.public_model_id for e in plan.experiments
-            if e.status_after in ROUTING_STATUSES and e.status_before not in ROUTING_STATUSES}) if plan else []
+            if e.status_after in rules.ROUTING_STATUSES and e.status_before not in rules.ROUTING_STATUSES}) if plan else []
         return ApplyConflict(
             f"another experiment became active or paused on {', '.join(pids) or 'the public id'} while applying "
             "(routing unique index); nothing was applied - re-run plan"
@@ -172,23 +173,8 @@ def apply(
                 check_initialized(conn)
                 computed = compute_plan(conn, desired, secrets, settings, now=datetime.now(timezone.utc))
                 plan = computed.plan
-                if any(d.is_error for d in computed.key_diagnostics):
-                    raise KeyProblems(computed.key_diagnostics)
-                # stale before refused: a saved plan that no longer matches is exit 5 (spec §5.7)
-                # whatever the re-plan says now; the fresh plan the user re-runs explains it
-                if expect is not None and expect != plan.digests:
-                    changed = [n for n in ("desired", "actual", "ops") if getattr(expect, n) != getattr(plan.digests, n)]
-                    raise StalePlan(f"stale plan: the {' and '.join(changed)} state changed since it was made; "
-                                    "re-run plan (nothing was applied)")
-                if plan.refused:
-                    raise Refused(plan)
-                results: tuple[OpResult, ...] = ()
-                if plan.has_changes:
-                    byok = load_key(settings.byok_value) if _needs_encryption(plan) else None
-                    ctx = ApplyContext(actor=settings.actor, actual=computed.actual, secrets=secrets, byok_key=byok)
-                    results = tuple(execute(plan.ops, conn, ctx))
-                    if plan.gateway_changes:
-                        enqueue(conn, plan.cache_keys)
+                _refuse_before_writing(computed, expect)
+                results = _execute(conn, computed, secrets, settings) if plan.has_changes else ()
                 conn.execute(sa.insert(audit).values(
                     started_at=started_at, finished_at=datetime.now(timezone.utc), actor=settings.actor,
                     revision=settings.revision, plan_digest=plan.digests.ops, summary=_summary(plan),
@@ -213,10 +199,34 @@ def apply(
     return ApplyResult(plan, results, statements, time.monotonic() - started)
 
 
-def _needs_encryption(plan: Plan) -> bool:
-    from expsync.model import KeyChange
-    from expsync.plan.ops import InsertVersion
+def _refuse_before_writing(computed: Computed, expect: Digests | None) -> None:
+    plan = computed.plan
+    if any(d.is_error for d in computed.key_diagnostics):
+        raise KeyProblems(computed.key_diagnostics)
+    # stale before refused: a saved plan that no longer matches is exit 5 (spec §5.7)
+    # whatever the re-plan says now; the fresh plan the user re-runs explains it
+    if expect is not None and expect != plan.digests:
+        changed = [n for n in ("desired", "actual", "ops") if getattr(expect, n) != getattr(plan.digests, n)]
+        raise StalePlan(f"stale plan: the {' and '.join(changed)} state changed since it was made; "
+                        "re-run plan (nothing was applied)")
+    if plan.refused:
+        raise Refused(plan)
 
+
+def _execute(conn: Connection, computed: Computed, secrets: Mapping[SecretRef, Secret],
+             settings: Settings) -> tuple[OpResult, ...]:
+    """Run exactly ``Plan.ops`` in order, then enqueue the cache keys of the executed ops."""
+    plan = computed.plan
+    byok = load_key(settings.byok_value) if _needs_encryption(plan) else None
+    results = tuple(execute(plan.ops, conn, ApplyContext(actor=settings.actor, secrets=secrets, byok_key=byok)))
+    # the same function made plan.cache_keys: the outbox gets the executed ops' keys
+    keys = cache_keys_for(plan.ops, computed.actual, settings.redis_prefix)
+    if keys:
+        enqueue(conn, keys)
+    return results
+
+
+def _needs_encryption(plan: Plan) -> bool:
     return any(isinstance(o, InsertVersion) and o.key_change is not KeyChange.UNCHANGED for o in plan.ops)
 
 

@@ -1,8 +1,9 @@
 """Offline semantic rules across all desired experiments (spec §4, codes E2xx).
 
 Each rule is a function ``(experiments) -> Iterable[Diagnostic]`` listed in :data:`RULES`;
-none needs the database. Status-related rules use :data:`expsync.model.ROUTING_STATUSES`
-rather than spelling statuses out.
+none needs the database. The status-related rules are the offline side of rows in
+:mod:`expsync.rules` (the edit matrix, the activation guards, the routing statuses); nothing
+here restates a status.
 """
 
 from __future__ import annotations
@@ -12,7 +13,8 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Final
 
 from expsync.diagnostics import Diagnostic
-from expsync.model import ROUTING_STATUSES, DesiredExperiment, Status
+from expsync import rules
+from expsync.model import DesiredExperiment
 
 
 def _first_seen(e: DesiredExperiment, path: str) -> str:
@@ -83,30 +85,49 @@ def unique_variants(exps: Sequence[DesiredExperiment]) -> Iterable[Diagnostic]:
                 labels[v.label] = i
 
 
-def active_not_archived(exps: Sequence[DesiredExperiment]) -> Iterable[Diagnostic]:
+def archivable(exps: Sequence[DesiredExperiment]) -> Iterable[Diagnostic]:
+    """The archive row of the edit matrix, checked on the wanted state."""
     for e in exps:
-        if e.archived and e.status is Status.ACTIVE:
+        if e.archived and not rules.may(rules.Change.ARCHIVE, e.status):
             yield Diagnostic.make(
-                "E205", "archived: true with status: active", e.source("archived"), path="archived", experiment=e.key
+                "E205", f"archived: true with status: {e.status}", e.source("archived"), path="archived", experiment=e.key
             )
 
 
 def enough_variants(exps: Sequence[DesiredExperiment]) -> Iterable[Diagnostic]:
+    """The minimum-variants activation guard, checked on every routing experiment."""
     for e in exps:
-        if e.status in ROUTING_STATUSES and len(e.variants) < 2:
+        problem = rules.variant_count_problem(len(e.variants)) if e.status in rules.ROUTING_STATUSES else None
+        if problem:
             yield Diagnostic.make(
                 "E206",
-                f"status {e.status} needs at least 2 variants, found {len(e.variants)}",
+                f"status {e.status} {problem}",
+                e.source("variants") or e.source("status"),
+                path="variants",
+                experiment=e.key,
+            )
+        elif len(e.variants) == 1 and e.status in rules.ROUTING_STATUSES:
+            yield Diagnostic.make(
+                "W301",
+                f"one variant: all traffic to {e.public_model_id!r} goes to {e.variants[0].label!r}",
                 e.source("variants") or e.source("status"),
                 path="variants",
                 experiment=e.key,
             )
 
 
+def weight_sum(exps: Sequence[DesiredExperiment]) -> Iterable[Diagnostic]:
+    """The weight-sum activation guard, checked on every experiment (a draft is activated later)."""
+    for e in exps:
+        problem = rules.weight_sum_problem([v.weight for v in e.variants])
+        if problem:
+            yield Diagnostic.make("E312", problem, e.source("variants"), path="variants", experiment=e.key)
+
+
 def one_router_per_public_id(exps: Sequence[DesiredExperiment]) -> Iterable[Diagnostic]:
     holders: dict[str, list[DesiredExperiment]] = defaultdict(list)
     for e in exps:
-        if e.status in ROUTING_STATUSES:
+        if e.status in rules.ROUTING_STATUSES:
             holders[e.public_model_id].append(e)
     for pid, group in holders.items():
         for e in group[1:]:
@@ -123,8 +144,9 @@ RULES: Final[tuple[Callable[[Sequence[DesiredExperiment]], Iterable[Diagnostic]]
     unique_keys,
     unique_id_pins,
     unique_variants,
-    active_not_archived,
+    archivable,
     enough_variants,
+    weight_sum,
     one_router_per_public_id,
 )
 

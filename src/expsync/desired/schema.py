@@ -15,9 +15,10 @@ from typing import Annotated, Any, Final, Literal
 from urllib.parse import parse_qsl, urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
-from pydantic.json_schema import GenerateJsonSchema
+from pydantic.json_schema import GenerateJsonSchema, WithJsonSchema
 from pydantic_core import PydanticCustomError
 
+from expsync.model import Status
 from expsync.secrets.refs import RefSyntaxError, parse_ref
 
 KEY_PATTERN: Final = r"^[a-z0-9][a-z0-9._-]{0,99}$"
@@ -133,7 +134,12 @@ class Experiment(BaseModel):
     ]
     name: Annotated[str, Field(min_length=1)]
     description: str | None = None
-    status: Literal["draft", "active", "paused", "completed"] = "draft"
+    # the values come from the one Status enum; inline in the JSON Schema (no $ref) for editors
+    status: Annotated[
+        Status,
+        Field(strict=False),
+        WithJsonSchema({"enum": [s.value for s in Status], "title": "Status", "type": "string"}),
+    ] = Status.DRAFT
     archived: bool = False
     variants: list[Variant] = Field(default_factory=list)
 

@@ -11,10 +11,11 @@ from __future__ import annotations
 import enum
 import uuid
 from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
 from typing import Final, TypeAlias, get_args
 
-from expsync.model import JsonObject, JsonValue, KeyChange, Status
-from expsync.plan.machine import Trigger
+from expsync.model import JsonObject, JsonValue, KeyChange, SecretRef, Status
+from expsync.rules import Trigger
 
 
 class Action(enum.StrEnum):
@@ -27,6 +28,34 @@ class Action(enum.StrEnum):
     UNARCHIVE = "unarchive"
     DELETE = "delete"
     MANAGE = "manage"  # expsync's own bookkeeping only (ownership record)
+
+
+class Reason(enum.StrEnum):
+    """Why something appears in a plan: stable codes with values that renderers word. Display
+    only: apply never branches on a reason."""
+
+    ADOPTED = "adopted"  # expsync starts managing an existing row (matched by id)
+    RELEASED_ROW_DELETED = "released_row_deleted"  # deleted in the database and removed from git
+    RELEASED_COMPLETED_ARCHIVED = "released_completed_archived"  # completed+archived, removed from git
+    STARTS_ROUTING = "starts_routing"  # {public_model_id}
+    PAUSED_REFUSES = "paused_refuses"  # {public_model_id}
+    RESUMES_ROUTING = "resumes_routing"  # {public_model_id}
+    STOPS_ROUTING = "stops_routing"  # {public_model_id}
+    NO_LONGER_REFUSED = "no_longer_refused"  # {public_model_id}
+    STAYS_REFUSED = "stays_refused"  # {public_model_id}
+    TRAFFIC_MOVES = "traffic_moves"  # {label, version: upstream_changed | key_rotated | new}
+    MEMBERSHIP_CACHE = "membership_cache"  # the gateway's in-process membership cache (about 60 s)
+
+
+@dataclass(frozen=True, slots=True)
+class Explained:
+    """One reason with its values (``public_model_id``, ``label``, ``version``)."""
+
+    reason: Reason
+    values: tuple[tuple[str, str], ...] = ()
+
+    def value(self, name: str) -> str:
+        return dict(self.values)[name]
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,7 +146,8 @@ class InsertVersion(_ExperimentOp):
 
     ``upstream_after`` is written as is. ``key_change`` decides the key: ``unchanged`` copies
     the encrypted key of ``base_version_id`` verbatim; ``new``/``rotated`` encrypts the value
-    resolved from ``api_key_ref`` afresh. ``upstream_before``/``upstream_diff`` are display only.
+    resolved from ``api_key_ref`` afresh (``unchanged`` copies in SQL, never through Python).
+    ``upstream_before``/``upstream_diff`` are display only.
     """
 
     variant_key: str
@@ -128,7 +158,7 @@ class InsertVersion(_ExperimentOp):
     upstream_after: JsonObject
     upstream_diff: tuple[FieldChange, ...] = field(default=())
     key_change: KeyChange
-    api_key_ref: str
+    api_key_ref: SecretRef
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -144,7 +174,7 @@ class DeleteExperiment(_ExperimentOp):
 class ReleaseExperiment(_ExperimentOp):
     """Stop managing (drop expsync's ownership record); the gateway rows stay untouched."""
 
-    reason: str
+    reason: Reason
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -173,24 +203,81 @@ Op: TypeAlias = (
 OP_TYPES: Final[tuple[type, ...]] = get_args(Op)
 
 
+class Phase(enum.IntEnum):
+    """Execution phases (spec §5 item 5); every intermediate state is valid."""
+
+    UNARCHIVE = 0  # an archived row cannot become active (CHECK constraint)
+    EDIT = 1  # creates, field/variant/version edits while the status still allows them
+    RELEASE = 2  # complete/pause/delete: frees public ids before anything activates
+    ACTIVATE = 3  # after the other experiment on the public id has completed
+    ARCHIVE = 4  # last: the experiment has left ``active`` by now
+    BOOKKEEPING = 5  # expsync's ownership records
+
+
+def _archive_action(op: Op) -> Action:
+    return Action.ARCHIVE if isinstance(op, SetArchived) and op.after else Action.UNARCHIVE
+
+
+def _archive_phase(op: Op) -> Phase:
+    return Phase.ARCHIVE if isinstance(op, SetArchived) and op.after else Phase.UNARCHIVE
+
+
+def _transition_phase(op: Op) -> Phase:
+    return Phase.ACTIVATE if isinstance(op, Transition) and op.trigger is Trigger.ACTIVATE else Phase.RELEASE
+
+
+@dataclass(frozen=True, slots=True)
+class OpRow:
+    """One op type's row: ``action``/``phase`` are a value or a function of the op (for the
+    two op types whose fields decide them). ``rank`` orders op types inside a phase.
+    The executor (:data:`expsync.apply.execute.EXECUTORS`) and the renderer entries
+    (``op_lines``, ``op_rows``, ``op_out`` in :mod:`expsync.render`) are registries in their
+    own stages; ``tests/plan/test_registries.py`` checks they have exactly these rows."""
+
+    action: Action | Callable[[Op], Action]
+    phase: Phase | Callable[[Op], Phase]
+    rank: int
+    touches_gateway: bool
+
+
+#: the per-op table; looking up a type without a row fails loudly (:func:`row_of`)
+OP_TABLE: Final[Mapping[type, OpRow]] = {
+    SetArchived: OpRow(_archive_action, _archive_phase, 0, True),
+    CreateExperiment: OpRow(Action.CREATE, Phase.EDIT, 1, True),
+    UpdateFields: OpRow(Action.UPDATE, Phase.EDIT, 2, True),
+    RemoveVariant: OpRow(Action.UPDATE, Phase.EDIT, 3, True),  # free labels before adding/relabelling
+    RelabelVariant: OpRow(Action.UPDATE, Phase.EDIT, 4, True),
+    AddVariant: OpRow(Action.UPDATE, Phase.EDIT, 5, True),
+    ChangeWeight: OpRow(Action.UPDATE, Phase.EDIT, 6, True),
+    InsertVersion: OpRow(Action.UPDATE, Phase.EDIT, 7, True),
+    DeleteExperiment: OpRow(Action.DELETE, Phase.RELEASE, 8, True),
+    Transition: OpRow(Action.TRANSITION, _transition_phase, 9, True),
+    ReleaseExperiment: OpRow(Action.MANAGE, Phase.BOOKKEEPING, 10, False),
+    RecordManaged: OpRow(Action.MANAGE, Phase.BOOKKEEPING, 11, False),
+}
+
+
+def row_of(op_type: type) -> OpRow:
+    try:
+        return OP_TABLE[op_type]
+    except KeyError:
+        raise NotImplementedError(f"no row in OP_TABLE for {op_type.__name__}") from None
+
+
 def action_of(op: Op) -> Action:
-    match op:
-        case CreateExperiment():
-            return Action.CREATE
-        case Transition():
-            return Action.TRANSITION
-        case SetArchived(after=True):
-            return Action.ARCHIVE
-        case SetArchived():
-            return Action.UNARCHIVE
-        case DeleteExperiment():
-            return Action.DELETE
-        case ReleaseExperiment() | RecordManaged():
-            return Action.MANAGE
-        case _:
-            return Action.UPDATE
+    a = row_of(type(op)).action
+    return a if isinstance(a, Action) else a(op)
+
+
+def phase_of(op: Op) -> Phase:
+    p = row_of(type(op)).phase
+    return p if isinstance(p, Phase) else p(op)
+
+
+def rank_of(op: Op) -> int:
+    return row_of(type(op)).rank
 
 
 def touches_gateway(op: Op) -> bool:
     """True when the op writes the gateway's tables (and so may need a cache refresh)."""
-    return not isinstance(op, (ReleaseExperiment, RecordManaged))
+    return row_of(type(op)).touches_gateway

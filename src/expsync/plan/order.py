@@ -1,75 +1,37 @@
-"""Execution order as data (spec §5 item 5).
+"""Execution order as data (spec §5 item 5): the order of ``Plan.ops`` is the order apply runs.
 
-One sort key ``(phase, experiment_key, op rank, variant key)``. Phases make every
-intermediate state valid:
-
-0. unarchive            - an archived row cannot become active (CHECK constraint)
-1. edits                - creates, field/variant/version edits while the status still allows them
-2. complete/pause/delete- frees public ids (completion) before anything activates
-3. activate             - after the other experiment on the public id has completed
-4. archive              - last: the experiment has left ``active`` by now
-5. bookkeeping          - expsync's ownership records
+One sort key ``(phase, op rank, statement shape, experiment key, variant key)`` from the
+per-op table (:data:`expsync.plan.ops.OP_TABLE`); the statement shape (a transition's edge,
+the archive direction, the columns an update sets) keeps ops that share one statement next to
+each other. Phases make every intermediate state valid (see
+:class:`~expsync.plan.ops.Phase`); inside a phase, ops of one type are consecutive, so apply
+can run each run of consecutive same-type ops as one batch without reordering anything. Ops
+of different experiments in one phase are independent (no row of one refers to another's).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-from typing import Final
+from collections.abc import Iterable
 
-from expsync.plan.machine import Trigger
-from expsync.plan.ops import (
-    AddVariant,
-    ChangeWeight,
-    CreateExperiment,
-    DeleteExperiment,
-    InsertVersion,
-    Op,
-    RecordManaged,
-    RelabelVariant,
-    ReleaseExperiment,
-    RemoveVariant,
-    SetArchived,
-    Transition,
-    UpdateFields,
-)
-
-#: rank of each op type inside its phase (a test checks every Op type is here)
-OP_RANK: Final[Mapping[type, int]] = {
-    SetArchived: 0,
-    CreateExperiment: 1,
-    UpdateFields: 2,
-    RemoveVariant: 3,  # free labels before adding/relabelling
-    RelabelVariant: 4,
-    AddVariant: 5,
-    ChangeWeight: 6,
-    InsertVersion: 7,
-    DeleteExperiment: 8,
-    Transition: 9,
-    ReleaseExperiment: 10,
-    RecordManaged: 11,
-}
-
-_EDIT, _RELEASE, _ACTIVATE, _ARCHIVE, _BOOKKEEPING = 1, 2, 3, 4, 5
+from expsync.plan.ops import Op, SetArchived, Transition, UpdateFields, phase_of, rank_of
 
 
-def phase_of(op: Op) -> int:
+def shape_of(op: Op) -> str:
+    """What decides the statement an op runs in, beyond its type (apply batches by it)."""
     match op:
-        case SetArchived(after=False):
-            return 0
+        case Transition():
+            return f"{op.trigger}:{op.from_status}:{op.to_status}"
         case SetArchived():
-            return _ARCHIVE
-        case Transition(trigger=Trigger.ACTIVATE):
-            return _ACTIVATE
-        case Transition() | DeleteExperiment():
-            return _RELEASE
-        case ReleaseExperiment() | RecordManaged():
-            return _BOOKKEEPING
+            return str(op.after)
+        case UpdateFields():
+            return ",".join(sorted(c.path for c in op.changes))
         case _:
-            return _EDIT
+            return ""
 
 
-def sort_key(op: Op) -> tuple[int, str, int, str]:
-    return (phase_of(op), op.experiment_key, OP_RANK[type(op)], getattr(op, "variant_key", "") or getattr(op, "label", ""))
+def sort_key(op: Op) -> tuple[int, int, str, str, str]:
+    return (phase_of(op), rank_of(op), shape_of(op), op.experiment_key,
+            getattr(op, "variant_key", "") or getattr(op, "label", ""))
 
 
 def order(ops: Iterable[Op]) -> tuple[Op, ...]:

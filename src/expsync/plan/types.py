@@ -6,24 +6,38 @@ Fields marked *display only* explain the plan to people; apply must not branch o
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
+from fractions import Fraction
 
 from expsync.diagnostics import Diagnostic, has_errors
 from expsync.model import JsonValue, Status
-from expsync.plan.ops import Action, Op, action_of, touches_gateway
+from expsync.plan.ops import Action, Explained, Op, action_of, touches_gateway
+from expsync.rules import CREATED_AS, exact_shares
 
 
 @dataclass(frozen=True, slots=True)
 class Share:
-    """One variant's traffic share: ``weight / sum(weights)`` (display only)."""
+    """One variant's traffic share as the gateway computes it (display only): ``exact`` is
+    the fraction of the 2^32 bucket values that land on it (:func:`expsync.rules.exact_shares`),
+    which is ``weight / total`` up to 1/2^32 while the total is at most 2^32."""
 
     label: str
     weight: int
     total: int
+    exact: Fraction
 
     @property
     def percent(self) -> float:
-        return 100.0 * self.weight / self.total if self.total else 0.0
+        return float(self.exact * 100)
+
+
+def shares(items: Sequence[tuple[uuid.UUID, str, int]]) -> tuple[Share, ...]:
+    """Shares of ``(variant id, label, weight)`` in the gateway's walk order (by id)."""
+    ordered = sorted(items)
+    weights = [w for _, _, w in ordered]
+    exact = exact_shares(weights)
+    return tuple(Share(label, w, sum(weights), x) for (_, label, w), x in zip(ordered, exact, strict=True))
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,17 +66,19 @@ class ExperimentPlan:
     archived_after: bool | None
     shares_before: tuple[Share, ...]
     shares_after: tuple[Share, ...]
-    routing_impact: tuple[str, ...]
+    #: what changes for traffic, as reasons the renderers word
+    routing_impact: tuple[Explained, ...]
+    #: this experiment's share of :attr:`Plan.cache_keys` (display only)
     cache_keys: tuple[str, ...]
     ops: tuple[Op, ...]
-    notes: tuple[str, ...] = ()
+    notes: tuple[Explained, ...] = ()
 
     @property
     def status_path(self) -> str:
         before = self.status_before.value if self.status_before else "(new)"
         after = self.status_after.value if self.status_after else "(deleted)"
-        if self.status_before is None and self.status_after is not None and self.status_after is not Status.DRAFT:
-            return f"(new) -> draft -> {after}"
+        if self.status_before is None and self.status_after is not None and self.status_after is not CREATED_AS:
+            return f"(new) -> {CREATED_AS} -> {after}"
         return before if before == after else f"{before} -> {after}"
 
     @property
@@ -87,7 +103,8 @@ class Digests:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Plan:
-    #: ops in execution order - the only thing apply executes
+    #: ops in execution order - apply executes exactly these, in this order (it only groups
+    #: consecutive ops of one type into one statement batch)
     ops: tuple[Op, ...]
     #: per-experiment explanation, sorted by key (display only)
     experiments: tuple[ExperimentPlan, ...]
@@ -96,8 +113,8 @@ class Plan:
     #: refusals (errors) and warnings, sorted by file and line
     diagnostics: tuple[Diagnostic, ...]
     digests: Digests
-    #: every Redis key apply will refresh (membership key first); display only - apply
-    #: recomputes them from the ops it executes
+    #: every Redis key apply will refresh (membership key first), derived from ``ops`` by
+    #: :func:`expsync.plan.cache_keys_for`; apply enqueues exactly these
     cache_keys: tuple[str, ...]
     #: False when api keys were not compared (--no-secrets): such a plan cannot be applied
     secrets_compared: bool = True

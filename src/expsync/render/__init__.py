@@ -24,17 +24,18 @@ No renderer can print a secret: ops carry :class:`~expsync.model.KeyChange` and 
 from __future__ import annotations
 
 # stdlib json under another name: importing the submodule expsync.render.json rebinds ``json`` here
+import dataclasses
 import json as _stdjson
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Final, assert_never
 
 from expsync.model import JsonValue, KeyChange
-from expsync.plan.ops import Action, RelabelVariant, action_of
+from expsync.plan.ops import Action, Explained, Reason, RelabelVariant
 from expsync.plan.types import ExperimentPlan, Plan, Share
 
 __all__ = [
-    "HEADLINE_ACTIONS",
+    "HEADLINE",
     "Summary",
     "changed_experiments",
     "format_percent",
@@ -42,14 +43,49 @@ __all__ = [
     "format_value",
     "headline_action",
     "key_change_text",
+    "reason_text",
     "share_rows",
     "shares_unchanged",
     "summarize",
     "summary_line",
 ]
 
-#: the per-experiment actions a summary counts, in the order it prints them
-HEADLINE_ACTIONS: Final = (Action.CREATE, Action.UPDATE, Action.TRANSITION, Action.DELETE, Action.MANAGE)
+#: per-experiment action -> (symbol, phrase) of its headline, in text and markdown alike
+HEADLINE: Final[Mapping[Action, tuple[str, str]]] = {
+    Action.CREATE: ("+", "will be created"),
+    Action.UPDATE: ("~", "will be updated"),
+    Action.TRANSITION: ("~", "will change status"),
+    Action.DELETE: ("-", "will be deleted"),
+    Action.MANAGE: ("#", "bookkeeping only"),
+}
+
+#: the words for each plan reason ({public_model_id}, {label}, {version} are its values)
+_REASON_TEXT: Final[Mapping[Reason, str]] = {
+    Reason.ADOPTED: "expsync starts managing this existing experiment (adopted by id)",
+    Reason.RELEASED_ROW_DELETED: "deleted in the database and removed from git",
+    Reason.RELEASED_COMPLETED_ARCHIVED: "completed and archived; removed from git",
+    Reason.STARTS_ROUTING: "{public_model_id} starts routing to this experiment",
+    Reason.PAUSED_REFUSES: "requests to {public_model_id} will be refused while paused (no fall-through)",
+    Reason.RESUMES_ROUTING: "{public_model_id} resumes routing to this experiment",
+    Reason.STOPS_ROUTING: "{public_model_id} stops routing to this experiment; normal routing resumes",
+    Reason.NO_LONGER_REFUSED: "requests to {public_model_id} are no longer refused; normal routing resumes",
+    Reason.STAYS_REFUSED: "requests to {public_model_id} stay refused while paused",
+    Reason.TRAFFIC_MOVES: "variant {label!r}: its traffic moves to the {version} immediately",
+    Reason.MEMBERSHIP_CACHE: "the gateway's membership cache picks this up within about 60 s of the Redis refresh",
+}
+
+_VERSION_TEXT: Final = {"upstream_changed": "new upstream version", "key_rotated": "same upstream with a rotated key",
+                        "new": "new version"}
+
+
+def reason_text(x: Explained | Reason) -> str:
+    """A plan reason in words (the one place reasons become English)."""
+    if isinstance(x, Reason):
+        x = Explained(x)
+    values = dict(x.values)
+    if "version" in values:
+        values["version"] = _VERSION_TEXT[values["version"]]
+    return _REASON_TEXT[x.reason].format(**values)
 
 
 def headline_action(e: ExperimentPlan) -> Action:
@@ -59,7 +95,8 @@ def headline_action(e: ExperimentPlan) -> Action:
 
 @dataclass(frozen=True, slots=True)
 class Summary:
-    """Counts of changed experiments by :func:`headline_action`, plus ops and diagnostics."""
+    """Counts of changed experiments by :func:`headline_action` (one field per
+    :data:`HEADLINE` action, same names), plus ops and diagnostics."""
 
     create: int
     update: int
@@ -71,16 +108,7 @@ class Summary:
     warnings: int
 
     def as_dict(self) -> dict[str, int]:
-        return {
-            "create": self.create,
-            "update": self.update,
-            "transition": self.transition,
-            "delete": self.delete,
-            "manage": self.manage,
-            "operations": self.operations,
-            "errors": self.errors,
-            "warnings": self.warnings,
-        }
+        return dataclasses.asdict(self)
 
 
 def changed_experiments(plan: Plan) -> list[ExperimentPlan]:
@@ -89,18 +117,10 @@ def changed_experiments(plan: Plan) -> list[ExperimentPlan]:
 
 
 def summarize(plan: Plan) -> Summary:
-    counts = {Action(k): v for k, v in plan.counts().items()}  # counted once, on the Plan
+    counts = plan.counts()  # counted once, on the Plan
     errors = sum(1 for d in plan.diagnostics if d.is_error)
-    return Summary(
-        create=counts[Action.CREATE],
-        update=counts[Action.UPDATE],
-        transition=counts[Action.TRANSITION],
-        delete=counts[Action.DELETE],
-        manage=counts[Action.MANAGE],
-        operations=len(plan.ops),
-        errors=errors,
-        warnings=len(plan.diagnostics) - errors,
-    )
+    return Summary(**{a.value: counts[a.value] for a in HEADLINE}, operations=len(plan.ops), errors=errors,
+                   warnings=len(plan.diagnostics) - errors)
 
 
 def summary_line(plan: Plan) -> str:

@@ -28,6 +28,7 @@ from expsync.plan.ops import (
     ChangeWeight,
     CreateExperiment,
     DeleteExperiment,
+    Explained,
     FieldChange,
     InsertVersion,
     Op,
@@ -45,23 +46,41 @@ from expsync.render import headline_action, summarize
 
 __all__ = ["FORMAT_VERSION", "PlanOut", "json_schema", "op_model", "render_json", "schema_text"]
 
-FORMAT_VERSION: Final = "1"
+#: 2: ``routing_impact``, ``notes`` and ``release_experiment.reason`` are reason codes with
+#: values (``{"code": ..., "values": {...}}``) that consumers word, no longer English sentences;
+#: shares carry ``buckets`` (the gateway's exact share)
+FORMAT_VERSION: Final = "2"
 
 ActionName = Literal["create", "update", "transition", "archive", "unarchive", "delete", "manage"]
 StatusName = Literal["draft", "active", "paused", "completed"]
 TriggerName = Literal["activate", "pause", "complete"]
 KeyChangeName = Literal["unchanged", "rotated", "unknown", "new"]
+ReasonName = Literal["adopted", "released_row_deleted", "released_completed_archived", "starts_routing",
+                     "paused_refuses", "resumes_routing", "stops_routing", "no_longer_refused", "stays_refused",
+                     "traffic_moves", "membership_cache"]
 
 _OUT = ConfigDict(extra="forbid", frozen=True)
 
 
 class ShareOut(BaseModel):
-    """A variant's traffic share: ``weight / total`` (``percent`` rounded to 2 decimals)."""
+    """A variant's traffic share as the gateway computes it: ``buckets`` of the 2^32 bucket
+    values land on it; ``percent`` is ``100 * buckets / 2^32`` rounded to 2 decimals (equal to
+    ``weight / total`` up to 1/2^32 while the total is at most 2^32)."""
 
     model_config = _OUT
     label: str
     weight: int
     percent: float
+    buckets: int
+
+
+class ReasonOut(BaseModel):
+    """Why something is in the plan: a stable code and its values (``public_model_id``,
+    ``label``, ``version``: ``upstream_changed`` | ``key_rotated`` | ``new``); see docs/plan-output.md."""
+
+    model_config = _OUT
+    code: ReasonName
+    values: dict[str, str]
 
 
 class FieldChangeOut(BaseModel):
@@ -167,7 +186,7 @@ class ReleaseExperimentOut(_OpOut):
     """expsync stops managing the experiment; its database rows stay."""
 
     type: Literal["release_experiment"]
-    reason: str
+    reason: ReasonName
 
 
 class RecordManagedOut(_OpOut):
@@ -211,9 +230,9 @@ class ExperimentOut(BaseModel):
     archived_after: bool | None
     shares_before: list[ShareOut]
     shares_after: list[ShareOut]
-    routing_impact: list[str]
+    routing_impact: list[ReasonOut]
     cache_keys: list[str]
-    notes: list[str]
+    notes: list[ReasonOut]
     operations: list[OperationOut]
 
 
@@ -267,7 +286,7 @@ class PlanOut(BaseModel):
     """The whole plan. ``operations`` is the flat list in execution order (what apply runs)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, title="expsync plan")
-    format_version: Literal["1"]
+    format_version: Literal["2"]
     applyable: bool
     refused: bool
     has_changes: bool
@@ -347,7 +366,7 @@ def _(op: InsertVersion) -> _OpOut:
     return InsertVersionOut(type="insert_version", **_base(op), variant_key=op.variant_key, variant_id=op.variant_id,
                             label=op.label, base_version_id=op.base_version_id, upstream_before=op.upstream_before,
                             upstream_after=op.upstream_after, upstream_diff=_changes(op.upstream_diff),
-                            key_change=op.key_change.value, api_key_ref=op.api_key_ref)
+                            key_change=op.key_change.value, api_key_ref=str(op.api_key_ref))
 
 
 @op_model.register
@@ -358,7 +377,7 @@ def _(op: DeleteExperiment) -> _OpOut:
 
 @op_model.register
 def _(op: ReleaseExperiment) -> _OpOut:
-    return ReleaseExperimentOut(type="release_experiment", **_base(op), reason=op.reason)
+    return ReleaseExperimentOut(type="release_experiment", **_base(op), reason=op.reason.value)
 
 
 @op_model.register
@@ -368,7 +387,12 @@ def _(op: RecordManaged) -> _OpOut:
 
 # -- plan -> output model -----------------------------------------------------------------------
 def _shares(shares: tuple[Share, ...]) -> list[ShareOut]:
-    return [ShareOut(label=s.label, weight=s.weight, percent=round(s.percent, 2)) for s in shares]
+    return [ShareOut(label=s.label, weight=s.weight, percent=round(s.percent, 2), buckets=int(s.exact * 2**32))
+            for s in shares]
+
+
+def _reasons(reasons: tuple[Explained, ...]) -> list[ReasonOut]:
+    return [ReasonOut(code=x.reason.value, values=dict(x.values)) for x in reasons]
 
 
 def _experiment(e: ExperimentPlan) -> ExperimentOut:
@@ -385,9 +409,9 @@ def _experiment(e: ExperimentPlan) -> ExperimentOut:
         archived_after=e.archived_after,
         shares_before=_shares(e.shares_before),
         shares_after=_shares(e.shares_after),
-        routing_impact=list(e.routing_impact),
+        routing_impact=_reasons(e.routing_impact),
         cache_keys=list(e.cache_keys),
-        notes=list(e.notes),
+        notes=_reasons(e.notes),
         operations=[op_model(op) for op in e.ops],
     )
 

@@ -28,7 +28,6 @@ from typing import Final
 from expsync.diagnostics import Diagnostic
 from expsync.model import JsonValue
 from expsync.plan.ops import (
-    Action,
     AddVariant,
     ChangeWeight,
     CreateExperiment,
@@ -45,11 +44,13 @@ from expsync.plan.ops import (
 )
 from expsync.plan.types import DriftItem, ExperimentPlan, Plan
 from expsync.render import (
+    HEADLINE,
     changed_experiments,
     format_share,
     format_value,
     headline_action,
     key_change_text,
+    reason_text,
     share_rows,
     summarize,
     summary_line,
@@ -184,7 +185,7 @@ def _(op: InsertVersion, ctx: RowContext) -> list[Row]:
     first = op.upstream_before is None
     name = "first version" if first else "new version"
     label = _code(op.label)
-    key = f"{_text(key_change_text(op.key_change, secrets_compared=ctx.secrets_compared))}, from {_code(op.api_key_ref)}"
+    key = f"{_text(key_change_text(op.key_change, secrets_compared=ctx.secrets_compared))}, from {_code(str(op.api_key_ref))}"
     if not ctx.upstream_diffs:
         fields = sorted(op.upstream_after) if first else [c.path for c in op.upstream_diff]
         upstream = ("upstream: " + ", ".join(_code(f) for f in fields)) if fields else "upstream unchanged"
@@ -208,7 +209,7 @@ def _(op: DeleteExperiment, ctx: RowContext) -> list[Row]:
 
 @op_rows.register
 def _(op: ReleaseExperiment, ctx: RowContext) -> list[Row]:
-    return [Row("#", "stop managing", after=_text(f"{op.reason} (database rows stay)"))]
+    return [Row("#", "stop managing", after=_text(f"{reason_text(op.reason)} (database rows stay)"))]
 
 
 @op_rows.register
@@ -222,13 +223,6 @@ def _(op: RecordManaged, ctx: RowContext) -> list[Row]:
 
 
 # -- sections -----------------------------------------------------------------------------------
-_HEADLINE: Final = {
-    Action.CREATE: ("+", "will be created"),
-    Action.UPDATE: ("~", "will be updated"),
-    Action.TRANSITION: ("~", "will change status"),
-    Action.DELETE: ("-", "will be deleted"),
-    Action.MANAGE: ("#", "bookkeeping only"),
-}
 
 
 def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
@@ -283,7 +277,7 @@ _DRIFT_HEADER: Final = ("", "experiment", "field", "last applied", "now in the d
 
 
 def _experiment_details(e: ExperimentPlan, plan: Plan, upstream_diffs: bool) -> list[str]:
-    symbol, phrase = _HEADLINE[headline_action(e)]
+    symbol, phrase = HEADLINE[headline_action(e)]
     pid = e.public_model_id
     if e.public_model_id_before is not None and e.public_model_id_before != pid:
         pid = f"{e.public_model_id_before} -> {pid}"
@@ -297,7 +291,7 @@ def _experiment_details(e: ExperimentPlan, plan: Plan, upstream_diffs: bool) -> 
                       [(_code(label), format_share(b), format_share(a)) for label, b, a in share_rows(e)])
         out.append("")
     if e.routing_impact:
-        out += [f"- {_text(x)}" for x in e.routing_impact] + [""]
+        out += [f"- {_text(reason_text(x))}" for x in e.routing_impact] + [""]
     ctx = RowContext(e, plan.secrets_compared, upstream_diffs)
     rows = [r for op in e.ops for r in op_rows(op, ctx)]
     if rows:
@@ -307,7 +301,7 @@ def _experiment_details(e: ExperimentPlan, plan: Plan, upstream_diffs: bool) -> 
     if e.cache_keys:
         out += ["Cache keys refreshed: " + ", ".join(_code(k) for k in e.cache_keys), ""]
     if e.notes:
-        out += [f"_Note: {_text(n)}_" for n in e.notes] + [""]
+        out += [f"_Note: {_text(reason_text(n))}_" for n in e.notes] + [""]
     out.append("</details>")
     return out
 
@@ -322,7 +316,7 @@ def _operations_summary(e: ExperimentPlan, plan: Plan) -> str:
 
 
 def _experiment_row(e: ExperimentPlan, plan: Plan) -> list[str]:
-    symbol, _ = _HEADLINE[headline_action(e)]
+    symbol, _ = HEADLINE[headline_action(e)]
     pid = _code(e.public_model_id)
     if e.public_model_id_before is not None and e.public_model_id_before != e.public_model_id:
         pid = f"{_code(e.public_model_id_before)} -> {pid}"

@@ -13,7 +13,6 @@ from typing import Final
 
 from expsync.model import JsonObject
 from expsync.plan.ops import (
-    Action,
     AddVariant,
     ChangeWeight,
     CreateExperiment,
@@ -30,11 +29,13 @@ from expsync.plan.ops import (
 )
 from expsync.plan.types import DriftItem, ExperimentPlan, Plan
 from expsync.render import (
+    HEADLINE,
     changed_experiments,
     format_share,
     format_value,
     headline_action,
     key_change_text,
+    reason_text,
     share_rows,
     shares_unchanged,
     summary_line,
@@ -154,7 +155,7 @@ def _(op: DeleteExperiment, ctx: OpContext) -> list[Line]:
 
 @op_lines.register
 def _(op: ReleaseExperiment, ctx: OpContext) -> list[Line]:
-    return [Line(f"stop managing: {op.reason} (database rows stay)", "#")]
+    return [Line(f"stop managing: {reason_text(op.reason)} (database rows stay)", "#")]
 
 
 @op_lines.register
@@ -168,17 +169,10 @@ def _(op: RecordManaged, ctx: OpContext) -> list[Line]:
     return []
 
 
-_HEADLINE: Final = {
-    Action.CREATE: ("+", "will be created"),
-    Action.UPDATE: ("~", "will be updated"),
-    Action.TRANSITION: ("~", "will change status"),
-    Action.DELETE: ("-", "will be deleted"),
-    Action.MANAGE: ("#", "bookkeeping only"),
-}
 
 
 def _experiment_lines(e: ExperimentPlan, secrets_compared: bool) -> list[Line]:
-    symbol, phrase = _HEADLINE[headline_action(e)]
+    symbol, phrase = HEADLINE[headline_action(e)]
     lines = [Line(f"experiment {format_value(e.key)} {phrase}", symbol, indent=0)]
     if e.public_model_id_before is not None and e.public_model_id_before != e.public_model_id:
         lines.append(Line(f"public model id: {e.public_model_id_before} -> {e.public_model_id}"))
@@ -188,12 +182,12 @@ def _experiment_lines(e: ExperimentPlan, secrets_compared: bool) -> list[Line]:
     if e.archived_before is not None and e.archived_after is not None and e.archived_before != e.archived_after:
         lines.append(Line(f"archived: {format_value(e.archived_before)} -> {format_value(e.archived_after)}"))
     lines += _traffic_lines(e)
-    lines += [Line(f"routing: {impact}") for impact in e.routing_impact]
+    lines += [Line(f"routing: {reason_text(impact)}") for impact in e.routing_impact]
     ctx = OpContext(e, secrets_compared)
     for op in e.ops:
         lines += op_lines(op, ctx)
     lines += [Line(f"cache: {key}") for key in e.cache_keys]
-    lines += [Line(f"note: {note}") for note in e.notes]
+    lines += [Line(f"note: {reason_text(note)}") for note in e.notes]
     return lines
 
 

@@ -1,6 +1,6 @@
 """Read the actual state a plan needs, in a constant number of set-based statements.
 
-:func:`read_actual` issues exactly five statements whatever the number of experiments
+:func:`read_actual` issues exactly four statements whatever the number of experiments
 (spec §5 item 2, §8: target <= 6):
 
 1. the experiments that matter: ids wanted by the desired state, ids expsync manages, and
@@ -10,14 +10,13 @@
 3. per variant, at most two versions, picked in SQL by ``effective_at DESC, id DESC``: the
    newest with ``effective_at <= now`` is *current*, the newest future-dated one (which is
    then the newest overall) is *pending*; older versions never leave the database;
-4. every ``expsync_managed`` row;
-5. the distinct keys waiting in ``expsync_cache_outbox``.
+4. every ``expsync_managed`` row.
 
 Id lists travel as one parameter whatever their length: a Postgres array
 (``= ANY(:ids)``) or, on SQLite, a JSON array expanded with ``json_each`` (SQLite caps bound
 variables per statement, 32,766 by default, so one parameter per id would not scale).
 
-For a consistent snapshot across the five statements, call it inside one transaction; on
+For a consistent snapshot across the four statements, call it inside one transaction; on
 Postgres that transaction should be REPEATABLE READ (``db.begin(engine, snapshot=True)``) or
 hold the apply lock.
 """
@@ -46,7 +45,6 @@ from expsync.model import (
 from expsync.state.tables import (
     ROUTING_STATUS_VALUES,
     UTCDateTime,
-    cache_outbox,
     experiment,
     managed,
     variant,
@@ -126,11 +124,8 @@ def read_actual(
     ver_rows = conn.execute(sa.select(*_VERSION_COLUMNS).where(version.c.id.in_(picked))).all()
 
     managed_rows = conn.execute(sa.select(*_MANAGED_COLUMNS)).all()
-    outbox_keys: Sequence[str] = conn.execute(
-        sa.select(cache_outbox.c.cache_key).distinct().order_by(cache_outbox.c.cache_key)
-    ).scalars().all()
 
-    return _assemble(exp_rows, var_rows, ver_rows, managed_rows, outbox_keys, now)
+    return _assemble(exp_rows, var_rows, ver_rows, managed_rows, now)
 
 
 def _newest_version(newer_than_now: bool, now: sa.BindParameter[datetime]) -> sa.ScalarSelect[Any]:
@@ -182,7 +177,6 @@ def _assemble(
     var_rows: Iterable[Sequence[Any]],
     ver_rows: Iterable[Sequence[Any]],
     managed_rows: Iterable[Sequence[Any]],
-    outbox_keys: Iterable[str],
     now: datetime,
 ) -> ActualState:
     # Rows are unpacked positionally (columns in the order of the _*_COLUMNS tuples, which
@@ -235,8 +229,4 @@ def _assemble(
         key: ManagedRecord(key, exp_id, last_applied, applied_at)
         for key, exp_id, last_applied, applied_at in sorted(managed_rows, key=lambda r: r[0])
     }
-    return ActualState(
-        experiments=experiments,
-        managed=managed_records,
-        pending_cache_keys=tuple(outbox_keys),
-    )
+    return ActualState(experiments=experiments, managed=managed_records)

@@ -32,7 +32,8 @@ from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.functions import FunctionElement
 
-from expsync.model import ROUTING_STATUSES, Status
+from expsync import rules
+from expsync.model import Status
 
 __all__ = [
     "APP_TABLES",
@@ -53,10 +54,13 @@ __all__ = [
     "version",
 ]
 
-#: derived from the one definition of the statuses (enum order: the CHECK text stays
-#: ``'draft', 'active', 'paused', 'completed'`` and the partial index ``'active', 'paused'``)
+#: derived from the one definition of the statuses and :mod:`expsync.rules` (enum order: the
+#: CHECK text stays ``'draft', 'active', 'paused', 'completed'`` and the partial index
+#: ``'active', 'paused'``)
 STATUS_VALUES: Final = tuple(s.value for s in Status)
-ROUTING_STATUS_VALUES: Final = tuple(s.value for s in Status if s in ROUTING_STATUSES)
+ROUTING_STATUS_VALUES: Final = tuple(s.value for s in Status if s in rules.ROUTING_STATUSES)
+#: statuses in which a row may not be archived (the edit matrix's archive row): ``active``
+NOT_ARCHIVABLE_VALUES: Final = tuple(s.value for s in Status if not rules.may(rules.Change.ARCHIVE, s))
 
 #: ``jsonb`` on Postgres, JSON text elsewhere.
 JSON_TYPE: Final = sa.JSON().with_variant(JSONB(), "postgresql")
@@ -152,6 +156,8 @@ def _uuid_pk() -> sa.Column[Any]:
 _status_list: Final = ", ".join(f"'{s}'" for s in STATUS_VALUES)
 _routing_list: Final = ", ".join(f"'{s}'" for s in ROUTING_STATUS_VALUES)
 _routing_where: Final = sa.text(f"status IN ({_routing_list})")
+# the gateway's exact CHECK text for its one non-archivable status
+_archive_check: Final = " AND ".join(f"status <> '{s}'" for s in NOT_ARCHIVABLE_VALUES) + " OR is_archived = false"
 
 # --------------------------------------------------------------------------------------
 # The gateway's tables (spec §2.1)
@@ -174,7 +180,7 @@ experiment: Final = sa.Table(
     sa.Column("ended_at", UTCDateTime(), nullable=True),
     sa.CheckConstraint(f"status IN ({_status_list})", name="model_experiment_status_valid"),
     sa.CheckConstraint(
-        "status <> 'active' OR is_archived = false", name="model_experiment_active_not_archived"
+        _archive_check, name="model_experiment_active_not_archived"
     ),
     # The final arbiter of "one routing experiment per public id" under concurrency.
     sa.Index(
