@@ -532,8 +532,8 @@ def comment_cmd(plan_file: str, root: str, pr: int | None) -> None:
     red = redactor()
     red.add(target.token)
     for op in plan.ops:  # defence in depth: a plan never holds a value, but mask any that is in reach
-        if isinstance(op, InsertVersion) and op.api_key_ref.startswith("env:"):
-            value = os.environ.get(op.api_key_ref[4:])
+        if isinstance(op, InsertVersion) and op.api_key_ref.scheme == "env":
+            value = os.environ.get(op.api_key_ref.locator)
             if value:
                 red.add(value)
     try:

@@ -7,9 +7,9 @@ import typing
 import uuid
 
 from expsync.model import Status
-from expsync.plan.machine import Trigger
-from expsync.plan.ops import OP_TYPES, ReleaseExperiment, Transition
-from expsync.plan.types import Digests, ExperimentPlan, Plan, Share
+from expsync.rules import Trigger
+from expsync.plan.ops import OP_TYPES, Explained, Reason, ReleaseExperiment, Transition
+from expsync.plan.types import Digests, ExperimentPlan, Plan, shares
 from expsync.render import json as render_json
 from expsync.render import load
 
@@ -23,14 +23,15 @@ def test_every_operation_model_has_a_loader() -> None:
 
 def test_release_round_trips() -> None:
     eid = uuid.uuid4()
+    split = shares([(uuid.uuid4(), "a", 1), (uuid.uuid4(), "b", 2), (uuid.uuid4(), "c", 4)])
     ops = (Transition(experiment_key="old", experiment_id=eid, trigger=Trigger.COMPLETE, from_status=Status.PAUSED,
                       to_status=Status.COMPLETED),
-           ReleaseExperiment(experiment_key="old", experiment_id=eid, reason="completed and archived"))
+           ReleaseExperiment(experiment_key="old", experiment_id=eid, reason=Reason.RELEASED_COMPLETED_ARCHIVED))
     e = ExperimentPlan(key="old", experiment_id=eid, public_model_id="p/old", public_model_id_before="p/old",
                        status_before=Status.PAUSED, status_after=Status.COMPLETED, archived_before=True,
-                       archived_after=True, shares_before=(Share("a", 1, 3), Share("b", 2, 3)),
-                       shares_after=(Share("a", 1, 3), Share("b", 2, 3)), routing_impact=("frees p/old",),
-                       cache_keys=("k",), ops=ops, notes=("n",))
+                       archived_after=True, shares_before=split, shares_after=split,
+                       routing_impact=(Explained(Reason.STOPS_ROUTING, (("public_model_id", "p/old"),)),),
+                       cache_keys=("k",), ops=ops, notes=(Explained(Reason.MEMBERSHIP_CACHE),))
     plan = Plan(ops=ops, experiments=(e,), drift=(), diagnostics=(), digests=Digests("d", "a", "o"), cache_keys=("k",))
     text = render_json.render_json(plan)
     assert render_json.render_json(load.load_plan(text)) == text

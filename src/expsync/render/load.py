@@ -6,7 +6,7 @@ and turned back into the plan classes, so every renderer prints it exactly as ``
 database, secret store or environment is involved: a saved plan holds references, never keys.
 
 Fields the JSON format does not carry are rebuilt from what it does: a share's ``total`` is the
-sum of the weights in its list, and ``RecordManaged.last_applied`` (apply's bookkeeping, which
+sum of the weights in its list and its exact fraction is ``buckets / 2^32``; ``RecordManaged.last_applied`` (apply's bookkeeping, which
 no renderer shows) is left empty. A loaded plan is for display only; ``apply --plan`` compares
 digests and re-plans, it never executes a loaded plan.
 """
@@ -14,21 +14,23 @@ digests and re-plans, it never executes a loaded plan.
 from __future__ import annotations
 
 import functools
+from fractions import Fraction
 from typing import Any, cast
 
 from pydantic import ValidationError
 
 from expsync.diagnostics import Diagnostic, Severity, SourceRange
-from expsync.model import JsonObject, JsonValue, KeyChange, Status
-from expsync.plan.machine import Trigger
+from expsync.model import JsonObject, JsonValue, KeyChange, SecretRef, Status
 from expsync.plan.ops import (
     AddVariant,
     ChangeWeight,
     CreateExperiment,
     DeleteExperiment,
+    Explained,
     FieldChange,
     InsertVersion,
     Op,
+    Reason,
     RecordManaged,
     RelabelVariant,
     ReleaseExperiment,
@@ -39,6 +41,7 @@ from expsync.plan.ops import (
 )
 from expsync.plan.types import Digests, DriftItem, ExperimentPlan, Plan, Share
 from expsync.render import json as render_json
+from expsync.rules import Trigger
 
 __all__ = ["PlanFileError", "load_plan"]
 
@@ -79,7 +82,11 @@ def _json(value: Any) -> JsonValue:
 
 def _shares(shares: list[render_json.ShareOut]) -> tuple[Share, ...]:
     total = sum(s.weight for s in shares)
-    return tuple(Share(label=s.label, weight=s.weight, total=total) for s in shares)
+    return tuple(Share(label=s.label, weight=s.weight, total=total, exact=Fraction(s.buckets, 2**32)) for s in shares)
+
+
+def _reasons(reasons: list[render_json.ReasonOut]) -> tuple[Explained, ...]:
+    return tuple(Explained(Reason(r.code), tuple(r.values.items())) for r in reasons)
 
 
 def _experiment(e: render_json.ExperimentOut) -> ExperimentPlan:
@@ -94,10 +101,10 @@ def _experiment(e: render_json.ExperimentOut) -> ExperimentPlan:
         archived_after=e.archived_after,
         shares_before=_shares(e.shares_before),
         shares_after=_shares(e.shares_after),
-        routing_impact=tuple(e.routing_impact),
+        routing_impact=_reasons(e.routing_impact),
         cache_keys=tuple(e.cache_keys),
         ops=tuple(_op(o) for o in e.operations),
-        notes=tuple(e.notes),
+        notes=_reasons(e.notes),
     )
 
 
@@ -109,6 +116,17 @@ def _diagnostic(d: render_json.DiagnosticOut) -> Diagnostic:
 
 def _changes(changes: list[render_json.FieldChangeOut]) -> tuple[FieldChange, ...]:
     return tuple(FieldChange(path=c.path, before=_json(c.before), after=_json(c.after)) for c in changes)
+
+
+def _ref(text: str) -> SecretRef:
+    """The reference as ``str(SecretRef)`` wrote it (display only: never resolved from here)."""
+    scheme, sep, rest = text.partition(":")
+    if not sep or scheme not in ("env", "file", "aws-sm", "vault"):
+        raise PlanFileError("not a plan file written by `expsync plan --out` (invalid api_key_ref)")
+    if scheme in ("env", "file"):
+        return SecretRef(scheme, rest)
+    locator, _, fld = rest.partition("#")
+    return SecretRef(scheme, locator, fld or None)
 
 
 def _base(o: render_json._OpOut) -> dict[str, Any]:
@@ -171,7 +189,7 @@ def _(o: render_json.InsertVersionOut) -> Op:
                          base_version_id=o.base_version_id,
                          upstream_before=cast(JsonObject, o.upstream_before) if o.upstream_before is not None else None,
                          upstream_after=cast(JsonObject, o.upstream_after), upstream_diff=_changes(o.upstream_diff),
-                         key_change=KeyChange(o.key_change), api_key_ref=o.api_key_ref)
+                         key_change=KeyChange(o.key_change), api_key_ref=_ref(o.api_key_ref))
 
 
 @_op.register
@@ -181,7 +199,7 @@ def _(o: render_json.DeleteExperimentOut) -> Op:
 
 @_op.register
 def _(o: render_json.ReleaseExperimentOut) -> Op:
-    return ReleaseExperiment(**_base(o), reason=o.reason)
+    return ReleaseExperiment(**_base(o), reason=Reason(o.reason))
 
 
 @_op.register
