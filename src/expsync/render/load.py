@@ -73,6 +73,7 @@ def _plan(m: render_json.PlanOut) -> Plan:
         digests=Digests(desired=m.digests.desired, actual=m.digests.actual, ops=m.digests.ops),
         cache_keys=tuple(m.cache_keys),
         secrets_compared=m.secrets_compared,
+        gateway_profile=m.gateway_profile or "",
     )
 
 
@@ -142,7 +143,7 @@ def _op(o: object) -> Op:
 @_op.register
 def _(o: render_json.CreateExperimentOut) -> Op:
     return CreateExperiment(**_base(o), public_model_id=o.public_model_id, name=o.name, description=o.description,
-                            archived=o.archived)
+                            archived=o.archived, metadata=cast(JsonObject, o.metadata) if o.metadata is not None else None)
 
 
 @_op.register
