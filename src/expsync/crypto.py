@@ -25,6 +25,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from expsync.errors import ConfigError, ExpsyncError
 from expsync.model import Secret
+from expsync.settings import BYOK_ENV_VAR
 
 __all__ = [
     "IV_BYTES",
@@ -38,7 +39,7 @@ __all__ = [
     "load_key",
 ]
 
-KEY_ENV_VAR: Final = "BYOK_ENCRYPTION_KEY"
+KEY_ENV_VAR: Final = BYOK_ENV_VAR
 KEY_BYTES: Final = 32
 IV_BYTES: Final = 12
 TAG_BYTES: Final = 16
