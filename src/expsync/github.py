@@ -241,7 +241,7 @@ def _message(raw: bytes) -> str:
 
 def _next_link(headers: Message) -> str | None:
     for part in (headers.get("Link") or "").split(","):
-        m = re.match(r'\s*<([^>]+)>\s*;\s*rel="next"', part)
+        m = re.fullmatch(r'\s*<([^>]+)>\s*;\s*rel="next"\s*', part)
         if m:
             return m.group(1)
     return None
