@@ -39,6 +39,7 @@ from expsync.plan.ops import (
     Transition,
     UpdateFields,
 )
+from expsync.plan.security import Security, SecurityItem
 from expsync.plan.types import Digests, DriftItem, ExperimentPlan, Plan, Share
 from expsync.render import json as render_json
 from expsync.rules import Trigger
@@ -74,7 +75,17 @@ def _plan(m: render_json.PlanOut) -> Plan:
         cache_keys=tuple(m.cache_keys),
         secrets_compared=m.secrets_compared,
         gateway_profile=m.gateway_profile or "",
+        security=tuple(_security(x) for x in m.security),
+        values_hidden=m.values_hidden,
     )
+
+
+def _security(x: render_json.SecurityOut) -> SecurityItem:
+    source = SourceRange(x.file, x.line or 0) if x.file is not None else None
+    return SecurityItem(code=Security(x.code), experiment_key=x.experiment_key, experiment_id=x.experiment_id,
+                        variant_key=x.variant_key, label=x.label, api_key_ref_before=x.api_key_ref_before,
+                        api_key_ref=x.api_key_ref, origin_before=x.origin_before, origin=x.origin, source=source,
+                        values_hidden=x.values_hidden)
 
 
 def _json(value: Any) -> JsonValue:
@@ -106,6 +117,7 @@ def _experiment(e: render_json.ExperimentOut) -> ExperimentPlan:
         cache_keys=tuple(e.cache_keys),
         ops=tuple(_op(o) for o in e.operations),
         notes=_reasons(e.notes),
+        values_hidden=e.values_hidden,
     )
 
 
