@@ -64,9 +64,10 @@ LAYERS: dict[str, Layer] = {
     "apply/": _layer("plan -> one transaction", f"{GROUND} crypto pipeline plan/ state/ cache/ secrets/",
                      "sqlalchemy"),
     "importer/": _layer("database -> YAML files", f"{GROUND} crypto desired/ state/", "sqlalchemy yaml"),
+    "github": _layer("sticky pull-request comment (GitHub REST)", "errors"),
     "cli": _layer("flags -> stages -> exit code",
                   f"{GROUND} expsync config crypto keycompare secrets/ desired/ state/ plan/ render/ cache/ "
-                  "pipeline apply/ importer/", "click"),
+                  "pipeline apply/ importer/ github", "click"),
 }
 
 
