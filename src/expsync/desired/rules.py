@@ -174,10 +174,16 @@ def credential_literals(value: object, path: str) -> Iterator[str]:
 
 
 def _is_literal(value: object) -> bool:
+    """A non-blank string or a number, also anywhere inside a list or object (a credential-named
+    key holding ``["sk-..."]`` or ``{value: "sk-..."}`` carries the literal all the same)."""
     if isinstance(value, bool) or value is None:
         return False
     if isinstance(value, str):
         return bool(value.strip())
+    if isinstance(value, dict):
+        return any(_is_literal(v) for v in value.values())
+    if isinstance(value, list):
+        return any(_is_literal(v) for v in value)
     return isinstance(value, int | float)
 
 

@@ -51,6 +51,8 @@ def parse_ref(text: str, source: SourceRange | None = None) -> SecretRef:
         if not _AWS_ID.fullmatch(locator):
             raise RefSyntaxError("aws-sm: reference needs a secret id like aws-sm:partners/foo#api_key")
         return SecretRef("aws-sm", locator, fld or None, source)
-    if not _VAULT_PATH.fullmatch(locator) or not hashmark:
+    if not _VAULT_PATH.fullmatch(locator) or not hashmark or any(seg in (".", "..") for seg in locator.split("/")):
+        # `.`/`..` segments: the HTTP client and Vault collapse them, so `secret/partners/../prod`
+        # would match an allowlist pattern `vault:secret/partners/*` and read `secret/prod`
         raise RefSyntaxError("vault: reference needs MOUNT/PATH#FIELD like vault:secret/partners/foo#api_key")
     return SecretRef("vault", locator, fld, source)
