@@ -30,9 +30,11 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Final, assert_never
 
+from expsync.credentials import is_credential_name
 from expsync.model import JsonValue, KeyChange
 from expsync.plan.ops import Action, Explained, Reason, RelabelVariant
 from expsync.plan.types import ExperimentPlan, Plan, Share
+from expsync.urls import MASK, mask_url
 
 __all__ = [
     "HEADLINE",
@@ -136,9 +138,27 @@ def summary_line(plan: Plan) -> str:
     return line + "."
 
 
-def format_value(value: JsonValue) -> str:
-    """Compact JSON (``"foo"``, ``1``, ``null``, ``{"t":0.2}``); control characters escaped."""
-    return _stdjson.dumps(value, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+def format_value(value: JsonValue, path: str = "") -> str:
+    """Compact JSON (``"foo"``, ``1``, ``null``, ``{"t":0.2}``); control characters escaped.
+
+    Credentials are masked (``***``): values under a credential-named key (the last segment of
+    ``path``, or any key inside ``value``) and URL passwords and credential query parameters.
+    YAML cannot hold them (E411, E114), but a row another writer stored can, and the plan is a
+    pull-request comment."""
+    name = path.rpartition(".")[2].partition("[")[0]
+    return _stdjson.dumps(_masked(value, name), ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+
+
+def _masked(value: JsonValue, name: str) -> JsonValue:
+    if isinstance(value, dict):
+        return {k: _masked(v, k) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_masked(v, name) for v in value]
+    if isinstance(value, bool) or value is None:
+        return value
+    if name and is_credential_name(name) and (not isinstance(value, str) or value.strip()):
+        return MASK
+    return mask_url(value) if isinstance(value, str) and "://" in value else value
 
 
 def format_percent(share: Share) -> str:

@@ -126,8 +126,8 @@ def op_rows(op: object, ctx: RowContext) -> list[Row]:
     raise NotImplementedError(type(op).__name__)
 
 
-def _v(value: JsonValue) -> str:
-    return _code(format_value(value))
+def _v(value: JsonValue, path: str = "") -> str:
+    return _code(format_value(value, path))
 
 
 @op_rows.register
@@ -202,11 +202,11 @@ def _(op: InsertVersion, ctx: RowContext) -> list[Row]:
         return [Row("+", name, label, after=f"{upstream}; api key: {key}")]
     if first:
         before = _NOT_SHOWN if op.base_version_id is not None else ""
-        rows = [Row("+", name, f"{label} {_code('upstream.' + k)}", before, after=_v(op.upstream_after[k]))
+        rows = [Row("+", name, f"{label} {_code('upstream.' + k)}", before, after=_v(op.upstream_after[k], k))
                 for k in sorted(op.upstream_after)]
     else:
-        rows = [Row("+", name, f"{label} {_code('upstream.' + c.path)}", _v(c.before) if c.before is not None else "",
-                    _v(c.after) if c.after is not None else "") for c in op.upstream_diff]
+        rows = [Row("+", name, f"{label} {_code('upstream.' + c.path)}", _v(c.before, c.path) if c.before is not None else "",
+                    _v(c.after, c.path) if c.after is not None else "") for c in op.upstream_diff]
         if not rows:
             rows = [Row("+", name, f"{label} upstream", after="unchanged")]
     rows.append(Row("+", name, f"{label} api key", after=key))

@@ -142,7 +142,7 @@ def _(op: ChangeWeight, ctx: OpContext) -> list[Line]:
 
 
 def _upstream_fields(upstream: JsonObject) -> list[Line]:
-    return [Line(f"upstream.{k}: {format_value(upstream[k])}", "+", indent=2) for k in sorted(upstream)]
+    return [Line(f"upstream.{k}: {format_value(upstream[k], k)}", "+", indent=2) for k in sorted(upstream)]
 
 
 @op_lines.register
@@ -157,11 +157,11 @@ def _(op: InsertVersion, ctx: OpContext) -> list[Line]:
         lines = [Line(f"new version of variant {format_value(op.label)}", "+")]
         for c in op.upstream_diff:
             if c.before is None:
-                lines.append(Line(f"upstream.{c.path}: {format_value(c.after)}", "+", indent=2))
+                lines.append(Line(f"upstream.{c.path}: {format_value(c.after, c.path)}", "+", indent=2))
             elif c.after is None:
-                lines.append(Line(f"upstream.{c.path}: {format_value(c.before)}", "-", indent=2))
+                lines.append(Line(f"upstream.{c.path}: {format_value(c.before, c.path)}", "-", indent=2))
             else:
-                lines.append(Line(f"upstream.{c.path}: {format_value(c.before)} -> {format_value(c.after)}", "~", indent=2))
+                lines.append(Line(f"upstream.{c.path}: {format_value(c.before, c.path)} -> {format_value(c.after, c.path)}", "~", indent=2))
         if not op.upstream_diff:
             lines.append(Line("upstream: unchanged", indent=2))
     key = key_change_text(op.key_change, secrets_compared=ctx.secrets_compared)

@@ -43,7 +43,8 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import Connection
 
-from expsync.errors import DatabaseUnavailable
+from expsync.diagnostics import Diagnostic
+from expsync.errors import DatabaseUnavailable, InvalidInput
 from expsync.model import (
     ActualExperiment,
     ActualState,
@@ -301,6 +302,24 @@ def _in_json_each(column: sa.ColumnElement[Any], values: list[str]) -> sa.Column
     return column.in_(sa.select(each.table_valued("value").c.value))
 
 
+def _json_kind(value: object) -> str:
+    return {type(None): "null", list: "an array", str: "a string", bool: "a boolean"}.get(type(value), "a number")
+
+
+def _odd_row(what: str) -> InvalidInput:
+    """A row another writer (the admin UI, a manual fix) left in a shape the gateway cannot
+    serve: a diagnostic (exit 3), never a crash further down."""
+    return InvalidInput(diagnostics=[Diagnostic.make(
+        "E130", f"the database holds a row the gateway cannot read: {what}",
+        hint="fix or remove the row in the gateway's admin UI, then run expsync again")])
+
+
+def _metadata(exp_id: uuid.UUID, value: object) -> Any:
+    if value is not None and not isinstance(value, dict):
+        raise _odd_row(f"experiment {exp_id}: its metadata is {_json_kind(value)}, not a JSON object or NULL")
+    return value
+
+
 def _assemble(
     exp_rows: Iterable[Sequence[Any]],
     var_rows: Iterable[Sequence[Any]],
@@ -315,6 +334,9 @@ def _assemble(
     pending: dict[uuid.UUID, ActualVersion] = {}
     for row in ver_rows:
         v = ActualVersion(*row)
+        if not isinstance(v.upstream, dict):
+            raise _odd_row(f"variant {v.variant_id}: its version {v.id} stores an upstream that is "
+                           f"{_json_kind(v.upstream)}, not a JSON object")
         (pending if v.effective_at > now else current)[v.variant_id] = v
 
     variants: defaultdict[uuid.UUID, list[ActualVariant]] = defaultdict(list)
@@ -353,7 +375,7 @@ def _assemble(
             ended_at,
             created_by_user_id,
             variants=tuple(sorted(variants.get(exp_id, ()), key=lambda v: v.id.int)),
-            metadata=row[11] if len(row) > 11 else None,
+            metadata=_metadata(exp_id, row[11] if len(row) > 11 else None),
         )
 
     managed_records = {
