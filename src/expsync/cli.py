@@ -188,7 +188,10 @@ def cli(ctx: click.Context, debug: bool) -> None:
 # --------------------------------------------------------------------------------------
 
 
-def load_or_raise(paths: Sequence[str], max_file_size: int, sel: ProfileSelection) -> DesiredState:
+def load_or_raise(paths: Sequence[str], max_file_size: int, sel: ProfileSelection,
+                  warnings: list[Diagnostic] | None = None) -> DesiredState:
+    """The desired state, or InvalidInput with the errors; the loader's warnings (``W301`` ...)
+    are appended to ``warnings`` so the plan can carry them."""
     from expsync.desired.loader import LoadOptions, load_desired
     from expsync.diagnostics import has_errors
 
@@ -196,6 +199,8 @@ def load_or_raise(paths: Sequence[str], max_file_size: int, sel: ProfileSelectio
     if has_errors(diags):
         say_profile(sel)  # the errors depend on it
         raise InvalidInput("invalid experiment files", diagnostics=diags, summary_line=True)
+    if warnings is not None:
+        warnings.extend(diags)
     return desired
 
 
@@ -407,12 +412,13 @@ def plan_cmd(paths: tuple[str, ...], max_file_size: int, fmt: str, out_file: str
         check_writable(out_file)
     selected = select_profile(gateway_profile, settings.environ, settings.cwd)
     # a configured profile is known without the database: bad YAML is reported before connecting
-    early = load_or_raise(paths, max_file_size, selected) if selected is not None else None
+    load_warnings: list[Diagnostic] = []
+    early = load_or_raise(paths, max_file_size, selected, load_warnings) if selected is not None else None
     engine = open_engine(settings, selected)
     try:
         chosen = chosen_for_database(engine, selected)
         settings = replace(settings, profile=chosen.profile)
-        desired = early if early is not None else load_or_raise(paths, max_file_size, chosen)
+        desired = early if early is not None else load_or_raise(paths, max_file_size, chosen, load_warnings)
         red = current().redactor
         if no_secrets:
             check_refs_or_raise(desired, settings)
@@ -430,6 +436,12 @@ def plan_cmd(paths: tuple[str, ...], max_file_size: int, fmt: str, out_file: str
             raise InvalidInput("stored api keys cannot be compared", diagnostics=computed.key_diagnostics)
         emit_diagnostics(computed.key_diagnostics)
     plan = computed.plan
+    if load_warnings:
+        # the loader's warnings (e.g. W301, one variant takes all traffic) belong in the plan a
+        # reviewer reads, not only in `validate`
+        from expsync.diagnostics import sort_diagnostics
+
+        plan = replace(plan, diagnostics=tuple(sort_diagnostics([*load_warnings, *plan.diagnostics])))
     click.echo(red.redact(render_plan(plan, fmt, color=use_color() and fmt == "text")))
     if settings.github_actions:
         from expsync.render import diagnostics as render_diags
