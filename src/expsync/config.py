@@ -28,6 +28,8 @@ CONFIG_FILE: Final = "expsync.toml"
 ENV_PROFILE: Final = "EXPSYNC_GATEWAY_PROFILE"
 #: keys the configuration file may hold (anything else is a typo: refused, exit 3)
 KNOWN_KEYS: Final = frozenset({"gateway_profile"})
+#: the configuration holds one setting: anything larger is not one
+MAX_CONFIG_BYTES: Final = 64 * 1024
 
 __all__ = [
     "CONFIG_FILE",
@@ -74,6 +76,10 @@ def find_config(cwd: Path) -> Path | None:
         f = d / CONFIG_FILE
         if f.is_file():
             return f
+        if f.exists() or f.is_symlink():
+            # a folder, FIFO, device or broken link by that name: never skipped (a skipped
+            # file would silently change the profile), never read (a FIFO would block)
+            raise ConfigError(f"{f}: not a regular file; {CONFIG_FILE} must be a TOML file")
         if (d / ".git").exists():
             return None
     return None
@@ -84,11 +90,17 @@ def load_config(cwd: Path) -> Config:
     if path is None:
         return Config()
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        with path.open("rb") as f:
+            raw = f.read(MAX_CONFIG_BYTES + 1)
+        if len(raw) > MAX_CONFIG_BYTES:
+            raise ConfigError(f"{path}: larger than {MAX_CONFIG_BYTES // 1024} KiB, not an expsync configuration")
+        data = tomllib.loads(raw.decode("utf-8"))
     except (OSError, UnicodeDecodeError) as e:
         raise ConfigError(f"{path}: cannot be read ({type(e).__name__})") from None
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"{path}: not valid TOML ({e})") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: not valid TOML (nested too deeply)") from None
     unknown = sorted(set(data) - KNOWN_KEYS)
     if unknown:
         raise ConfigError(f"{path}: unknown setting(s) {', '.join(unknown)}; known: {', '.join(sorted(KNOWN_KEYS))}")
