@@ -164,10 +164,11 @@ def credential_literals(value: object, path: str) -> Iterator[str]:
     if isinstance(value, dict):
         for k, child in value.items():
             child_path = f"{path}.{k}"
-            if is_credential_name(str(k)) and _is_literal(child):
+            inner = list(credential_literals(child, child_path))
+            if inner:  # the deepest credential-named key holding the literal
+                yield from inner
+            elif is_credential_name(str(k)) and _is_literal(child):
                 yield child_path
-            else:
-                yield from credential_literals(child, child_path)
     elif isinstance(value, list):
         for j, item in enumerate(value):
             yield from credential_literals(item, f"{path}[{j}]")

@@ -10,7 +10,8 @@ whatever the CI job happens to hold. Two layers, both checked *before* anything 
      list; ``docs/secrets.md`` prints it.
    - ``file:`` paths under :data:`REFUSED_DIRS` (``/proc``, ``/sys``, ``/dev``, ``/etc``), and
      relative paths that leave the working directory - both checked on the path as written
-     *and* with symlinks resolved. The file resolver additionally opens without blocking and
+     *and* with symlinks resolved; paths through a credential store (:data:`REFUSED_COMPONENTS`:
+     ``.git``, ``.aws``, ``.ssh``, ...) likewise. The file resolver additionally opens without blocking and
      refuses anything that is not a regular file (:mod:`expsync.secrets.file`).
 
    Violations are ``E409`` (protected variable) and ``E410`` (file path).
@@ -93,7 +94,22 @@ REFUSED_ENV: Final[tuple[str, ...]] = (
 
 #: ``file:`` paths under these directories are never read (kernel and device files, system
 #: configuration such as /etc/shadow).
-REFUSED_DIRS: Final[tuple[str, ...]] = ("/proc", "/sys", "/dev", "/etc")
+REFUSED_DIRS: Final[tuple[str, ...]] = (
+    "/proc", "/sys", "/dev", "/etc",
+    # the platform's own service-account tokens (Kubernetes, EKS pod identity, Azure workload
+    # identity): a pattern such as ``file:/run/secrets/*`` would otherwise match them
+    "/run/secrets/kubernetes.io", "/var/run/secrets/kubernetes.io",
+    "/run/secrets/eks.amazonaws.com", "/var/run/secrets/eks.amazonaws.com",
+    "/var/run/secrets/azure", "/run/secrets/azure",
+)
+
+#: ``file:`` paths with one of these components are never read, anywhere: version-control and
+#: tool credential stores (``actions/checkout`` writes the job's GITHUB_TOKEN into ``.git/config``;
+#: ``~/.aws/credentials``, ``~/.docker/config.json``, ``~/.kube/config``, ``~/.config/gh/hosts.yml`` ...).
+REFUSED_COMPONENTS: Final = frozenset({
+    ".git", ".ssh", ".aws", ".azure", ".docker", ".kube", ".gnupg", ".netrc", ".git-credentials",
+    ".pgpass", ".npmrc", ".pypirc", ".vault-token", ".config",
+})
 
 _REFUSED_ENV_RE: Final = re.compile(
     "|".join("(?:" + re.escape(p).replace(r"\*", ".*") + r")\Z" for p in REFUSED_ENV), re.IGNORECASE
@@ -169,6 +185,9 @@ def file_refusal(locator: str, cwd: Path) -> str | None:
         for top in REFUSED_DIRS:
             if path == Path(top) or path.is_relative_to(top):
                 return f"it points into {top}, which is never read"
+        hit = next((c for c in path.parts if c in REFUSED_COMPONENTS), None)
+        if hit is not None:
+            return f"it points into {hit}, a credential store that is never read"
     if not locator.startswith("/"):
         base = Path(os.path.realpath(cwd))
         if not written.is_relative_to(Path(posixpath.normpath(str(cwd)))) or not resolved.is_relative_to(base):
@@ -283,6 +302,7 @@ __all__ = [
     "ALLOWLIST_VAR",
     "Allowlist",
     "Policy",
+    "REFUSED_COMPONENTS",
     "REFUSED_DIRS",
     "REFUSED_ENV",
     "check",
