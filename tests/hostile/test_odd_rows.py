@@ -76,8 +76,7 @@ def test_stored_metadata_that_is_not_an_object_is_a_diagnostic(tmp_path: Path, p
     assert r.code == 3 and "E130" in r.err and str(e) in r.err, r.all
 
 
-def test_credentials_another_writer_stored_are_masked_in_text_and_markdown(tmp_path: Path,
-                                                                          pg_engine: sa.Engine) -> None:
+def test_credentials_another_writer_stored_are_masked_in_every_format(tmp_path: Path, pg_engine: sa.Engine) -> None:
     with pg_engine.begin() as c:
         e = admin_create_experiment(c, "partner/x", "X")
         v = admin_add_variant(c, e, "one", 1)
@@ -85,11 +84,17 @@ def test_credentials_another_writer_stored_are_masked_in_text_and_markdown(tmp_p
                                  "extra_body": {"headers": {"Authorization": "Bearer HSEKRET"}, "n": [1]},
                                  "extra_headers": {"X-Api-Key": "XSEKRET"}}, KEY)
     folder = _pinned_yaml(tmp_path, e, v)
-    for fmt in ("text", "markdown"):
+    outputs = {}
+    for fmt in ("text", "markdown", "json"):
         r = run_cli(["plan", "--format", fmt, str(folder)], env=_env(pg_engine))
         assert r.code == 0, r.all
         assert "SEKRET" not in r.all, r.out
         assert "***" in r.out and "h.example" in r.out  # shown, with the credentials masked
+        outputs[fmt] = r.out
+    r = run_cli(["plan", "--out", str(tmp_path / "p.json"), str(folder)], env=_env(pg_engine))
+    assert r.code == 0 and "SEKRET" not in (tmp_path / "p.json").read_text()
+    for fmt in ("text", "markdown", "json"):  # a saved plan shows to the same bytes
+        assert run_cli(["show", str(tmp_path / "p.json"), "--format", fmt], env={}).out == outputs[fmt]
 
 
 def test_values_without_credentials_are_shown_unmasked(tmp_path: Path, pg_engine: sa.Engine) -> None:

@@ -145,8 +145,13 @@ def format_value(value: JsonValue, path: str = "") -> str:
     ``path``, or any key inside ``value``) and URL passwords and credential query parameters.
     YAML cannot hold them (E411, E114), but a row another writer stored can, and the plan is a
     pull-request comment."""
-    name = path.rpartition(".")[2].partition("[")[0]
-    return _stdjson.dumps(_masked(value, name), ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+    return _stdjson.dumps(masked(value, path), ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+
+
+def masked(value: JsonValue, path: str = "") -> JsonValue:
+    """``value`` with its credentials replaced by ``***`` (see :func:`format_value`); the JSON
+    format shows values through this too."""
+    return _masked(value, path.rpartition(".")[2].partition("[")[0])
 
 
 def _masked(value: JsonValue, name: str) -> JsonValue:

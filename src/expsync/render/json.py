@@ -22,7 +22,7 @@ from __future__ import annotations
 import functools
 import json
 import uuid
-from typing import Annotated, Any, Final, Literal
+from typing import Annotated, Any, Final, Literal, cast
 
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic import JsonValue as JsonAny
@@ -48,7 +48,7 @@ from expsync.plan.ops import (
 )
 from expsync.plan.security import SecurityItem
 from expsync.plan.types import DriftItem, ExperimentPlan, Plan, Share
-from expsync.render import headline_action, summarize
+from expsync.render import headline_action, masked, summarize
 
 __all__ = ["FORMAT_VERSION", "PlanOut", "json_schema", "op_model", "render_json", "schema_text"]
 
@@ -351,7 +351,7 @@ def _base(op: Op) -> dict[str, Any]:
 
 
 def _changes(changes: tuple[FieldChange, ...]) -> list[FieldChangeOut]:
-    return [FieldChangeOut(path=c.path, before=c.before, after=c.after) for c in changes]
+    return [FieldChangeOut(path=c.path, before=masked(c.before, c.path), after=masked(c.after, c.path)) for c in changes]
 
 
 @functools.singledispatch
@@ -409,8 +409,10 @@ def _(op: ChangeWeight) -> _OpOut:
 @op_model.register
 def _(op: InsertVersion) -> _OpOut:
     return InsertVersionOut(type="insert_version", **_base(op), variant_key=op.variant_key, variant_id=op.variant_id,
-                            label=op.label, base_version_id=op.base_version_id, upstream_before=op.upstream_before,
-                            upstream_after=op.upstream_after, upstream_diff=_changes(op.upstream_diff),
+                            label=op.label, base_version_id=op.base_version_id,
+                            upstream_before=cast("dict[str, Any] | None", masked(op.upstream_before)),
+                            upstream_after=cast("dict[str, Any]", masked(op.upstream_after)),
+                            upstream_diff=_changes(op.upstream_diff),
                             key_change=op.key_change.value, api_key_ref=str(op.api_key_ref))
 
 
@@ -471,7 +473,7 @@ def _security(x: SecurityItem) -> SecurityOut:
 
 
 def _drift(d: DriftItem) -> DriftOut:
-    return DriftOut(experiment_key=d.experiment_key, path=d.path, last_applied=d.last_applied, actual=d.actual,
+    return DriftOut(experiment_key=d.experiment_key, path=d.path, last_applied=masked(d.last_applied, d.path), actual=masked(d.actual, d.path),
                     protective=d.protective, reverted=d.reverted)
 
 

@@ -283,7 +283,7 @@ def _drift_row(d: DriftItem) -> list[str]:
     else:
         why = "kept: the YAML now matches"
     icon = ":warning:" if d.protective else ""
-    return [icon, _code(d.experiment_key), _code(d.path), _v(d.last_applied), _v(d.actual), why]
+    return [icon, _code(d.experiment_key), _code(d.path), _v(d.last_applied, d.path), _v(d.actual, d.path), why]
 
 
 def _security_row(item: SecurityItem) -> list[str]:

@@ -233,7 +233,7 @@ def _drift_line(d: DriftItem) -> Line:
         why = "protective: expsync never undoes it silently"
     else:
         why = "kept: the YAML now matches"
-    text = f"{d.experiment_key}: {d.path} {format_value(d.last_applied)} -> {format_value(d.actual)} ({why})"
+    text = f"{d.experiment_key}: {d.path} {format_value(d.last_applied, d.path)} -> {format_value(d.actual, d.path)} ({why})"
     return Line(text, "!" if d.protective else "~")
 
 
