@@ -17,7 +17,7 @@ Which query parameters are credentials is decided by
 from __future__ import annotations
 
 import re
-from typing import Final
+from typing import Any, Final
 from urllib.parse import unquote, urlsplit
 
 from expsync.credentials import is_credential_name
@@ -114,4 +114,20 @@ def scrub(text: str, url: str) -> str:
     return text
 
 
-__all__ = ["MASK", "mask_url", "origin", "scrub", "url_secrets"]
+__all__ = ["MASK", "mask_json", "mask_url", "origin", "scrub", "url_secrets"]
+
+
+def mask_json(value: Any, name: str = "") -> Any:
+    """A JSON value with its credentials replaced by ``***``: every non-blank literal under a
+    credential-named key (``name`` is the key ``value`` sits under) and the password and
+    credential parameters of every URL-looking string. For values another writer stored."""
+    if isinstance(value, dict):
+        return {k: mask_json(v, str(k)) for k, v in value.items()}
+    if isinstance(value, list):
+        return [mask_json(v, name) for v in value]
+    if isinstance(value, bool) or value is None:
+        return value
+    if name and is_credential_name(name) and (not isinstance(value, str) or value.strip()):
+        return MASK
+    return mask_url(value) if isinstance(value, str) and "://" in value else value
+

@@ -107,3 +107,20 @@ def test_values_without_credentials_are_shown_unmasked(tmp_path: Path, pg_engine
     assert r.code == 0, r.all
     assert "https://old.example/v1?region=eu" in r.out and json.dumps({"cache_key": "abc", "max_tokens": 5},
                                                                       separators=(",", ":")) in r.out
+
+
+def test_import_never_writes_a_stored_credential_into_yaml(tmp_path: Path, pg_engine: sa.Engine) -> None:
+    with pg_engine.begin() as c:
+        e = admin_create_experiment(c, "partner/x", "X")
+        v = admin_add_variant(c, e, "one", 1)
+        admin_add_version(c, v, {"internal_id": "m1", "base_url": "https://u:PWSEKRET@h.example/v1?token=QSEKRET",
+                                 "extra_body": {"auth": {"bearer": "HSEKRET"}, "max_tokens": 5}}, KEY)
+    out = tmp_path / "imported"
+    r = run_cli(["import", "--all", "--out-dir", str(out)], env=_env(pg_engine))
+    assert r.code == 0, r.all
+    text = next(out.glob("*.yaml")).read_text()
+    assert "SEKRET" not in text and "SEKRET" not in r.all
+    assert "replaced by ***" in text and "max_tokens: 5" in text and "api_key: env:" in text
+    # and validation says what to do about it instead of accepting a masked key
+    v = run_cli(["validate", str(out)])
+    assert v.code == 3 and "E114" in v.all, v.all

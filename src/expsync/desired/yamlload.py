@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import math
 import re
+import sys
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Final, TypeAlias
@@ -199,7 +200,13 @@ def _scalar(tag: str, text: str, file: str, mark: Any, path: str) -> Value:
         digits = len(text.lstrip("+-"))
         if digits > MAX_INT_DIGITS:
             raise _refuse("E122", f"integer of {digits} digits (at most {MAX_INT_DIGITS})", file, mark, path)
-        return int(text)
+        value = int(text)
+        if digits > 308 and abs(value) > sys.float_info.max:
+            # the gateway's JSON.parse reads it as Infinity (sent upstream as null); pydantic's
+            # number check would raise OverflowError converting it
+            raise _refuse("E122", f"integer of {digits} digits is too large for a JSON number (a double): the "
+                          "gateway would read it as infinity", file, mark, path)
+        return value
     if tag == _FLOAT:
         if not _DECIMAL_FLOAT.fullmatch(text):
             raise _refuse("E113", f"{_quote(text)} is not a finite decimal number: write one, or quote it",

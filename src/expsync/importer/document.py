@@ -17,6 +17,7 @@ import yaml
 from expsync.crypto import DecryptError, decrypt_api_key, keys_equal
 from expsync.model import ActualExperiment, JsonObject, Secret
 from expsync.profiles import NEWEST, PROFILES, GatewayProfile
+from expsync.urls import mask_json
 
 MODELINE: Final = "# yaml-language-server: $schema=../schemas/{schema}"
 
@@ -119,11 +120,24 @@ def document(key: str, a: ActualExperiment, env_refs: Mapping[uuid.UUID, str],
     doc["variants"] = variants
     if profile.has_metadata and a.metadata is not None:
         doc["metadata"] = a.metadata
+    # a credential another writer stored (a base_url password, an extra_headers Authorization)
+    # never lands in a file meant for git: it is written as *** (which validation then refuses,
+    # E114/E411, so the engineer moves the key to api_key)
+    stored = [v["upstream"] for v in variants] + ([doc["metadata"]] if "metadata" in doc else [])
+    header_extra: list[str] = []
+    if any(mask_json(x) != x for x in stored):
+        for v in variants:
+            v["upstream"] = mask_json(v["upstream"])
+        if "metadata" in doc:
+            doc["metadata"] = mask_json(doc["metadata"])
+        header_extra = ["# Credentials stored in this experiment's upstream or metadata were replaced by ***: "
+                        "put the key in api_key (a secret reference) and remove them."]
     header = [MODELINE.format(schema=f"experiment-{profile.name}.schema.json"),
               f"# Imported from the database by `expsync import` (experiment {a.id}, gateway profile {profile.name})."]
     header.append("# Provide the api_key variables (or replace them with another reference) before planning.")
     if dropped:
         header.append(f"# Left out of upstreams (gateway profile {profile.name} has no such field; its routing "
                       f"ignores them): {', '.join(sorted(dropped))}.")
+    header += header_extra
     body = yaml.safe_dump(doc, sort_keys=False, allow_unicode=True, default_flow_style=False, width=100)
     return "\n".join(header) + "\n" + body

@@ -30,11 +30,10 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Final, assert_never
 
-from expsync.credentials import is_credential_name
 from expsync.model import JsonValue, KeyChange
 from expsync.plan.ops import Action, Explained, Reason, RelabelVariant
 from expsync.plan.types import ExperimentPlan, Plan, Share
-from expsync.urls import MASK, mask_url
+from expsync.urls import mask_json
 
 __all__ = [
     "HEADLINE",
@@ -155,15 +154,8 @@ def masked(value: JsonValue, path: str = "") -> JsonValue:
 
 
 def _masked(value: JsonValue, name: str) -> JsonValue:
-    if isinstance(value, dict):
-        return {k: _masked(v, k) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_masked(v, name) for v in value]
-    if isinstance(value, bool) or value is None:
-        return value
-    if name and is_credential_name(name) and (not isinstance(value, str) or value.strip()):
-        return MASK
-    return mask_url(value) if isinstance(value, str) and "://" in value else value
+    masked_value: JsonValue = mask_json(value, name)
+    return masked_value
 
 
 def format_percent(share: Share) -> str:
