@@ -677,11 +677,16 @@ def db_init(gateway_profile: str | None) -> None:
     from expsync.state.db import database_url, init_db, make_engine
 
     settings = checked_redis(current().settings)
-    profile = offline_profile(select_profile(gateway_profile, settings.environ, settings.cwd))
+    selected = select_profile(gateway_profile, settings.environ, settings.cwd)
+    profile = offline_profile(selected)
     say_profile(profile)
     engine = make_engine(database_url(settings.environ, cwd=settings.cwd))
     try:
         created = init_db(engine, with_metadata=profile.profile.has_metadata)
+        if selected is not None:
+            # existing gateway tables are never altered: a configured profile they cannot
+            # serve is the same exit 3 every other command gives, not "nothing to do"
+            chosen_for_database(engine, selected)
     finally:
         engine.dispose()
     click.echo(f"created: {', '.join(created)}" if created else "database already initialised; nothing to do")
