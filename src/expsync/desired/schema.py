@@ -91,6 +91,21 @@ def _visible_json(value: Any, subpath: str = "", *, prose: bool = True) -> Any:
     return value
 
 
+#: an HTTP field name (RFC 9110 ``token``): anything else makes every request of the variant
+#: fail in the gateway's fetch ("invalid header name"), although its admin API stores it
+_HEADER_NAME: Final = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+
+
+def _header_record(value: dict[str, str]) -> dict[str, str]:
+    _visible_json(value, prose=False)
+    for k in value:
+        if not _HEADER_NAME.fullmatch(k):
+            raise PydanticCustomError(
+                "expsync_E131", f"{k!r} is not an HTTP header name (letters, digits and !#$%&'*+-.^_`|~ only): the "
+                "gateway would fail every request of this variant", {"subpath": f".{k}", "key": True})
+    return value
+
+
 def _text(v: str) -> str:
     _check_visible(v)
     return v
@@ -216,7 +231,7 @@ def _annotation(spec: FieldSpec, parts: tuple[str, ...]) -> Any:
         return Annotated[dict[str, Any], AfterValidator(_visible_json),
                          Field(description=spec.description or None, json_schema_extra=extra)]
     if kind is Kind.TEXT_RECORD:
-        return Annotated[dict[str, str], AfterValidator(functools.partial(_visible_json, prose=False)),
+        return Annotated[dict[str, str], AfterValidator(_header_record),
                          Field(description=spec.description or None, json_schema_extra=extra)]
     if kind is Kind.RECORD:
         assert spec.item is not None

@@ -1,0 +1,39 @@
+"""``extra_headers`` names the gateway's fetch refuses ("invalid header name"): its admin API
+stores them, then every request of the variant fails. expsync refuses them (E131)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.cli_helpers import run_cli
+
+DOC = """\
+key: a
+public_model_id: partner/a
+name: A
+status: draft
+variants:
+  - label: one
+    weight: 1
+    upstream:
+      internal_id: a1
+      base_url: https://api.partner.example/v1
+      extra_headers: {{{name}: v}}
+    api_key: env:PARTNER_A_KEY
+"""
+
+
+@pytest.mark.parametrize("name", ["'Bad Header'", "''", "'X-A:'", "'X(A)'", "'X/A'", "'Ünïcode'", "'X\"A'"])
+def test_invalid_header_names_are_e131(tmp_path: Path, name: str) -> None:
+    (tmp_path / "a.yaml").write_text(DOC.format(name=name))
+    r = run_cli(["validate", "--gateway-profile", "2026-06", str(tmp_path)])
+    assert r.code == 3 and "E131" in r.all and "a.yaml:11:" in r.all, r.all
+
+
+@pytest.mark.parametrize("name", ["X-Request-Source", "anthropic-beta", "x_custom", "X.Y", "a!#$%&'*+^`|~"])
+def test_valid_header_names_pass(tmp_path: Path, name: str) -> None:
+    (tmp_path / "a.yaml").write_text(DOC.format(name=f'"{name}"'))
+    r = run_cli(["validate", "--gateway-profile", "2026-06", str(tmp_path)])
+    assert r.code == 0, r.all
