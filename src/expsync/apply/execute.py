@@ -6,9 +6,8 @@ when NULL, ``ended_at`` on completion, versions insert-only, encrypted keys in t
 Order: :func:`execute` runs exactly the ops it is given, in that order. The planner's order
 (:mod:`expsync.plan.order`) already puts ops of one type next to each other inside a phase,
 so the executor only groups *consecutive* ops of the same type into one batch, and every batch
-is a fixed number of multi-row statements: the rows travel as one bound parameter per column
-(:func:`_rows`: ``unnest`` of arrays on Postgres, one JSON array read with ``json_each`` on
-SQLite) into ``INSERT ... SELECT``, ``UPDATE ... FROM`` or ``... IN (SELECT ...)``. What the
+is a fixed number of multi-row statements: the rows travel as one bound parameter, a JSON
+array (:func:`_rows`: ``jsonb_to_recordset`` on Postgres, ``json_each`` on SQLite) into ``INSERT ... SELECT``, ``UPDATE ... FROM`` or ``... IN (SELECT ...)``. What the
 server executes grows with the kinds of change, never with rows, and the statement text does
 not depend on the number of rows either.
 
@@ -26,7 +25,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 import sqlalchemy as sa
-from sqlalchemy.dialects.postgresql import ARRAY, JSONB
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Connection
 
 from expsync.crypto import encrypt_api_key
@@ -123,10 +122,9 @@ def _expect_rows(changed: int, expected: int, what: str) -> None:
 
 # -- rows as one parameter ---------------------------------------------------------------
 
-#: the value kinds a row source carries, with their Postgres array element types; JSON travels
-#: as text (one element per row, NULL for None) and is cast to jsonb in the statement
+#: the value kinds a row source carries, with their Postgres column types
 _PG_TYPES: Final[Mapping[str, sa.types.TypeEngine[Any]]] = {
-    "uuid": sa.Uuid(), "text": sa.Text(), "int": sa.Integer(), "bool": sa.Boolean(), "json": sa.Text(),
+    "uuid": sa.Uuid(), "text": sa.Text(), "int": sa.Integer(), "bool": sa.Boolean(), "json": JSONB(),
 }
 
 
@@ -136,23 +134,30 @@ def _json_text(value: Any) -> str | None:
 
 def _rows(conn: Connection, name: str, columns: Sequence[tuple[str, str]],
           rows: Sequence[Sequence[Any]]) -> tuple[Any, dict[str, Any]]:
-    """``rows`` as a row source bound as a fixed number of parameters, whatever their number:
-    returns the source and one SQL expression per column name.
+    """``rows`` as a row source bound as ONE text parameter (a JSON array), whatever their
+    number: returns the source and one SQL expression per column name.
 
     ``columns`` are (name, kind) with kind one of :data:`_PG_TYPES`. Postgres:
-    ``unnest(:name_col1, :name_col2, ...) AS name(col1, col2, ...)``, one array per column.
-    SQLite: ``json_each(:name_rows)``, one JSON array of rows, each value read with
-    ``json_extract`` in the form SQLAlchemy itself stores it (a Uuid as 32 hex digits, JSON
-    as its text, a boolean as 0/1)."""
+    ``jsonb_to_recordset(CAST(:name_rows AS JSONB)) AS name(col1 UUID, col2 JSONB, ...)``
+    (JSON values stay nested: no per-value encoding; a JSON null is SQL NULL). SQLite:
+    ``json_each(:name_rows)``, each value read with ``json_extract`` in the form SQLAlchemy
+    itself stores it (a Uuid as 32 hex digits, JSON as its text, a boolean as 0/1).
+
+    One string, not one array per column: psycopg dumps a list parameter element by element
+    in Python (and escapes every quote of a JSON text inside an array literal)."""
     if conn.dialect.name == "postgresql":
-        params = [
-            sa.bindparam(f"{name}_{col}", [_json_text(r[i]) if kind == "json" else r[i] for r in rows],
-                         type_=ARRAY(_PG_TYPES[kind]))
-            for i, (col, kind) in enumerate(columns)
-        ]
-        src = sa.func.unnest(*params).table_valued(
-            *[sa.column(col, _PG_TYPES[kind]) for col, kind in columns]).render_derived(name)
-        return src, {col: sa.cast(src.c[col], JSONB) if kind == "json" else src.c[col] for col, kind in columns}
+        uuids = [i for i, (_, kind) in enumerate(columns) if kind == "uuid"]
+        names = [col for col, _ in columns]
+        docs = []
+        for r in rows:
+            values = list(r)
+            for i in uuids:
+                values[i] = None if values[i] is None else str(values[i])
+            docs.append(dict(zip(names, values)))
+        param = sa.cast(sa.bindparam(f"{name}_rows", json.dumps(docs), type_=sa.Text()), JSONB)
+        src = sa.func.jsonb_to_recordset(param).table_valued(
+            *[sa.column(col, _PG_TYPES[kind]) for col, kind in columns]).render_derived(name, with_types=True)
+        return src, {col: src.c[col] for col, _ in columns}
     encode: Mapping[str, Callable[[Any], Any]] = {
         "uuid": lambda v: None if v is None else v.hex, "json": _json_text, "bool": lambda v: None if v is None else int(v),
         "text": lambda v: v, "int": lambda v: v,
