@@ -351,27 +351,9 @@ def _not_nan(value: float) -> float:
 
 
 def read_saved_digests(path: str) -> Digests:
-    try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
-        if not isinstance(data, dict) or not isinstance(data.get("digests"), dict):
-            raise ValueError("not a plan object")
-        from expsync.render.json import FORMAT_VERSION
+    from expsync.render.saved import applyable_digests, read_saved_plan
 
-        if data.get("format_version") != FORMAT_VERSION:
-            raise ValueError("unsupported format_version")
-        d = data["digests"]
-        digests = Digests(desired=str(d["desired"]), actual=str(d["actual"]), ops=str(d["ops"]))
-        compared = data["secrets_compared"]
-    except (OSError, ValueError, KeyError, TypeError, RecursionError):
-        click.echo(f"error: {path}: not a plan file written by `expsync plan --out`", err=True)
-        sys.exit(EXIT_INVALID)
-    if compared is not True:
-        # its key changes are `unknown`; for creates the ops digest would still match, so the
-        # digests alone cannot tell (README: a --no-secrets plan is never applyable)
-        click.echo(f"error: {path}: made with `plan --no-secrets` (api keys were not compared), so it cannot be "
-                   "applied; run `expsync plan --out FILE` with the secrets available", err=True)
-        sys.exit(EXIT_INVALID)
-    return digests
+    return applyable_digests(read_saved_plan(path))  # exit 3 (not a plan file) or 5 (edited)
 
 
 @cli.group()

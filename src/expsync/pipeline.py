@@ -8,6 +8,7 @@ read-only snapshot) and an explicit :class:`Settings`; nothing here reads ``os.e
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -16,12 +17,13 @@ from pathlib import Path
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from expsync.crypto import KEY_ENV_VAR, load_key
+from expsync.crypto import KEY_ENV_VAR, api_keys_digest, load_key
 from expsync.diagnostics import Diagnostic
 from expsync.errors import ExpsyncError
 from expsync.keycompare import compare_keys, needs_comparison
-from expsync.model import ActualState, DesiredState, Secret, SecretRef
+from expsync.model import ActualState, DesiredState, KeyChange, Secret, SecretRef
 from expsync.plan import Plan, PlanOptions, plan
+from expsync.plan.ops import InsertVersion
 from expsync.state.reader import read_actual
 
 
@@ -96,4 +98,16 @@ def compute_plan(
         key_changes=key_changes,  # type: ignore[arg-type]
         options=PlanOptions(redis_prefix=settings.redis_prefix, compare_secrets=secrets is not None),
     )
-    return Computed(p, actual, tuple(key_diags))
+    return Computed(bind_api_keys(p, secrets, settings), actual, tuple(key_diags))
+
+
+def bind_api_keys(p: Plan, secrets: Mapping[SecretRef, Secret] | None, settings: Settings) -> Plan:
+    """``p`` with ``digests.secrets`` set: a keyed digest of every value its ops encrypt, so
+    a value that changes between ``plan --out`` and ``apply --plan`` makes the plan stale even
+    when the key change stays ``rotated``. Unbound (``""``) without secrets or a BYOK key."""
+    writes = [(o.variant_id, o.api_key_ref) for o in p.ops
+              if isinstance(o, InsertVersion) and o.key_change in (KeyChange.NEW, KeyChange.ROTATED)]
+    if not writes or secrets is None or not settings.byok_value:
+        return p
+    bound = api_keys_digest(writes, secrets, load_key(settings.byok_value))
+    return dataclasses.replace(p, digests=dataclasses.replace(p.digests, secrets=bound))

@@ -207,8 +207,12 @@ def _refuse_before_writing(computed: Computed, expect: Digests | None) -> None:
     # whatever the re-plan says now; the fresh plan the user re-runs explains it
     if expect is not None and expect != plan.digests:
         changed = [n for n in ("desired", "actual", "ops") if getattr(expect, n) != getattr(plan.digests, n)]
-        raise StalePlan(f"stale plan: the {' and '.join(changed)} state changed since it was made; "
-                        "re-run plan (nothing was applied)")
+        if changed:
+            raise StalePlan(f"stale plan: the {' and '.join(changed)} state changed since it was made; "
+                            "re-run plan (nothing was applied)")
+        raise StalePlan("stale plan: an api key value the plan encrypts changed since it was made (or the plan was "
+                        "made without BYOK_ENCRYPTION_KEY, which binds the values); re-run plan (nothing was "
+                        "applied) [E508]")
     if plan.refused:
         raise Refused(plan)
 

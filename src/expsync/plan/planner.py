@@ -24,6 +24,7 @@ from expsync.model import ActualState, DesiredState
 from expsync.plan.check import check_activations, check_edits
 from expsync.plan.diff import Context, KeyChanges, diff
 from expsync.plan.digest import digest_items
+from expsync.plan.document import ops_digest
 from expsync.plan.explain import cache_keys_for, explain
 from expsync.plan.order import order
 from expsync.plan.pair import pair
@@ -45,7 +46,7 @@ def _digests(desired: DesiredState, actual: ActualState, ops: tuple[object, ...]
             (actual.experiments[i] for i in sorted(actual.experiments)),
             (actual.managed[k] for k in sorted(actual.managed)),
         )),
-        ops=digest_items(ops),
+        ops=ops_digest(ops),  # of the operations exactly as a saved plan shows them
     )
 
 
