@@ -297,7 +297,7 @@ def _confirm_or_exit(plan: Plan, yes: bool) -> None:
 def apply_cmd(paths: tuple[str, ...], max_file_size: int, plan_file: str | None, yes: bool, actor: str | None,
               revision: str | None, lock_timeout: float) -> None:
     """Apply the YAML to the database in one transaction, then refresh the Redis cache."""
-    from expsync.apply.run import KeyProblems, Refused, apply
+    from expsync.apply.run import KeyProblems, Refused, after_commit, apply
 
     settings = dataclasses.replace(settings_from_env(), actor=actor or None, revision=revision or None)
     if not yes and not sys.stdin.isatty():
@@ -332,14 +332,15 @@ def apply_cmd(paths: tuple[str, ...], max_file_size: int, plan_file: str | None,
                 click.echo(red.redact(render_diags.github_annotations(e.plan.diagnostics)), err=True)
             sys.exit(EXIT_REFUSED)
         plan = result.plan
-        if not plan.has_changes:
-            click.echo("No changes. The database matches the YAML; nothing was applied.")
-        else:
-            click.echo(red.redact(render_plan(plan, "text", color=use_color())))
-            click.echo(f"Applied in one transaction: {len(plan.ops)} operation(s), {result.statements} statement(s), "
-                       f"{result.seconds:.2f}s.")
-        if plan.gateway_changes or settings.redis_url:
-            refresh_after_commit(engine, settings)
+        with after_commit():  # committed: any failure from here on is exit 6
+            if not plan.has_changes:
+                click.echo("No changes. The database matches the YAML; nothing was applied.")
+            else:
+                click.echo(red.redact(render_plan(plan, "text", color=use_color())))
+                click.echo(f"Applied in one transaction: {len(plan.ops)} operation(s), {result.statements} "
+                           f"statement(s), {result.seconds:.2f}s.")
+            if plan.gateway_changes or settings.redis_url:
+                refresh_after_commit(engine, settings)
     finally:
         engine.dispose()
 

@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Final
@@ -31,7 +32,15 @@ from expsync.apply.execute import ApplyContext, OpResult, execute
 from expsync.cache.refresh import enqueue
 from expsync.crypto import load_key
 from expsync.diagnostics import Diagnostic
-from expsync.errors import ApplyConflict, ExpsyncError, InvalidInput, LockTimeout, PlanRefused, StalePlan
+from expsync.errors import (
+    ApplyConflict,
+    CachePending,
+    ExpsyncError,
+    InvalidInput,
+    LockTimeout,
+    PlanRefused,
+    StalePlan,
+)
 from expsync.model import DesiredState, KeyChange, Secret, SecretRef
 from expsync.pipeline import Computed, Settings, check_initialized, compute_plan
 from expsync.plan import Digests, Plan, cache_keys_for
@@ -257,3 +266,20 @@ def _audit_failure(engine: Engine, settings: Settings, plan: Plan | None, starte
                 summary=_summary(plan) if plan else {}, outcome=f"failed: {type(err).__name__}", statements=None))
     except Exception:
         pass
+
+
+@contextmanager
+def after_commit() -> Iterator[None]:
+    """Wrap everything that runs after apply committed (reporting, the cache refresh): any
+    failure there is :class:`CachePending` (exit 6, "applied; cache refresh pending"), never
+    exit 1 - the change is in the database and the outbox still holds its cache keys, which
+    ``expsync cache sync`` or any later run refreshes."""
+    try:
+        yield
+    except CachePending:
+        raise
+    except Exception as e:
+        # an ExpsyncError's text is written to be shown (URLs masked); anything else only by type
+        detail = str(e) if isinstance(e, ExpsyncError) else type(e).__name__
+        raise CachePending(f"applied; cache refresh pending ({detail}); run `expsync cache sync` (any later "
+                           "expsync run also finishes it)") from None
