@@ -4,6 +4,7 @@
       Postgres: SET LOCAL lock_timeout; pg_advisory_xact_lock(APPLY_LOCK)   SQLite: BEGIN IMMEDIATE
       read actual state -> compare keys -> plan          (the same code as `expsync plan`)
       refuse: key problems (3), violations (4), digests differ from the saved plan (5)
+      Postgres: lock the changed experiment + variant rows FOR UPDATE, re-check them (5)
       execute ops -> outbox rows -> audit row
     COMMIT
 
@@ -29,6 +30,7 @@ from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, OperationalErr
 
 from expsync import rules
 from expsync.apply.execute import ApplyContext, OpResult, execute
+from expsync.apply.lock import lock_and_verify
 from expsync.cache.refresh import enqueue
 from expsync.crypto import load_key
 from expsync.diagnostics import Diagnostic
@@ -183,6 +185,9 @@ def apply(
                 computed = compute_plan(conn, desired, secrets, settings, now=datetime.now(timezone.utc))
                 plan = computed.plan
                 _refuse_before_writing(computed, expect)
+                if plan.has_changes:
+                    # rows other writers (the admin UI) could change under this plan: locked, re-checked
+                    lock_and_verify(conn, plan.ops, computed.actual)
                 results = _execute(conn, computed, secrets, settings) if plan.has_changes else ()
                 conn.execute(sa.insert(audit).values(
                     started_at=started_at, finished_at=datetime.now(timezone.utc), actor=settings.actor,
@@ -250,7 +255,8 @@ def _summary(plan: Plan) -> dict[str, Any]:
         "operations": plan.op_counts(),
         "experiments": [e.key for e in plan.experiments if e.ops],
         "cache_keys": len(plan.cache_keys),
-        "digests": {"desired": plan.digests.desired, "actual": plan.digests.actual, "ops": plan.digests.ops},
+        "digests": {"desired": plan.digests.desired, "actual": plan.digests.actual, "ops": plan.digests.ops,
+                    "secrets": plan.digests.secrets},
     }
 
 

@@ -26,6 +26,7 @@ from expsync.plan.diff import Context, KeyChanges, diff
 from expsync.plan.digest import digest_items
 from expsync.plan.document import ops_digest
 from expsync.plan.explain import cache_keys_for, explain
+from expsync.plan.ops import Op
 from expsync.plan.order import order
 from expsync.plan.pair import pair
 from expsync.plan.types import Digests, Plan
@@ -38,7 +39,7 @@ class PlanOptions:
     compare_secrets: bool = True
 
 
-def _digests(desired: DesiredState, actual: ActualState, ops: tuple[object, ...]) -> Digests:
+def _digests(desired: DesiredState, actual: ActualState, ops: tuple[Op, ...]) -> Digests:
     return Digests(
         desired=digest_items(desired.experiments[k] for k in sorted(desired.experiments)),
         # the outbox is excluded: draining it between plan and apply is not a change of state
