@@ -11,7 +11,7 @@ STATUSES = ("draft", "active", "paused", "completed")
 def experiment_yaml(i: int, *, variants: int = 3, pad: int = 11500) -> str:
     status = STATUSES[i % 4]
     lines = [
-        "# yaml-language-server: $schema=../schemas/experiment.schema.json",
+        "# yaml-language-server: $schema=../schemas/experiment-2026-06.schema.json",
         f"key: bench-{i:05d}",
         f"public_model_id: partner/bench-{i:05d}",
         f"name: Bench experiment {i}",

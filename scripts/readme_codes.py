@@ -16,6 +16,7 @@ GROUPS = {
     "E3": "State machine and edit rules (plan)",
     "E4": "Secrets",
     "E5": "Drift and ownership (plan)",
+    "W3": "Warnings on routing (never change the exit code)",
     "W5": "Warnings (never change the exit code)",
 }
 

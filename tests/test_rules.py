@@ -46,6 +46,7 @@ SPEC_TABLE = {  # spec §1.2: change -> (draft, active, paused, completed)
     Change.ARCHIVE: (1, 0, 1, 1),
     Change.UNARCHIVE: (1, 0, 1, 1),  # "-" for active: an active row is never archived
     Change.DELETE: (1, 0, 0, 0),
+    Change.METADATA: (1, 1, 1, 0),  # gateway-profiles §4: 2026-06 metadata not on completed
 }
 
 

@@ -31,11 +31,13 @@ from expsync.pipeline import Settings, check_initialized, compute_plan
 from expsync import rules
 from expsync.plan import Digests, Plan
 from expsync.secrets import Redactor, resolve_all, uses_in
-from expsync.state.db import begin, database_url, engine_from_environ, init_db, make_engine
+from expsync.state.db import begin, database_url, engine_from_environ, has_metadata_column, init_db, make_engine
 from expsync.errors import CachePending, ExpsyncError
 from expsync.render import diagnostics as render_diags
 from expsync.desired.loader import LoadOptions, discover, load_desired
 from expsync.desired.schema import json_schema
+from expsync.config import ProfileSelection, offline_profile, profile_for_database, select_profile
+from expsync.profiles import PROFILES
 from expsync.desired.yamlload import DEFAULT_MAX_FILE_SIZE
 
 EXIT_OK, EXIT_ERROR, EXIT_CHANGES, EXIT_INVALID, EXIT_REFUSED, EXIT_CONFLICT, EXIT_CACHE = range(7)
@@ -67,6 +69,38 @@ def paths_argument(f: F) -> F:
         help="Refuse YAML files larger than this many bytes.",
     )(f)
     return f
+
+
+def profile_option(f: F) -> F:
+    return click.option(
+        "--gateway-profile",
+        "gateway_profile",
+        type=click.Choice(list(PROFILES)),
+        default=None,
+        help="Gateway version to validate against (else EXPSYNC_GATEWAY_PROFILE, expsync.toml, "
+        "then detected from the database or, offline, the newest).",
+    )(f)
+
+
+def say_profile(sel: ProfileSelection) -> None:
+    """One line on stderr when the profile was not chosen explicitly."""
+    if not sel.choice.explicit:
+        click.echo(sel.note, err=True)
+
+
+def chosen_offline(flag: str | None) -> ProfileSelection:
+    sel = offline_profile(select_profile(flag, os.environ, Path.cwd()))
+    say_profile(sel)
+    return sel
+
+
+def chosen_for_database(engine: Engine, selected: ProfileSelection | None) -> ProfileSelection:
+    """The run's profile against this database (exit 3 for an impossible pair). Said by the
+    caller (after the GitHub mask lines, which must come first)."""
+    with engine.connect() as conn:
+        check_initialized(conn)
+        has_column = has_metadata_column(conn)
+    return profile_for_database(selected, has_column)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -101,10 +135,12 @@ def redactor() -> Redactor:
 @cli.command()
 @paths_argument
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
-def validate(paths: tuple[str, ...], max_file_size: int, fmt: str) -> None:
+@profile_option
+def validate(paths: tuple[str, ...], max_file_size: int, fmt: str, gateway_profile: str | None) -> None:
     """Check experiment files offline (default: experiments/). Exit 0 valid, 3 invalid."""
+    profile = chosen_offline(gateway_profile).profile
     files, _ = discover(paths)
-    desired, diags = load_desired(paths, LoadOptions(max_file_size=max_file_size))
+    desired, diags = load_desired(paths, LoadOptions(max_file_size=max_file_size, profile=profile.name))
     if fmt == "json":
         click.echo(render_diags.render_validate_json(diags, files=len(files), experiments=len(desired.experiments)))
         if _in_github():
@@ -148,9 +184,10 @@ def use_color() -> bool:
     return sys.stdout.isatty() and "NO_COLOR" not in os.environ
 
 
-def load_or_exit(paths: Sequence[str], max_file_size: int) -> DesiredState:
-    desired, diags = load_desired(paths, LoadOptions(max_file_size=max_file_size))
+def load_or_exit(paths: Sequence[str], max_file_size: int, sel: ProfileSelection) -> DesiredState:
+    desired, diags = load_desired(paths, LoadOptions(max_file_size=max_file_size, profile=sel.profile.name))
     if has_errors(diags):
+        say_profile(sel)  # the errors depend on it
         emit_diagnostics(diags)
         click.echo(render_diags.summary_line(diags), err=True)
         sys.exit(EXIT_INVALID)
@@ -206,17 +243,25 @@ def write_github_outputs(plan: Plan, redactor: Redactor) -> None:
 @click.option("--out", "out_file", type=click.Path(dir_okay=False), help="Save the plan (JSON) for `apply --plan`.")
 @click.option("--detailed-exitcode", is_flag=True, help="Exit 2 when the plan has changes.")
 @click.option("--no-secrets", is_flag=True, help="Do not resolve secrets (fork PRs); api keys show as unknown.")
+@profile_option
 def plan_cmd(paths: tuple[str, ...], max_file_size: int, fmt: str, out_file: str | None, detailed_exitcode: bool,
-             no_secrets: bool) -> None:
+             no_secrets: bool, gateway_profile: str | None) -> None:
     """Show what apply would change, checked against the state machine. Writes nothing."""
     settings = settings_from_env()
     if out_file:
         check_writable(out_file)
-    desired = load_or_exit(paths, max_file_size)
-    red = redactor()
-    secrets = None if no_secrets else resolve_or_exit(desired, settings, red)
-    engine = engine_from_environ(settings.environ, cwd=settings.cwd)
+    selected = select_profile(gateway_profile, settings.environ, settings.cwd)
+    # a configured profile is known without the database: bad YAML is reported before connecting
+    early = load_or_exit(paths, max_file_size, selected) if selected is not None else None
+    engine = engine_from_environ(settings.environ, cwd=settings.cwd,
+                                 with_metadata=offline_profile(selected).profile.has_metadata)
     try:
+        chosen = chosen_for_database(engine, selected)
+        settings = dataclasses.replace(settings, profile=chosen.profile)
+        desired = early if early is not None else load_or_exit(paths, max_file_size, chosen)
+        red = redactor()
+        secrets = None if no_secrets else resolve_or_exit(desired, settings, red)
+        say_profile(chosen)
         drain_leftover(engine, settings)
         with begin(engine, snapshot=True) as conn:
             check_initialized(conn)
@@ -294,8 +339,9 @@ def _confirm_or_exit(plan: Plan, yes: bool) -> None:
 @click.option("--lock-timeout", type=click.FloatRange(min=0.001, max=86400.0), default=30.0, show_default=True,
               callback=lambda ctx, param, v: _not_nan(v),
               help="Seconds to wait for the apply lock.")
+@profile_option
 def apply_cmd(paths: tuple[str, ...], max_file_size: int, plan_file: str | None, yes: bool, actor: str | None,
-              revision: str | None, lock_timeout: float) -> None:
+              revision: str | None, lock_timeout: float, gateway_profile: str | None) -> None:
     """Apply the YAML to the database in one transaction, then refresh the Redis cache."""
     from expsync.apply.run import KeyProblems, Refused, after_commit, apply
 
@@ -304,13 +350,20 @@ def apply_cmd(paths: tuple[str, ...], max_file_size: int, plan_file: str | None,
         # unattended runs must say so explicitly, with or without a saved plan
         click.echo("error: apply needs --yes when not run on a terminal", err=True)
         sys.exit(EXIT_INVALID)
-    desired = load_or_exit(paths, max_file_size)
-    red = redactor()
-    secrets = resolve_or_exit(desired, settings, red)
+    selected = select_profile(gateway_profile, settings.environ, settings.cwd)
+    # a configured profile is known without the database: bad YAML is reported before connecting
+    early = load_or_exit(paths, max_file_size, selected) if selected is not None else None
     # on a terminal a saved plan is itself the reviewed confirmation (as in Terraform)
     expect = read_saved_digests(plan_file) if plan_file else None
-    engine = engine_from_environ(settings.environ, cwd=settings.cwd)
+    engine = engine_from_environ(settings.environ, cwd=settings.cwd,
+                                 with_metadata=offline_profile(selected).profile.has_metadata)
     try:
+        chosen = chosen_for_database(engine, selected)
+        settings = dataclasses.replace(settings, profile=chosen.profile)
+        desired = early if early is not None else load_or_exit(paths, max_file_size, chosen)
+        red = redactor()
+        secrets = resolve_or_exit(desired, settings, red)
+        say_profile(chosen)
         drain_leftover(engine, settings)
         if expect is None and not yes:
             with begin(engine, snapshot=True) as conn:
@@ -388,8 +441,9 @@ def cache_sync() -> None:
 @click.option("--public-model-id", "pids", multiple=True, help="Every experiment on this public id (repeatable).")
 @click.option("--key", "key", default=None, help="The key to give the experiment (one --id only).")
 @click.option("--out-dir", type=click.Path(file_okay=False), default="experiments", show_default=True)
+@profile_option
 def import_cmd(all_unmanaged: bool, ids: tuple[uuid.UUID, ...], pids: tuple[str, ...], key: str | None,
-               out_dir: str) -> None:
+               out_dir: str, gateway_profile: str | None) -> None:
     """Write YAML (with id: pins) for experiments that exist in the database but not in git."""
     from expsync.crypto import load_key
     from expsync.importer import import_experiments, select_ids
@@ -403,8 +457,13 @@ def import_cmd(all_unmanaged: bool, ids: tuple[uuid.UUID, ...], pids: tuple[str,
         sys.exit(EXIT_INVALID)
     settings = settings_from_env()
     byok = load_key(settings.byok_value) if settings.byok_value else None
-    engine = engine_from_environ(settings.environ, cwd=settings.cwd)
+    selected = select_profile(gateway_profile, settings.environ, settings.cwd)
+    engine = engine_from_environ(settings.environ, cwd=settings.cwd,
+                                 with_metadata=offline_profile(selected).profile.has_metadata)
     try:
+        sel = chosen_for_database(engine, selected)
+        say_profile(sel)
+        profile = sel.profile
         with begin(engine, snapshot=True) as conn:
             check_initialized(conn)
             # the gateway lowercases requested ids; so does import
@@ -416,7 +475,7 @@ def import_cmd(all_unmanaged: bool, ids: tuple[uuid.UUID, ...], pids: tuple[str,
                 sys.exit(EXIT_INVALID)
             try:
                 done = import_experiments(conn, chosen, Path(out_dir), now=datetime.now(timezone.utc), byok=byok,
-                                          keys={ids[0]: key} if key else None)
+                                          keys={ids[0]: key} if key else None, profile=profile)
             except FileExistsError as e:
                 click.echo(f"error: {e} exists; choose another --key or --out-dir (nothing was overwritten)", err=True)
                 sys.exit(EXIT_INVALID)
@@ -437,21 +496,27 @@ def db() -> None:
 
 
 @db.command("init")
-def db_init() -> None:
-    """Create the gateway tables (when absent) and migrate expsync's own tables."""
+@profile_option
+def db_init(gateway_profile: str | None) -> None:
+    """Create the gateway tables (when absent, as the gateway profile has them) and migrate
+    expsync's own tables."""
     settings = settings_from_env()
+    profile = offline_profile(select_profile(gateway_profile, settings.environ, settings.cwd))
+    say_profile(profile)
     engine = make_engine(database_url(settings.environ, cwd=settings.cwd))
     try:
-        created = init_db(engine)
+        created = init_db(engine, with_metadata=profile.profile.has_metadata)
     finally:
         engine.dispose()
     click.echo(f"created: {', '.join(created)}" if created else "database already initialised; nothing to do")
 
 
 @cli.command()
-def schema() -> None:
-    """Print the JSON Schema of an experiment document (draft-07)."""
-    click.echo(json.dumps(json_schema(), indent=2, ensure_ascii=False))
+@profile_option
+def schema(gateway_profile: str | None) -> None:
+    """Print the JSON Schema of an experiment document (draft-07) for a gateway profile."""
+    profile = chosen_offline(gateway_profile).profile
+    click.echo(json.dumps(json_schema(profile.name), indent=2, ensure_ascii=False))
 
 
 def main(argv: Sequence[str] | None = None) -> None:

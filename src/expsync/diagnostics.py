@@ -62,6 +62,12 @@ CODES: Final[dict[str, CodeInfo]] = {
     "E114": CodeInfo("invalid URL", "base_url must be an absolute http:// or https:// URL"),
     "E115": CodeInfo("invalid key", "keys match [a-z0-9][a-z0-9._-]{0,99}"),
     "E116": CodeInfo("document too deeply nested or too large", "simplify the document"),
+    # E14x: gateway profile (what the configured gateway era accepts)
+    "E140": CodeInfo("field moved in this gateway profile", "follow the hint: the field lives elsewhere in this profile"),
+    "E141": CodeInfo("field belongs to another gateway profile", "configure the profile your gateway runs, or remove the field"),
+    "E142": CodeInfo("the key __proto__ is not allowed", "the gateway's JSON parser drops __proto__ silently: rename or remove it"),
+    "E143": CodeInfo("text length outside the admin API's limits", "name 1-200, description up to 2000, label 1-64 UTF-16 code units"),
+    "E144": CodeInfo("id pin is not a UUID the admin API accepts", "use a lower-case RFC 4122 UUID of version 1-8 (as the database shows it)"),
     # E2xx: semantics across the whole desired state
     "E201": CodeInfo("duplicate experiment key", "experiment keys are unique across all files"),
     "E202": CodeInfo("duplicate variant key", "variant keys (default: the label) are unique within an experiment"),
@@ -72,6 +78,8 @@ CODES: Final[dict[str, CodeInfo]] = {
     "E207": CodeInfo("public_model_id routed by two experiments", "only one experiment per public_model_id may be active or paused"),
     "E208": CodeInfo("duplicate id pin", "each id: pin must be unique"),
     "E209": CodeInfo("weight must be a positive integer", "use an integer >= 1"),
+    "E220": CodeInfo("public_model_id uses a reserved prefix", "the gateway reserves kilo/, kilocode/ and kilo-internal/ for its own models"),
+    "E221": CodeInfo("metadata cannot change on a completed experiment", "leave metadata as the database has it (the admin API refuses it too)"),
     # E3xx: state machine and edit rules
     "E301": CodeInfo("illegal status transition", "use one of the legal transitions listed"),
     "E302": CodeInfo("field cannot change in this status", "create a new experiment"),

@@ -22,11 +22,12 @@ import yaml
 from sqlalchemy.engine import Connection
 
 from expsync.crypto import DecryptError, decrypt_api_key, keys_equal
-from expsync.model import ActualExperiment, Secret
+from expsync.model import ActualExperiment, JsonObject, Secret
+from expsync.profiles import NEWEST, PROFILES, GatewayProfile
 from expsync.state.reader import read_actual
 from expsync.state.tables import experiment, managed
 
-MODELINE = "# yaml-language-server: $schema=../schemas/experiment.schema.json"
+MODELINE = "# yaml-language-server: $schema=../schemas/{schema}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,15 +99,34 @@ def _env_refs(key: str, a: ActualExperiment, byok: bytes | None) -> dict[uuid.UU
     return names
 
 
-def document(key: str, a: ActualExperiment, env_refs: Mapping[uuid.UUID, str]) -> str:
+def _upstream_for(upstream: JsonObject, profile: GatewayProfile, dropped: set[str]) -> JsonObject:
+    """The stored upstream as this profile's YAML holds it. Fields the profile does not have
+    are left out (and named in the file's header) only where the gateway's routing drops them
+    anyway (a non-strict profile): for a strict one they stay, and validation says why."""
+    if profile.routing_strict:
+        return dict(upstream)
+    out: JsonObject = {}
+    for k, v in upstream.items():
+        if k in profile.upstream:
+            out[k] = v
+        else:
+            dropped.add(k)
+    return out
+
+
+def document(key: str, a: ActualExperiment, env_refs: Mapping[uuid.UUID, str],
+             profile: GatewayProfile | None = None) -> str:
+    profile = profile or PROFILES[NEWEST]
     variants = []
+    dropped: set[str] = set()
     for v in a.variants:
         latest = v.pending or v.current
         variants.append({
             "id": str(v.id),
             "label": v.label,
             "weight": v.weight,
-            "upstream": dict(latest.upstream) if latest else {"internal_id": "FILL-ME", "base_url": "https://FILL-ME"},
+            "upstream": _upstream_for(latest.upstream, profile, dropped) if latest
+            else {"internal_id": "FILL-ME", "base_url": "https://FILL-ME"},
             "api_key": f"env:{env_refs[v.id]}",
         })
     doc: dict[str, object] = {"id": str(a.id), "key": key, "public_model_id": a.public_model_id, "name": a.name}
@@ -116,28 +136,36 @@ def document(key: str, a: ActualExperiment, env_refs: Mapping[uuid.UUID, str]) -
     if a.is_archived:
         doc["archived"] = True
     doc["variants"] = variants
-    header = [MODELINE, f"# Imported from the database by `expsync import` (experiment {a.id})."]
+    if profile.has_metadata and a.metadata is not None:
+        doc["metadata"] = a.metadata
+    header = [MODELINE.format(schema=f"experiment-{profile.name}.schema.json"),
+              f"# Imported from the database by `expsync import` (experiment {a.id}, gateway profile {profile.name})."]
     header.append("# Provide the api_key variables (or replace them with another reference) before planning.")
+    if dropped:
+        header.append(f"# Left out of upstreams (gateway profile {profile.name} has no such field; its routing "
+                      f"ignores them): {', '.join(sorted(dropped))}.")
     body = yaml.safe_dump(doc, sort_keys=False, allow_unicode=True, default_flow_style=False, width=100)
     return "\n".join(header) + "\n" + body
 
 
-def pinned_in(out_dir: Path) -> set[uuid.UUID]:
+def pinned_in(out_dir: Path, profile: GatewayProfile) -> set[uuid.UUID]:
     """Experiment ids already pinned by YAML in ``out_dir``: importing them again would write
     a second file pinning the same row (E208), so they are skipped."""
     if not out_dir.is_dir():
         return set()
-    from expsync.desired.loader import load_desired
+    from expsync.desired.loader import LoadOptions, load_desired
 
-    desired, _ = load_desired([str(out_dir)])
+    desired, _ = load_desired([str(out_dir)], LoadOptions(profile=profile.name))
     return {d.id for d in desired.experiments.values() if d.id is not None}
 
 
 def import_experiments(conn: Connection, ids: list[uuid.UUID], out_dir: Path, *, now: datetime,
-                       byok: bytes | None, keys: Mapping[uuid.UUID, str] | None = None) -> list[Imported]:
-    already = pinned_in(out_dir)
+                       byok: bytes | None, keys: Mapping[uuid.UUID, str] | None = None,
+                       profile: GatewayProfile | None = None) -> list[Imported]:
+    profile = profile or PROFILES[NEWEST]
+    already = pinned_in(out_dir, profile)
     ids = [i for i in ids if i not in already]
-    actual = read_actual(conn, experiment_ids=ids, public_model_ids=(), now=now)
+    actual = read_actual(conn, experiment_ids=ids, public_model_ids=(), now=now, with_metadata=profile.has_metadata)
     taken = {p.stem for p in out_dir.glob("*.y*ml")} if out_dir.exists() else set()
     out: list[Imported] = []
     texts: list[str] = []
@@ -146,7 +174,7 @@ def import_experiments(conn: Connection, ids: list[uuid.UUID], out_dir: Path, *,
         key = (keys or {}).get(eid) or key_for(a, taken)
         refs = _env_refs(key, a, byok)
         out.append(Imported(key, out_dir / f"{key}.yaml", tuple(sorted(set(refs.values())))))
-        texts.append(document(key, a, refs))
+        texts.append(document(key, a, refs, profile))
     clash = next((item.path for item in out if item.path.exists()), None)
     if clash is not None:  # checked for all before writing any: nothing is half-imported
         raise FileExistsError(str(clash))

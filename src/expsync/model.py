@@ -109,6 +109,8 @@ class DesiredExperiment:
     archived: bool
     variants: tuple[DesiredVariant, ...]
     id: uuid.UUID | None = None  # pinned id (adoption); else deterministic
+    #: ``model_experiment.metadata`` (gateway profiles that have it); None: absent, stored as NULL
+    metadata: JsonObject | None = None
     #: path within the document ("status", "variants[1].weight") -> where it is in the file
     sources: Mapping[str, SourceRange] = dc_field(default_factory=dict, compare=False, hash=False)
     # derived once (uuid5 is not free at 5,000 experiments): resolved id, variant key -> id
@@ -184,6 +186,8 @@ class ActualExperiment:
     created_by_user_id: str | None = None
     #: variants in id order (the gateway's bucketing walk order)
     variants: tuple[ActualVariant, ...] = ()
+    #: ``model_experiment.metadata``; None when NULL or when the database has no such column
+    metadata: JsonObject | None = None
 
 
 @dataclass(frozen=True, slots=True)

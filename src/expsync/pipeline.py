@@ -21,9 +21,10 @@ from expsync.crypto import KEY_ENV_VAR, api_keys_digest, load_key
 from expsync.diagnostics import Diagnostic
 from expsync.errors import ExpsyncError
 from expsync.keycompare import compare_keys, needs_comparison
-from expsync.model import ActualState, DesiredState, KeyChange, Secret, SecretRef
+from expsync.model import ActualExperiment, ActualState, ActualVersion, DesiredState, KeyChange, Secret, SecretRef
 from expsync.plan import Plan, PlanOptions, plan
 from expsync.plan.ops import InsertVersion
+from expsync.profiles import GatewayProfile
 from expsync.state.reader import read_actual
 
 
@@ -43,6 +44,13 @@ class Settings:
     redis_prefix: str = ""
     actor: str | None = None
     revision: str | None = None
+    #: the gateway profile of the run (``expsync.config``); None: the database has no
+    #: ``model_experiment.metadata`` to read (library callers on an older gateway's tables)
+    profile: GatewayProfile | None = None
+
+    @property
+    def with_metadata(self) -> bool:
+        return self.profile is not None and self.profile.has_metadata
 
     @property
     def byok_value(self) -> str | None:
@@ -65,6 +73,24 @@ def check_initialized(conn: Connection) -> None:
         raise NotInitialized(f"database is missing tables {', '.join(missing)}: run `expsync db init` first")
 
 
+def as_routed(actual: ActualState, profile: GatewayProfile | None) -> ActualState:
+    """The actual state with every stored upstream as the profile's routing reads it (keys a
+    non-strict routing drops are left out), so they neither make a new version nor drift."""
+    if profile is None or profile.routing_strict:
+        return actual
+
+    def version(v: ActualVersion | None) -> ActualVersion | None:
+        routed = profile.as_routed(v.upstream) if v is not None else None
+        return v if routed is None or v is None else dataclasses.replace(v, upstream=routed)  # type: ignore[arg-type]
+
+    def experiment(e: ActualExperiment) -> ActualExperiment:
+        variants = tuple(dataclasses.replace(v, current=version(v.current), pending=version(v.pending))
+                         for v in e.variants)
+        return e if variants == e.variants else dataclasses.replace(e, variants=variants)
+
+    return dataclasses.replace(actual, experiments={k: experiment(e) for k, e in actual.experiments.items()})
+
+
 def compute_plan(
     conn: Connection,
     desired: DesiredState,
@@ -85,7 +111,9 @@ def compute_plan(
         experiment_ids={d.resolved_id for d in desired.experiments.values()},
         public_model_ids={d.public_model_id for d in desired.experiments.values()},
         now=now,
+        with_metadata=settings.with_metadata,
     )
+    actual = as_routed(actual, settings.profile)
     key_changes: dict[tuple[str, str], object] = {}
     key_diags: list[Diagnostic] = []
     if secrets is not None and needs_comparison(desired, actual):
@@ -96,7 +124,8 @@ def compute_plan(
         actual,
         now=now,
         key_changes=key_changes,  # type: ignore[arg-type]
-        options=PlanOptions(redis_prefix=settings.redis_prefix, compare_secrets=secrets is not None),
+        options=PlanOptions(redis_prefix=settings.redis_prefix, compare_secrets=secrets is not None,
+                            gateway_profile=settings.profile.name if settings.profile else ""),
     )
     return Computed(bind_api_keys(p, secrets, settings), actual, tuple(key_diags))
 

@@ -92,6 +92,7 @@ class Change(enum.StrEnum):
     """Kinds of edit, one per row of spec §1.2."""
 
     NAME = "name, description"
+    METADATA = "metadata"  # gateway profiles with model_experiment.metadata
     PUBLIC_MODEL_ID = "public_model_id"
     VARIANT_SET = "add/remove variant, change weight"
     VARIANT_LABEL = "variant label"
@@ -105,6 +106,7 @@ class Change(enum.StrEnum):
 #: activation (VARIANT_SET: draft only); an active experiment cannot be archived (ARCHIVE).
 EDITABLE: Final[Mapping[Change, frozenset[Status]]] = {
     Change.NAME: frozenset({D, A, P, C}),
+    Change.METADATA: frozenset({D, A, P}),  # the admin API refuses it on completed experiments
     Change.PUBLIC_MODEL_ID: frozenset({D}),
     Change.VARIANT_SET: frozenset({D}),
     Change.VARIANT_LABEL: frozenset({D, A, P}),
@@ -120,6 +122,7 @@ FIELD_CHANGE: Final[Mapping[str, Change]] = {
     "name": Change.NAME,
     "description": Change.NAME,
     "public_model_id": Change.PUBLIC_MODEL_ID,
+    "metadata": Change.METADATA,
 }
 
 
@@ -132,6 +135,7 @@ class CheckedAgainst(enum.StrEnum):
 
 CHECKED_AGAINST: Final[Mapping[Change, CheckedAgainst]] = {
     Change.NAME: CheckedAgainst.CURRENT,
+    Change.METADATA: CheckedAgainst.CURRENT,
     Change.PUBLIC_MODEL_ID: CheckedAgainst.CURRENT,
     Change.VARIANT_SET: CheckedAgainst.CURRENT,
     Change.VARIANT_LABEL: CheckedAgainst.CURRENT,
@@ -144,6 +148,7 @@ CHECKED_AGAINST: Final[Mapping[Change, CheckedAgainst]] = {
 #: the diagnostic code for a refused change
 REFUSAL_CODE: Final[Mapping[Change, str]] = {
     Change.NAME: "E302",
+    Change.METADATA: "E221",
     Change.PUBLIC_MODEL_ID: "E302",
     Change.VARIANT_SET: "E303",
     Change.VARIANT_LABEL: "E304",
@@ -357,6 +362,8 @@ PRODUCED_BY: Final[Mapping[str, tuple[str, ...]]] = {
     "E207": ("ROUTING_STATUSES", "Guard.PUBLIC_ID_FREE"),
     "E208": ("desired.rules.unique_id_pins",),
     "E209": ("Guard.POSITIVE_WEIGHTS", "desired.loader.load_desired"),
+    "E220": ("desired.schema.experiment_model",),
+    "E221": ("EDITABLE[Change.METADATA]",),
     "E301": ("EDGES",),
     "E302": ("EDITABLE[Change.NAME]", "EDITABLE[Change.PUBLIC_MODEL_ID]"),
     "E303": ("EDITABLE[Change.VARIANT_SET]",),

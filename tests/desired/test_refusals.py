@@ -63,7 +63,7 @@ def test_good_file_is_valid(tmp_path: Path) -> None:
         # duplicate mapping key: names the line of the first one
         ("name: Foo\n", "name: Foo\nname: Bar\n", "E102", 4, 1, "name"),
         # unknown field deep inside upstream
-        ("      internal_id: foo-rc1\n", "      internal_id: foo-rc1\n      extra_headers: {x: y}\n", "E110", 10, 7, "variants[0].upstream.extra_headers"),
+        ("      internal_id: foo-rc1\n", "      internal_id: foo-rc1\n      extra_hedaers: {x: y}\n", "E110", 10, 7, "variants[0].upstream.extra_hedaers"),
         # wrong type
         ("    weight: 1\n", "    weight: \"1\"\n", "E112", 7, 13, "variants[0].weight"),
         # zero weight

@@ -8,32 +8,44 @@ from pathlib import Path
 import jsonschema
 import yaml
 
-from expsync.desired.schema import json_schema
+import pytest
+
+from expsync.desired.schema import json_schema, schema_file_name
+from expsync.profiles import NEWEST, PROFILES
 from tests.cli_helpers import run_cli
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def test_committed_schema_matches_code() -> None:
-    committed = json.loads((ROOT / "schemas" / "experiment.schema.json").read_text())
-    assert committed == json_schema(), "run: expsync schema > schemas/experiment.schema.json"
+@pytest.mark.parametrize("profile", sorted(PROFILES))
+def test_committed_schema_matches_code(profile: str) -> None:
+    committed = json.loads((ROOT / "schemas" / schema_file_name(profile)).read_text())
+    assert committed == json_schema(profile), (
+        f"run: expsync schema --gateway-profile {profile} > schemas/{schema_file_name(profile)}")
 
 
-def test_schema_command_prints_the_schema() -> None:
-    r = run_cli(["schema"])
-    assert r.code == 0 and json.loads(r.out) == json_schema()
+def test_one_committed_schema_per_profile() -> None:
+    files = {p.name for p in (ROOT / "schemas").glob("experiment*.schema.json")}
+    assert files == {schema_file_name(p) for p in PROFILES}
+
+
+@pytest.mark.parametrize("profile", sorted(PROFILES))
+def test_schema_command_prints_the_schema(profile: str) -> None:
+    r = run_cli(["schema", "--gateway-profile", profile])
+    assert r.code == 0 and json.loads(r.out) == json_schema(profile)
     assert json.loads(r.out)["$schema"] == "http://json-schema.org/draft-07/schema#"
 
 
-def test_samples_validate_with_cli_and_schema() -> None:
-    r = run_cli(["validate"], cwd=ROOT)
+@pytest.mark.parametrize("profile", sorted(PROFILES))
+def test_samples_validate_with_cli_and_schema(profile: str) -> None:
+    r = run_cli(["validate", "--gateway-profile", profile], cwd=ROOT)
     assert r.code == 0, r.all
     samples = sorted((ROOT / "experiments").glob("*.yaml"))
     assert len(samples) >= 3
-    validator = jsonschema.Draft7Validator(json_schema())
+    validator = jsonschema.Draft7Validator(json_schema(profile))
     statuses = set()
     for f in samples:
-        assert f.read_text().startswith("# yaml-language-server: $schema=../schemas/experiment.schema.json")
+        assert f.read_text().startswith(f"# yaml-language-server: $schema=../schemas/{schema_file_name(NEWEST)}")
         doc = yaml.safe_load(f.read_text())
         validator.validate(doc)
         statuses.add((doc.get("status", "draft"), doc.get("archived", False)))

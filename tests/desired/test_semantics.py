@@ -87,7 +87,7 @@ def test_duplicate_id_pins(tmp_path: Path) -> None:
 
 def test_bad_uuid_pin(tmp_path: Path) -> None:
     _, out = validate_json(write(tmp_path, "id: not-a-uuid\n" + GOOD))
-    d = only(out["diagnostics"], "E113")
+    d = only(out["diagnostics"], "E144")
     assert (d["line"], d["col"], d["path"]) == (1, 5, "id")
 
 

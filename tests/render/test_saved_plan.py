@@ -4,6 +4,7 @@ its own ``operations`` (and each experiment's operations must be its share of th
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 from typing import Any
 
@@ -11,7 +12,7 @@ import pytest
 
 from expsync.errors import InvalidInput, StalePlan
 from expsync.plan.document import op_document
-from expsync.plan.ops import OP_TYPES
+from expsync.plan.ops import OP_TYPES, CreateExperiment
 from expsync.render.json import op_model, render_json
 from expsync.render.saved import SavedPlanInvalid, SavedPlanTampered, applyable_digests, load_saved_plan
 from tests.render import plans
@@ -37,6 +38,9 @@ def test_the_json_operation_is_the_digested_document_for_every_op_type() -> None
             assert op_model(op).model_dump(mode="json") == json.loads(json.dumps(op_document(op))), type(op)
             seen.add(type(op))
     assert seen == set(OP_TYPES)
+    create = next(op for op in plans.create_active().ops if isinstance(op, CreateExperiment))
+    with_metadata = dataclasses.replace(create, metadata={"team": "search", "ratio": 0.25, "tags": ["a"]})
+    assert op_model(with_metadata).model_dump(mode="json") == op_document(with_metadata)
 
 
 def _swap_op(data: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:

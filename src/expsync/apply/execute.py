@@ -46,7 +46,16 @@ from expsync.plan.ops import (
     UpdateFields,
 )
 from expsync.plan.order import shape_of
-from expsync.state.tables import JSON_TYPE, experiment, managed, utcnow, variant, version
+from expsync.state.tables import (
+    JSON_TYPE,
+    METADATA_COLUMN,
+    experiment,
+    experiment_with_metadata,
+    managed,
+    utcnow,
+    variant,
+    version,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,11 +120,15 @@ def _expect_rows(changed: int, expected: int, what: str) -> None:
 
 @executes(CreateExperiment)
 def _create(conn: Connection, ops: Sequence[CreateExperiment], ctx: ApplyContext) -> int:
+    # the metadata column exists only in gateway profiles that have metadata, and only such
+    # profiles' YAML can set it: it is named only when some op has a value
+    with_metadata = any(o.metadata is not None for o in ops)
     conn.execute(
-        sa.insert(experiment),
+        sa.insert(experiment_with_metadata if with_metadata else experiment),
         [
             {"id": o.experiment_id, "public_model_id": o.public_model_id, "name": o.name, "description": o.description,
              "status": CREATED_AS.value, "is_archived": o.archived, "created_by_user_id": ctx.actor}
+            | ({METADATA_COLUMN: o.metadata} if with_metadata else {})
             for o in ops
         ],
     )
@@ -129,9 +142,10 @@ def _update_fields(conn: Connection, ops: Sequence[UpdateFields], ctx: ApplyCont
     statements = 0
     for cols, group in itertools.groupby(ops, key=shape_of):
         items = list(group)
+        table = experiment_with_metadata if METADATA_COLUMN in cols.split(",") else experiment
         stmt = (
-            sa.update(experiment)
-            .where(experiment.c.id == sa.bindparam("b_id"))
+            sa.update(table)
+            .where(table.c.id == sa.bindparam("b_id"))
             .values({c: sa.bindparam(f"b_{c}") for c in cols.split(",")} | {"updated_at": utcnow()})
         )
         rows = [{"b_id": o.experiment_id} | {f"b_{c.path}": c.after for c in o.changes} for o in items]

@@ -48,12 +48,20 @@ class RefreshResult:
     outbox_rows: int
 
 
+def membership_json(ids: Iterable[str]) -> str:
+    """The membership value the admin API writes: distinct ids in JavaScript ``.sort()`` order
+    (UTF-16 code units, not code points: ``rg-😀`` sorts before ``rg-ｆｕｌｌ``), compact JSON,
+    non-ASCII raw, ``[]`` when empty."""
+    return json.dumps(sorted(set(ids), key=lambda s: s.encode("utf-16-be")), separators=(",", ":"),
+                      ensure_ascii=False)
+
+
 def membership_value(conn: Connection) -> str:
-    """The gateway's formula: sorted distinct routing public ids as compact JSON (spec §2.4)."""
+    """The gateway's formula over the database: routing public ids (spec §2.4)."""
     ids: Sequence[str] = conn.execute(
         sa.select(experiment.c.public_model_id).distinct().where(experiment.c.status.in_(ROUTING_STATUS_VALUES))
     ).scalars().all()
-    return json.dumps(sorted(ids), separators=(",", ":"), ensure_ascii=False)
+    return membership_json(ids)
 
 
 def enqueue(conn: Connection, keys: Iterable[str]) -> int:
@@ -157,4 +165,4 @@ def _drain(engine: Engine, client: Any, prefix: str, full: bool, lock_timeout: f
     return RefreshResult(tuple(delete), value, len(rows))
 
 
-__all__ = ["RefreshResult", "connect", "drain", "enqueue", "membership_value", "PER_ID_KEY_PREFIX"]
+__all__ = ["RefreshResult", "connect", "drain", "enqueue", "membership_json", "membership_value", "PER_ID_KEY_PREFIX"]

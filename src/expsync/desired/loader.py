@@ -27,7 +27,8 @@ from expsync.diagnostics import Diagnostic, SourceRange, has_errors, sort_diagno
 from expsync.model import DesiredExperiment, DesiredState, DesiredVariant, Status
 from expsync.secrets.refs import parse_ref
 from expsync.desired import rules
-from expsync.desired.schema import Experiment
+from expsync.desired.schema import PROTO_KEY, Experiment, experiment_model
+from expsync.profiles import NEWEST, PROFILES, GatewayProfile
 from expsync.desired.yamlload import DEFAULT_MAX_FILE_SIZE, Document, decode, load_documents
 
 DEFAULT_PATHS: Final = ("experiments",)
@@ -60,6 +61,8 @@ _MESSAGES: Final = {
 @dataclass(frozen=True, slots=True)
 class LoadOptions:
     max_file_size: int = DEFAULT_MAX_FILE_SIZE
+    #: the gateway profile the documents are validated against (see expsync.profiles)
+    profile: str = NEWEST
 
 
 def discover(paths: Sequence[str]) -> tuple[list[Path], list[Diagnostic]]:
@@ -142,13 +145,66 @@ def _locate(doc: Document, path: str, error_type: str) -> SourceRange:
     return doc.marks.get("", doc.start)
 
 
-def schema_diagnostics(err: ValidationError, doc: Document) -> list[Diagnostic]:
+def proto_keys(doc: Document) -> list[Diagnostic]:
+    """``__proto__`` anywhere as a mapping key: the gateway's JSON handling drops it silently,
+    so the gateway would send something other than what the plan shows (E142)."""
+    out: list[Diagnostic] = []
+
+    def walk(node: object, path: str) -> None:
+        if isinstance(node, dict):
+            for k, v in node.items():
+                sub = f"{path}.{k}" if path else str(k)
+                if k == PROTO_KEY:
+                    out.append(Diagnostic.make("E142", "the key '__proto__' is dropped by the gateway's JSON parser",
+                                               _locate(doc, sub, "extra_forbidden"), path=sub))
+                else:
+                    walk(v, sub)
+        elif isinstance(node, list):
+            for i, v in enumerate(node):
+                walk(v, f"{path}[{i}]")
+
+    walk(doc.value, "")
+    return out
+
+
+def _profile_field(profile: GatewayProfile, loc: tuple[str | int, ...]) -> tuple[str, str, str] | None:
+    """(code, message, hint) for a field that is unknown here but belongs to another gateway
+    profile: moved in this profile (E140) or only known to another one (E141)."""
+    field = loc[-1]
+    if not isinstance(field, str):
+        return None
+    in_upstream = len(loc) == 4 and loc[0] == "variants" and loc[2] == "upstream"
+    if in_upstream and field in profile.moved_upstream_fields:
+        return ("E140", f"{field} is not an upstream field in gateway profile {profile.name}",
+                profile.moved_upstream_fields[field])
+    others = [p for p in PROFILES.values() if p is not profile]
+    if in_upstream:
+        owners = [p.name for p in others if field in p.upstream]
+    elif len(loc) == 1 and field == "metadata":
+        owners = [p.name for p in others if p.has_metadata]
+    else:
+        owners = []
+    if owners:
+        return ("E141", f"{field} exists only in gateway profile {', '.join(owners)}, not in {profile.name}",
+                f"choose the gateway profile the gateway runs (--gateway-profile, EXPSYNC_GATEWAY_PROFILE or "
+                f"expsync.toml), or remove {field}")
+    return None
+
+
+def schema_diagnostics(err: ValidationError, doc: Document, profile: GatewayProfile | None = None) -> list[Diagnostic]:
     out = []
     for e in err.errors(include_input=False, include_url=False):
         loc = tuple(e["loc"])
         path = _path_of(loc)
         etype = e["type"]
         field = next((p for p in reversed(loc) if isinstance(p, str)), "")
+        if field == PROTO_KEY:
+            continue  # reported once as E142 by proto_keys
+        moved = _profile_field(profile, loc) if profile is not None and etype == "extra_forbidden" else None
+        if moved is not None:
+            code, message, hint = moved
+            out.append(Diagnostic.make(code, message, _locate(doc, path, etype), path=path, hint=hint))
+            continue
         if etype.startswith("expsync_"):
             code = etype.removeprefix("expsync_")
         else:
@@ -171,7 +227,7 @@ def to_desired(model: Experiment, doc: Document) -> DesiredExperiment:
                 key=v.effective_key,
                 label=v.label,
                 weight=v.weight,
-                upstream=v.upstream.model_dump(mode="json", exclude_unset=True),
+                upstream=v.upstream_json(),
                 api_key=parse_ref(v.api_key, doc.marks.get(prefix + ".api_key")),
                 id=v.id,
             )
@@ -185,6 +241,7 @@ def to_desired(model: Experiment, doc: Document) -> DesiredExperiment:
         archived=model.archived,
         variants=tuple(variants),
         id=model.id,
+        metadata=model.metadata_json(),
         sources=doc.marks,
     )
 
@@ -210,14 +267,20 @@ def load_file(path: Path, options: LoadOptions) -> tuple[list[DesiredExperiment]
     if not docs and not diags:
         diags.append(Diagnostic.make("E108", "file holds no experiment document", SourceRange(name, 1, 1)))
     experiments = []
+    profile = PROFILES[options.profile]
+    model_type = experiment_model(profile.name)
     for doc in docs:
         if not isinstance(doc.value, dict):
             diags.append(Diagnostic.make("E109", "document must be a mapping (one experiment)", doc.start))
             continue
+        protos = proto_keys(doc)
+        diags.extend(protos)
         try:
-            model = Experiment.model_validate(doc.value)
+            model = model_type.model_validate(doc.value)
         except ValidationError as err:
-            diags.extend(schema_diagnostics(err, doc))
+            diags.extend(schema_diagnostics(err, doc, profile))
+            continue
+        if protos:
             continue
         experiments.append(to_desired(model, doc))
     return experiments, diags

@@ -1,34 +1,54 @@
-"""Pydantic v2 models of one experiment document (spec §3) and the upstream JSON (spec §2.2).
+"""Pydantic v2 models of one experiment document (spec §3) per gateway profile.
 
-These models are the single source of the YAML format: validation, the committed JSON Schema
-(``schemas/experiment.schema.json``) and the README reference all come from them. They are
-strict: unknown keys are refused at every depth, and no type coercion happens (``"1"`` is not
-a weight). Field-specific refusals raise :class:`PydanticCustomError` whose *type* is an
-``expsync_E...`` code, which :mod:`expsync.desired.loader` turns into a diagnostic.
+The common part of the format is :class:`Experiment` and :class:`Variant`; what differs per
+gateway era (the upstream fields, the experiment's ``metadata``, reserved public-id prefixes)
+comes from a :class:`~expsync.profiles.GatewayProfile` through :func:`experiment_model`, which
+builds (once per profile) the full model from the profile's field specs. Validation, the
+committed JSON Schemas (``schemas/experiment-<profile>.schema.json``) and the README reference
+all come from these models.
+
+They are strict: unknown keys are refused at every depth, ``null`` is never a value of an
+optional field, and no type coercion happens (``"1"`` is not a weight). Field-specific refusals
+raise :class:`PydanticCustomError` whose *type* is an ``expsync_E...`` code, which
+:mod:`expsync.desired.loader` turns into a diagnostic.
 """
 
 from __future__ import annotations
 
+import functools
 import re
 import uuid
 from typing import Annotated, Any, Final, Literal
-from urllib.parse import parse_qsl, urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+import ada_url
+from pydantic import AfterValidator, Strict, BaseModel, BeforeValidator, ConfigDict, Field, create_model, field_validator
 from pydantic.json_schema import GenerateJsonSchema, WithJsonSchema
 from pydantic_core import PydanticCustomError
+from urllib.parse import parse_qsl
 
 from expsync.model import Status
+from expsync.profiles import NEWEST, PROFILES, FieldSpec, GatewayProfile, Kind
 from expsync.secrets.refs import RefSyntaxError, parse_ref
 
 KEY_PATTERN: Final = r"^[a-z0-9][a-z0-9._-]{0,99}$"
 PUBLIC_ID_PATTERN: Final = r"^[^A-Z\s]+$"
 SECRET_REF_PATTERN: Final = r"^(env|file|aws-sm|vault):.+$"
+#: ids the admin API can address (zod 4 ``z.string().uuid()``): versions 1-8, RFC variant, any case
+ADMIN_UUID_PATTERN: Final = (
+    r"^([0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[1-8][0-9a-fA-F]{3}-[89abAB][0-9a-fA-F]{3}-[0-9a-fA-F]{12}"
+    r"|00000000-0000-0000-0000-000000000000|[fF]{8}-[fF]{4}-[fF]{4}-[fF]{4}-[fF]{12})$"
+)
+_ADMIN_UUID_RE = re.compile(ADMIN_UUID_PATTERN)
 _KEY_RE = re.compile(KEY_PATTERN)
 #: C0/C1 controls and invisible format characters (zero-width space, bidi overrides, BOM ...):
 #: they make ids that look alike but never match, and can rewrite a terminal showing a plan
 _INVISIBLE = re.compile("[\x00-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e\u2060-\u2064\ufeff]")
 _SECRET_PARAM = re.compile(r"key|token|secret|password|passwd|signature|^sig$|auth|credential")
+#: what JavaScript's String.prototype.trim() removes (WhiteSpace + LineTerminator)
+_JS_SPACE: Final = "\t\n\v\f\r \u00a0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009\u200a" \
+    "\u2028\u2029\u202f\u205f\u3000\ufeff"
+#: the one key the gateway's JSON parsing drops silently (zod records/objects): refused everywhere
+PROTO_KEY: Final = "__proto__"
 
 _STRICT = ConfigDict(extra="forbid", strict=True, frozen=True)
 
@@ -37,65 +57,144 @@ def _custom(code: str, message: str) -> PydanticCustomError:
     return PydanticCustomError(f"expsync_{code}", message)
 
 
-class OpencodeSettings(BaseModel):
-    model_config = _STRICT
-    ai_sdk_provider: Literal["anthropic", "openai", "openai-compatible", "openrouter", "alibaba", "mistral"] = Field(
-        default=None  # type: ignore[arg-type]
-    )
+def utf16_len(s: str) -> int:
+    """Length as the admin API (JavaScript) counts it: UTF-16 code units."""
+    return len(s.encode("utf-16-le")) // 2
 
 
-class OpenclawSettings(BaseModel):
-    model_config = _STRICT
-    api_adapter: Literal["openai-completions", "openai-responses", "anthropic-messages"] = Field(
-        default=None  # type: ignore[arg-type]
-    )
-
-
-class Upstream(BaseModel):
-    """``model_experiment_variant_version.upstream``. Never holds a secret (no api_key, no headers)."""
-
-    model_config = _STRICT
-    internal_id: Annotated[str, Field(min_length=1, description="model id sent upstream")]
-    base_url: Annotated[str, Field(description="http(s) URL of the upstream API", json_schema_extra={"pattern": "^https?://"})]
-    # Optional fields are absent rather than null: ``None`` defaults are never validated, so
-    # an explicit ``null`` in YAML is refused as the wrong type instead of reaching the DB.
-    opencode_settings: OpencodeSettings = Field(default=None)  # type: ignore[assignment]
-    openclaw_settings: OpenclawSettings = Field(default=None)  # type: ignore[assignment]
-    extra_body: dict[str, Any] = Field(default=None)  # type: ignore[arg-type]
-    remove_from_body: list[str] = Field(default=None)  # type: ignore[arg-type]
-    add_cache_breakpoints: bool = Field(default=None)  # type: ignore[assignment]
-    inject_reasoning_into_content: bool = Field(default=None)  # type: ignore[assignment]
-
-    @field_validator("base_url")
-    @classmethod
-    def _http_url(cls, v: str) -> str:
-        try:
-            parts = urlsplit(v)
-            host = parts.hostname
-        except ValueError:
-            raise _custom("E114", "base_url must be an absolute http:// or https:// URL") from None
-        try:
-            parts.port  # noqa: B018 - raises for a port outside 0-65535
-        except ValueError:
-            raise _custom("E114", "base_url has an invalid port") from None
-        if parts.scheme not in ("http", "https") or not host or any(c.isspace() for c in v) or _INVISIBLE.search(v):
-            raise _custom("E114", "base_url must be an absolute http:// or https:// URL")
-        # the upstream JSON never holds a secret: no user:password@, no key/token query params
-        if parts.username is not None or parts.password is not None:
-            raise _custom("E114", "base_url must not carry credentials (user:password@); use api_key")
-        names = {k.lower() for q in (parts.query, parts.fragment) for k, _ in parse_qsl(q, keep_blank_values=True)}
-        if any(_SECRET_PARAM.search(n) for n in names):
-            raise _custom("E114", "base_url must not carry a key or token in its query string; use api_key")
+def _units(lo: int, hi: int, what: str) -> AfterValidator:
+    def check(v: str | None) -> str | None:
+        if v is None:
+            return v
+        n = utf16_len(v)
+        if not lo <= n <= hi:
+            raise _custom("E143", f"{what} must be {lo}-{hi} UTF-16 code units long (as the admin API counts), got {n}")
         return v
+
+    return AfterValidator(check)
+
+
+def _admin_uuid(v: object) -> object:
+    # the admin UI addresses rows by id through `z.string().uuid()`: a pin it cannot match
+    # would make a row only expsync can edit
+    if isinstance(v, str) and not _ADMIN_UUID_RE.match(v):
+        raise _custom("E144", "id must be a UUID the admin API accepts: 8-4-4-4-12 hex digits, version 1-8, "
+                              "variant 8/9/a/b (or the nil/max UUID)")
+    return v
+
+
+PinnedId = Annotated[
+    Annotated[uuid.UUID, Strict(False)] | None,
+    BeforeValidator(_admin_uuid),
+    Field(description="pinned database id (adoption)", json_schema_extra={"pattern": ADMIN_UUID_PATTERN}),
+]
+
+
+# --------------------------------------------------------------------------------------
+# base_url: the gateway's check (JS trim, then WHATWG `new URL()`), then expsync's stricter one
+# --------------------------------------------------------------------------------------
+
+
+def _valid_xn_label(label: str) -> bool:
+    """An ``xn--`` label is valid only if it decodes to Unicode and encodes back to itself
+    (ada-url 4.0.0 accepts ``xn--a`` and ``xn--``, which Node 20's Ada refused)."""
+    uni = ada_url.idna_to_unicode(label)
+    if not uni or uni == label:
+        return False
+    back = ada_url.idna_to_ascii(uni)
+    return (back.decode() if isinstance(back, bytes) else str(back)) == label
+
+
+def gateway_parses_url(v: str) -> bool:
+    """Whether the gateway's zod ``url()`` check accepts ``v`` (sheet §2 "URL check")."""
+    trimmed = v.strip(_JS_SPACE)
+    if not ada_url.check_url(trimmed):
+        return False
+    host = ada_url.URL(trimmed).hostname or ""
+    return all(_valid_xn_label(lbl) for lbl in host.split(".") if lbl.lower().startswith("xn--"))
+
+
+def check_base_url(v: str) -> str:
+    if not gateway_parses_url(v):
+        raise _custom("E114", "base_url is not a URL the gateway can parse (WHATWG URL, as Node's `new URL()`): "
+                              "the gateway would answer 503 for the whole experiment")
+    # expsync's stricter rules (intended): http(s) only, written out with //, nothing padded or
+    # invisible, no credentials or secret-looking query parameters (the upstream is not secret)
+    if not v.startswith(("http://", "https://")) or "\\" in v or any(c.isspace() for c in v) or _INVISIBLE.search(v):
+        raise _custom("E114", "base_url must be an absolute http:// or https:// URL without spaces or backslashes")
+    url = ada_url.URL(v)
+    if url.username or url.password:
+        raise _custom("E114", "base_url must not carry credentials (user:password@); use api_key")
+    names = {k.lower() for q in (url.search, url.hash) for k, _ in parse_qsl(q.lstrip("?#"), keep_blank_values=True)}
+    if any(_SECRET_PARAM.search(n) for n in names):
+        raise _custom("E114", "base_url must not carry a key or token in its query string; use api_key")
+    return v
+
+
+# --------------------------------------------------------------------------------------
+# Profile field specs -> pydantic types
+# --------------------------------------------------------------------------------------
+
+
+def _model_name(parts: tuple[str, ...]) -> str:
+    return "".join(p.replace("_", " ").title().replace(" ", "") for p in parts)
+
+
+def _annotation(spec: FieldSpec, parts: tuple[str, ...]) -> Any:
+    kind = spec.kind
+    if kind is Kind.TEXT:
+        return Annotated[str, Field(min_length=1, description=spec.description or None)]
+    if kind is Kind.URL:
+        return Annotated[str, AfterValidator(check_base_url),
+                         Field(description=spec.description or None, json_schema_extra={"pattern": "^https?://"})]
+    if kind is Kind.BOOL:
+        return Annotated[bool, Field(description=spec.description or None)]
+    if kind is Kind.NUMBER:
+        return Annotated[int | float, Field(allow_inf_nan=False, description=spec.description or None)]
+    if kind is Kind.ENUM:
+        return Annotated[Literal[spec.values], Field(description=spec.description or None)]
+    if kind is Kind.TEXT_LIST:
+        return Annotated[list[str], Field(description=spec.description or None)]
+    # records: the JSON Schema refuses __proto__ keys too (the loader reports them as E142)
+    extra: dict[str, Any] = {"propertyNames": {"not": {"const": PROTO_KEY}}}
+    if kind is Kind.JSON_RECORD:
+        return Annotated[dict[str, Any], Field(description=spec.description or None, json_schema_extra=extra)]
+    if kind is Kind.TEXT_RECORD:
+        return Annotated[dict[str, str], Field(description=spec.description or None, json_schema_extra=extra)]
+    if kind is Kind.RECORD:
+        assert spec.item is not None
+        return Annotated[dict[str, _annotation(spec.item, parts)],  # type: ignore[misc]
+                         Field(description=spec.description or None, json_schema_extra=extra)]
+    assert kind is Kind.OBJECT
+    return _object_model(spec.fields, parts, spec.description)
+
+
+def _object_model(fields: Any, parts: tuple[str, ...], description: str = "") -> type[BaseModel]:
+    defs: dict[str, Any] = {}
+    for name, spec in fields.items():
+        ann = _annotation(spec, (*parts, name))
+        # optional fields are absent rather than null: a None default is never validated, so
+        # an explicit null is refused as the wrong type instead of reaching the database
+        defs[name] = (ann, ...) if spec.required else (ann, Field(default=None))
+    model: type[BaseModel] = create_model(
+        _model_name(parts), __config__=ConfigDict(**_STRICT, title=_model_name(parts)), __doc__=description or None, **defs
+    )
+    return model
+
+
+# --------------------------------------------------------------------------------------
+# The document
+# --------------------------------------------------------------------------------------
 
 
 class Variant(BaseModel):
     model_config = _STRICT
     key: Annotated[str | None, Field(pattern=KEY_PATTERN, description="stable identity; defaults to the label")] = None
-    id: Annotated[uuid.UUID | None, Field(strict=False, description="pinned database id (adoption)")] = None
-    label: Annotated[str, Field(min_length=1, max_length=64)]
+    id: PinnedId = None
+    label: Annotated[str, Field(json_schema_extra={"minLength": 1, "maxLength": 64}), _units(1, 64, "label")]
     weight: Annotated[int, Field(ge=1, le=2_147_483_647, description="positive integer (fits the integer column); share = weight / sum(weights)")]
-    upstream: Upstream
+    #: replaced per gateway profile by :func:`experiment_model`
+    upstream: Any
     api_key: Annotated[
         str, Field(description="secret reference, never a literal key", json_schema_extra={"pattern": SECRET_REF_PATTERN})
     ]
@@ -122,18 +221,25 @@ class Variant(BaseModel):
             return self.key
         return self.label
 
+    def upstream_json(self) -> dict[str, Any]:
+        up = self.upstream
+        assert isinstance(up, BaseModel)
+        return up.model_dump(mode="json", exclude_unset=True)
+
 
 class Experiment(BaseModel):
-    """One experiment document."""
+    """One experiment document (the fields every gateway profile shares)."""
 
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True, title="expsync experiment")
     key: Annotated[str, Field(pattern=KEY_PATTERN, description="identity in git; unique across all files")]
-    id: Annotated[uuid.UUID | None, Field(strict=False, description="pinned database id (adoption)")] = None
+    id: PinnedId = None
     public_model_id: Annotated[
         str, Field(description="public model id clients send", json_schema_extra={"pattern": PUBLIC_ID_PATTERN})
     ]
-    name: Annotated[str, Field(min_length=1)]
-    description: str | None = None
+    # lengths in UTF-16 code units, as the admin API counts (the JSON Schema's maxLength counts
+    # code points: an editor hint, looser for characters outside the BMP)
+    name: Annotated[str, Field(json_schema_extra={"minLength": 1, "maxLength": 200}), _units(1, 200, "name")]
+    description: Annotated[str | None, Field(json_schema_extra={"maxLength": 2000}), _units(0, 2000, "description")] = None
     # the values come from the one Status enum; inline in the JSON Schema (no $ref) for editors
     status: Annotated[
         Status,
@@ -141,6 +247,7 @@ class Experiment(BaseModel):
         WithJsonSchema({"enum": [s.value for s in Status], "title": "Status", "type": "string"}),
     ] = Status.DRAFT
     archived: bool = False
+    #: replaced per gateway profile by :func:`experiment_model`
     variants: list[Variant] = Field(default_factory=list)
 
     @field_validator("public_model_id")
@@ -150,6 +257,57 @@ class Experiment(BaseModel):
         if not v or v != v.lower() or any(c.isspace() for c in v) or _INVISIBLE.search(v):
             raise _custom("E204", "public_model_id must be non-empty lower case without whitespace or control characters")
         return v
+
+    def metadata_json(self) -> dict[str, Any] | None:
+        """The experiment's ``metadata`` as JSON, or None when absent (or the profile has none)."""
+        md = getattr(self, "metadata", None)
+        return md.model_dump(mode="json", exclude_unset=True) if isinstance(md, BaseModel) else None
+
+
+def _ecma_escape(text: str) -> str:
+    """Escape for an ECMAScript regex in a JSON Schema (Python's re.escape adds escapes like
+    ``\\-`` that ECMAScript's unicode mode refuses)."""
+    return re.sub(r"([.^$*+?()\[\]{}|\\])", r"\\\1", text)
+
+
+def _reserved_prefixes(prefixes: tuple[str, ...]) -> AfterValidator:
+    def check(v: str) -> str:
+        hit = next((p for p in prefixes if v.startswith(p)), None)
+        if hit is not None:
+            raise _custom("E220", f"public_model_id must not start with a reserved prefix ({', '.join(prefixes)}): "
+                                  f"{hit!r} belongs to the gateway's own models")
+        return v
+
+    return AfterValidator(check)
+
+
+@functools.cache
+def experiment_model(profile_name: str = NEWEST) -> type[Experiment]:
+    """The document model for one gateway profile (built from its field specs, once)."""
+    profile: GatewayProfile = PROFILES[profile_name]
+    upstream = _object_model(profile.upstream, ("upstream",),
+                             "model_experiment_variant_version.upstream. Never holds a secret (no api_key).")
+    variant = create_model(
+        "Variant", __base__=Variant, upstream=(upstream, ...))
+    fields: dict[str, Any] = {"variants": (list[variant], Field(default_factory=list))}
+    if profile.reserved_public_id_prefixes:
+        prefixes = profile.reserved_public_id_prefixes
+        fields["public_model_id"] = (
+            Annotated[str, _reserved_prefixes(prefixes), Field(
+                description="public model id clients send; must not start with " + ", ".join(prefixes),
+                json_schema_extra={"pattern": PUBLIC_ID_PATTERN,
+                                   "not": {"pattern": "^(" + "|".join(map(_ecma_escape, prefixes)) + ")"}})],
+            ...,
+        )
+    if profile.metadata is not None:
+        fields["metadata"] = (_object_model(profile.metadata, ("metadata",),
+                                            "model_experiment.metadata (CustomLlmMetadata): read by the model catalog, "
+                                            "never by routing"), Field(default=None))
+    model: type[Experiment] = create_model(
+        "Experiment", __base__=Experiment, __config__=None, **fields)
+    model.model_config["title"] = f"expsync experiment (gateway profile {profile.name})"
+    model.model_rebuild(force=True)
+    return model
 
 
 class _Draft07(GenerateJsonSchema):
@@ -173,9 +331,14 @@ def _drop_null_defaults(node: Any) -> None:
             _drop_null_defaults(v)
 
 
-def json_schema() -> dict[str, Any]:
-    schema = Experiment.model_json_schema(ref_template="#/definitions/{model}", schema_generator=_Draft07)
+def schema_file_name(profile_name: str) -> str:
+    return f"experiment-{profile_name}.schema.json"
+
+
+def json_schema(profile_name: str = NEWEST) -> dict[str, Any]:
+    schema = experiment_model(profile_name).model_json_schema(
+        ref_template="#/definitions/{model}", schema_generator=_Draft07)
     if "$defs" in schema:
         schema["definitions"] = schema.pop("$defs")
-    schema["$id"] = "https://expsync.dev/schemas/experiment.schema.json"
+    schema["$id"] = f"https://expsync.dev/schemas/{schema_file_name(profile_name)}"
     return dict(sorted(schema.items()))

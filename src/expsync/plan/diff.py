@@ -151,7 +151,7 @@ def _create(p: Pair, d: DesiredExperiment, ctx: Context) -> ExperimentDiff:
         return r
     eid = d.resolved_id
     r.ops.append(CreateExperiment(experiment_key=p.key, experiment_id=eid, public_model_id=d.public_model_id,
-                                  name=d.name, description=d.description, archived=d.archived))
+                                  name=d.name, description=d.description, archived=d.archived, metadata=d.metadata))
     for v in d.variants:
         vid = d.variant_id(v)
         r.ops.append(AddVariant(experiment_key=p.key, experiment_id=eid, variant_key=v.key, variant_id=vid,
@@ -182,7 +182,7 @@ def _update(p: Pair, d: DesiredExperiment, a: ActualExperiment, ctx: Context) ->
         return r
     found = drift_mod.drift(key, d, a, p.managed or ctx.managed_by_id.get(a.id))
     r.drift, r.diagnostics = found.items, list(found.diagnostics)
-    changes = [FieldChange(f, getattr(a, f), getattr(d, f)) for f in ("name", "description", "public_model_id")
+    changes = [FieldChange(f, getattr(a, f), getattr(d, f)) for f in rules.FIELD_CHANGE
                if getattr(a, f) != getattr(d, f)]
     if changes:
         r.ops.append(UpdateFields(experiment_key=key, experiment_id=eid, changes=tuple(changes)))

@@ -30,6 +30,9 @@ class ExperimentField:
     name: str
     desired: Callable[[DesiredExperiment], JsonValue]
     actual: Callable[[ActualExperiment], JsonValue]
+    #: left out of the ownership record while None (records written before the field existed
+    #: stay equal, and read back as None)
+    omit_none: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +55,7 @@ EXPERIMENT_FIELDS: tuple[ExperimentField, ...] = (
     ExperimentField("description", lambda d: d.description, lambda a: a.description),
     ExperimentField("status", lambda d: d.status.value, lambda a: a.status.value),
     ExperimentField("archived", lambda d: d.archived, lambda a: a.is_archived),
+    ExperimentField("metadata", lambda d: d.metadata, lambda a: a.metadata, omit_none=True),
 )
 
 #: per-variant fields recorded as applied and watched for drift (upstream: the latest version)
@@ -65,7 +69,7 @@ VARIANT_FIELDS: tuple[VariantField, ...] = (
 def last_applied_of(d: DesiredExperiment) -> JsonObject:
     """What expsync records as applied for ``d``: references only, never secret values."""
     out: JsonObject = {"id": str(d.resolved_id)}
-    out.update({f.name: f.desired(d) for f in EXPERIMENT_FIELDS})
+    out.update({f.name: f.desired(d) for f in EXPERIMENT_FIELDS if not (f.omit_none and f.desired(d) is None)})
     out["variants"] = [
         {"key": v.key, "id": str(d.variant_id(v)), **{f.name: f.desired(v) for f in VARIANT_FIELDS},
          "api_key": str(v.api_key)}

@@ -81,11 +81,13 @@ class CreateExperiment(_ExperimentOp):
     name: str
     description: str | None
     archived: bool
+    #: ``model_experiment.metadata`` (gateway profiles that have it); None: NULL, not written
+    metadata: JsonObject | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class UpdateFields(_ExperimentOp):
-    """UPDATE of name / description / public_model_id; ``changes`` before -> after."""
+    """UPDATE of name / description / public_model_id / metadata; ``changes`` before -> after."""
 
     changes: tuple[FieldChange, ...]
 

@@ -37,6 +37,8 @@ class PlanOptions:
     redis_prefix: str = ""
     #: False for ``--no-secrets``: api keys are reported ``unknown`` and the plan is not applyable
     compare_secrets: bool = True
+    #: the gateway profile the plan was made for (display: every format names it)
+    gateway_profile: str = ""
 
 
 def _digests(desired: DesiredState, actual: ActualState, ops: tuple[Op, ...]) -> Digests:
@@ -80,4 +82,5 @@ def plan(
         digests=_digests(desired, actual, ops),
         cache_keys=cache_keys_for(ops, actual, options.redis_prefix),
         secrets_compared=options.compare_secrets,
+        gateway_profile=options.gateway_profile,
     )

@@ -123,6 +123,8 @@ class Plan:
     cache_keys: tuple[str, ...]
     #: False when api keys were not compared (--no-secrets): such a plan cannot be applied
     secrets_compared: bool = True
+    #: the gateway profile the desired state was validated and diffed for (display only)
+    gateway_profile: str = ""
 
     @property
     def has_changes(self) -> bool:

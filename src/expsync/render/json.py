@@ -108,6 +108,8 @@ class CreateExperimentOut(_OpOut):
     name: str
     description: str | None
     archived: bool
+    #: model_experiment.metadata (gateway profiles that have it); absent: NULL
+    metadata: dict[str, Any] | None = None
 
 
 class UpdateFieldsOut(_OpOut):
@@ -296,6 +298,8 @@ class PlanOut(BaseModel):
     refused: bool
     has_changes: bool
     secrets_compared: bool
+    #: the gateway profile the plan was made for (expsync.profiles.PROFILES); null when unknown
+    gateway_profile: str | None = None
     summary: SummaryOut
     digests: DigestsOut
     experiments: list[ExperimentOut]
@@ -323,7 +327,7 @@ def op_model(op: object) -> _OpOut:
 @op_model.register
 def _(op: CreateExperiment) -> _OpOut:
     return CreateExperimentOut(type="create_experiment", **_base(op), public_model_id=op.public_model_id,
-                               name=op.name, description=op.description, archived=op.archived)
+                               name=op.name, description=op.description, archived=op.archived, metadata=op.metadata)
 
 
 @op_model.register
@@ -434,6 +438,7 @@ def plan_model(plan: Plan) -> PlanOut:
         refused=plan.refused,
         has_changes=plan.has_changes,
         secrets_compared=plan.secrets_compared,
+        gateway_profile=plan.gateway_profile or None,
         summary=SummaryOut(**s.as_dict()),
         digests=DigestsOut(desired=plan.digests.desired, actual=plan.digests.actual, ops=plan.digests.ops,
                            secrets=plan.digests.secrets),

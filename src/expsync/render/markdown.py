@@ -141,6 +141,8 @@ def _(op: CreateExperiment, ctx: RowContext) -> list[Row]:
         rows.append(Row("+", "create experiment (draft)", _code("description"), after=_v(op.description)))
     if op.archived:
         rows.append(Row("+", "create experiment (draft)", _code("archived"), after=_v(True)))
+    if op.metadata is not None:
+        rows.append(Row("+", "create experiment (draft)", _code("metadata"), after=_v(op.metadata)))
     return rows
 
 
@@ -243,6 +245,8 @@ def _head(plan: Plan, detail: Detail) -> list[str]:
     stats = (f"{len(changed_experiments(plan))} experiment(s) changed · {s.operations} operation(s) · "
              f"{s.errors} error(s) · {s.warnings} warning(s) · applyable: {'yes' if plan.applyable else 'no'} · "
              f"ops digest {_code(plan.digests.ops[:19])}")
+    if plan.gateway_profile:
+        stats += f" · gateway profile {_code(plan.gateway_profile)}"
     out = [MARKER, "### expsync plan", "", line, "", stats]
     if not plan.refused and not plan.applyable:
         out += ["", "> This plan cannot be applied: api keys were not compared (`--no-secrets`)."]

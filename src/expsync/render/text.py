@@ -80,6 +80,8 @@ def _(op: CreateExperiment, ctx: OpContext) -> list[Line]:
         lines.append(Line(f"description: {format_value(op.description)}", indent=2))
     if op.archived:
         lines.append(Line("archived: true", indent=2))
+    if op.metadata is not None:
+        lines.append(Line(f"metadata: {format_value(op.metadata)}", indent=2))
     return lines
 
 
@@ -234,6 +236,8 @@ def render_text(plan: Plan, *, color: bool = False) -> str:
     out.append(summary)
     if not plan.refused and not plan.applyable:
         out.append("This plan cannot be applied: api keys were not compared (--no-secrets).")
+    if plan.gateway_profile:
+        out.append(f"Gateway profile: {plan.gateway_profile}.")
     return "\n".join(out)
 
 

@@ -36,7 +36,7 @@ from sqlalchemy.engine import Connection, Engine, ExceptionContext
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 
 from expsync.errors import ConfigError, DatabaseUnavailable
-from expsync.state.tables import APP_TABLES, OWN_TABLES, app_metadata
+from expsync.state.tables import APP_TABLES, METADATA_COLUMN, OWN_TABLES, add_metadata_column_ddl, app_metadata
 
 __all__ = [
     "DEFAULT_SQLITE_PATH",
@@ -48,6 +48,7 @@ __all__ = [
     "database_url",
     "engine_from_environ",
     "ensure_initialized",
+    "has_metadata_column",
     "head_revision",
     "init_db",
     "is_embedded_default",
@@ -266,25 +267,33 @@ def upgrade_own_tables(conn: Connection) -> None:
     command.upgrade(alembic_config(conn), "head")
 
 
-def init_db(engine: Engine) -> list[str]:
+def has_metadata_column(conn: Connection) -> bool:
+    """Whether ``model_experiment.metadata`` exists (the gateway's migration 0157 ran)."""
+    return any(c["name"] == METADATA_COLUMN for c in sa.inspect(conn).get_columns("model_experiment"))
+
+
+def init_db(engine: Engine, *, with_metadata: bool = False) -> list[str]:
     """Create the gateway's tables where absent and migrate expsync's own tables to head.
 
-    Idempotent and safe to run concurrently (Postgres: advisory lock; SQLite: immediate
-    transaction). Existing tables are never altered, and other tables (a host's
-    ``alembic_version``) are never touched. Returns the names of the tables it created.
+    ``with_metadata``: a ``model_experiment`` created here gets the ``metadata`` column (the
+    gateway profile has one). Idempotent and safe to run concurrently (Postgres: advisory
+    lock; SQLite: immediate transaction). Existing tables are never altered, and other tables
+    (a host's ``alembic_version``) are never touched. Returns the names of the tables it created.
     """
     with begin(engine, immediate=True) as conn:
         if conn.dialect.name == "postgresql":
             conn.execute(sa.select(sa.func.pg_advisory_xact_lock(_INIT_LOCK_KEY)))
         before = set(sa.inspect(conn).get_table_names())
         app_metadata.create_all(conn, checkfirst=True)
+        if with_metadata and "model_experiment" not in before:
+            conn.execute(sa.text(add_metadata_column_ddl(conn.dialect.name)))
         upgrade_own_tables(conn)
         after = set(sa.inspect(conn).get_table_names())
     order = [t.name for t in (*APP_TABLES, *OWN_TABLES)] + [OWN_VERSION_TABLE]
     return [name for name in order if name in after - before]
 
 
-def ensure_initialized(engine: Engine, *, create_app_tables: bool = True) -> list[str]:
+def ensure_initialized(engine: Engine, *, create_app_tables: bool = True, with_metadata: bool = False) -> list[str]:
     """Run :func:`init_db` only when something is missing or behind; return what it created.
 
     With ``create_app_tables=False`` (a real gateway database, whose tables belong to the
@@ -296,7 +305,7 @@ def ensure_initialized(engine: Engine, *, create_app_tables: bool = True) -> lis
         if needed <= names and own_revision(conn) == head_revision():
             return []
     if create_app_tables:
-        return init_db(engine)
+        return init_db(engine, with_metadata=with_metadata)
     with begin(engine, immediate=True) as conn:
         if conn.dialect.name == "postgresql":
             conn.execute(sa.select(sa.func.pg_advisory_xact_lock(_INIT_LOCK_KEY)))
@@ -305,11 +314,12 @@ def ensure_initialized(engine: Engine, *, create_app_tables: bool = True) -> lis
     return [name for name in [t.name for t in OWN_TABLES] + [OWN_VERSION_TABLE] if name in after - names]
 
 
-def engine_from_environ(environ: Mapping[str, str], *, cwd: Path | None = None) -> Engine:
-    """The engine for this run; the embedded default is initialised on first use."""
+def engine_from_environ(environ: Mapping[str, str], *, cwd: Path | None = None, with_metadata: bool = False) -> Engine:
+    """The engine for this run; the embedded default is initialised on first use (its
+    ``model_experiment`` with the ``metadata`` column when ``with_metadata``)."""
     url = database_url(environ, cwd=cwd)
     embedded = is_embedded_default(url, cwd=cwd)
     engine = make_engine(url, create=embedded)  # only the embedded default is created on use
     if embedded:
-        ensure_initialized(engine)
+        ensure_initialized(engine, with_metadata=with_metadata)
     return engine

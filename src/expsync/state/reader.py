@@ -46,6 +46,7 @@ from expsync.state.tables import (
     ROUTING_STATUS_VALUES,
     UTCDateTime,
     experiment,
+    experiment_with_metadata,
     managed,
     variant,
     version,
@@ -86,8 +87,12 @@ def read_actual(
     experiment_ids: Collection[uuid.UUID],
     public_model_ids: Collection[str],
     now: datetime,
+    with_metadata: bool = False,
 ) -> ActualState:
     """The rows relevant to a desired state with these experiment ids and public ids.
+
+    ``with_metadata``: the database has ``model_experiment.metadata`` (the gateway profile
+    says so) and it is read too, in the same statement.
 
     ``now`` (tz-aware) decides which version is current and which is pending. Experiments
     and each experiment's variants come in uuid order (Postgres's order: by bytes), which is
@@ -97,15 +102,17 @@ def read_actual(
         raise ValueError("read_actual needs a tz-aware 'now'")
     dialect = conn.dialect.name
 
+    t = experiment_with_metadata if with_metadata else experiment
+    columns = [t.c[c.name] for c in _EXPERIMENT_COLUMNS] + ([t.c.metadata] if with_metadata else [])
     exp_rows = conn.execute(
-        sa.select(*_EXPERIMENT_COLUMNS).where(
+        sa.select(*columns).where(
             sa.or_(
-                _in_uuids(experiment.c.id, experiment_ids, dialect),
+                _in_uuids(t.c.id, experiment_ids, dialect),
                 sa.and_(
-                    _in_texts(experiment.c.public_model_id, public_model_ids, dialect),
-                    experiment.c.status.in_(ROUTING_STATUS_VALUES),
+                    _in_texts(t.c.public_model_id, public_model_ids, dialect),
+                    t.c.status.in_(ROUTING_STATUS_VALUES),
                 ),
-                experiment.c.id.in_(sa.select(managed.c.experiment_id)),
+                t.c.id.in_(sa.select(managed.c.experiment_id)),
             )
         )
     ).all()
@@ -197,19 +204,20 @@ def _assemble(
     experiments: dict[uuid.UUID, ActualExperiment] = {}
     # uuid.UUID.int orders like the bytes, which is how Postgres orders uuids (and the
     # gateway walks variants); sorting here makes SQLite agree whatever its text form.
-    for (
-        exp_id,
-        public_model_id,
-        name,
-        description,
-        status,
-        is_archived,
-        created_at,
-        updated_at,
-        started_at,
-        ended_at,
-        created_by_user_id,
-    ) in sorted(exp_rows, key=lambda r: r[0].int):
+    for row in sorted(exp_rows, key=lambda r: r[0].int):
+        (
+            exp_id,
+            public_model_id,
+            name,
+            description,
+            status,
+            is_archived,
+            created_at,
+            updated_at,
+            started_at,
+            ended_at,
+            created_by_user_id,
+        ) = row[:11]
         experiments[exp_id] = ActualExperiment(
             exp_id,
             public_model_id,
@@ -223,6 +231,7 @@ def _assemble(
             ended_at,
             created_by_user_id,
             variants=tuple(sorted(variants.get(exp_id, ()), key=lambda v: v.id.int)),
+            metadata=row[11] if len(row) > 11 else None,
         )
 
     managed_records = {

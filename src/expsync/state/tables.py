@@ -39,13 +39,16 @@ __all__ = [
     "APP_TABLES",
     "JSON_TYPE",
     "OWN_TABLES",
+    "METADATA_COLUMN",
     "ROUTING_STATUS_VALUES",
     "STATUS_VALUES",
     "UTCDateTime",
     "app_metadata",
     "audit",
     "cache_outbox",
+    "add_metadata_column_ddl",
     "experiment",
+    "experiment_with_metadata",
     "gen_random_uuid",
     "managed",
     "own_metadata",
@@ -235,6 +238,24 @@ sa.Index(
 )
 
 APP_TABLES: Final = (experiment, variant, version)
+
+#: ``model_experiment.metadata`` (jsonb NULL, no default, no CHECK): added by the gateway's
+#: migration 0157 and present in gateway profiles whose ``metadata`` is not None. Not part of
+#: ``experiment`` (a database on the older gateway has no such column, and every statement
+#: built from ``experiment`` must work there); statements that read or write it use
+#: :data:`experiment_with_metadata`, the same table seen with the column.
+METADATA_COLUMN: Final = "metadata"
+experiment_with_metadata: Final = experiment.to_metadata(sa.MetaData())
+# none_as_null: a Python None is SQL NULL (what the admin API's "null clears" stores; the
+# catalog then uses its defaults), never the JSON value null
+experiment_with_metadata.append_column(sa.Column(
+    METADATA_COLUMN, sa.JSON(none_as_null=True).with_variant(JSONB(none_as_null=True), "postgresql"), nullable=True))
+
+
+def add_metadata_column_ddl(dialect_name: str) -> str:
+    """The gateway's migration 0157 (``ALTER TABLE ... ADD COLUMN "metadata" jsonb``)."""
+    col_type = "jsonb" if dialect_name == "postgresql" else "JSON"
+    return f'ALTER TABLE model_experiment ADD COLUMN "{METADATA_COLUMN}" {col_type}'
 
 # --------------------------------------------------------------------------------------
 # expsync's own tables (created by the migrations in expsync.migrations, not from here)
