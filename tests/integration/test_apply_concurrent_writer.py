@@ -249,3 +249,30 @@ def test_another_experiment_activated_on_the_public_id_is_exit_5(tmp_path: Path,
     with pg_engine.connect() as c:
         assert c.execute(sa.text("SELECT name FROM model_experiment WHERE public_model_id = 'partner/bar' "
                                  "AND status = 'active'")).scalars().all() == ["UI bar"]
+
+
+def test_locks_are_one_statement_per_table_in_id_order_whatever_the_rows(tmp_path: Path, pg_engine: sa.Engine) -> None:
+    env = cli_env(pg_engine, SECRETS)
+    repo = Repo(tmp_path).put(*[experiment(f"e{i}", f"partner/e{i}", "active",
+                                           [variant("a", f"e{i}-a", "env:KEY_A"), variant("b", f"e{i}-b", "env:KEY_A")])
+                                for i in range(12)])
+    assert run_cli(["apply", "--yes", repo.path], env=env).code == 0
+    seen: list[str] = []
+
+    def log(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        seen.append(" ".join(statement.split()))
+
+    for count in (2, 12):  # hot swaps in 2, then in all 12 experiments
+        for i in range(count):
+            doc = repo.edit(f"e{i}")
+            doc["variants"][0]["upstream"]["internal_id"] = f"e{i}-a-{count}"
+            repo.put(doc)
+        seen.clear()
+        event.listen(sa.Engine, "before_cursor_execute", log)
+        try:
+            assert run_cli(["apply", "--yes", repo.path], env=env).code == 0
+        finally:
+            event.remove(sa.Engine, "before_cursor_execute", log)
+        locks = [s for s in seen if s.endswith("FOR UPDATE")]
+        assert [s.split(" FROM ")[1].split()[0] for s in locks] == ["model_experiment", "model_experiment_variant"]
+        assert all("= ANY (" in s and " ORDER BY model_experiment" in s for s in locks), locks

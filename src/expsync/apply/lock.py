@@ -100,9 +100,11 @@ def lock_and_verify(conn: Connection, ops: Iterable[Op], actual: ActualState) ->
     for r in var_rows:
         fresh_var[r[1]].add(tuple(r))
     for r in ver_rows:
-        fresh_var[owner[r[0]]].add(("version", *r))
+        if r[0] in owner:  # (the locks keep both statements on the same variants)
+            fresh_var[owner[r[0]]].add(("version", *r))
     changed = [a.public_model_id for a in (actual.experiments[i] for i in ids)
-               if fresh_exp.get(a.id) != _expected_experiment(a) or fresh_var[a.id] != _expected_variants(a)]
+               if fresh_exp.get(a.id) != _expected_experiment(a) or fresh_var[a.id] != _expected_variants(a)
+               or len(ver_rows) != len(var_rows)]
     if changed:
         raise RowsChanged(
             f"another writer (e.g. the admin UI) changed the experiment, its variants or versions on "
