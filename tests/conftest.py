@@ -1,7 +1,9 @@
 """Shared fixtures: real PostgreSQL and Redis (see scripts/services.sh), SQLite, statement counts.
 
 * ``pg_url``: a fresh, empty database per test on 127.0.0.1:5432 (user ``$PGUSER`` or
-  ``postgres``, trust auth), dropped afterwards. ``pg_engine``: the same with ``init_db`` done.
+  ``postgres``, trust auth), dropped afterwards. ``pg_engine``: a fresh database with
+  ``init_db`` done, cloned (``CREATE DATABASE ... TEMPLATE``) from a template database that
+  ``init_db`` migrates once per session (``pg_template``), instead of migrating every test.
 * ``sqlite_url`` / ``sqlite_engine``: a file database in ``tmp_path``.
 * ``db_engine``: parametrized over both backends (initialised), ids ``sqlite`` / ``postgres``.
 * ``redis_url``: a Redis database number of the test's own (leased across concurrent pytest
@@ -12,7 +14,9 @@
 from __future__ import annotations
 
 import os
+import queue
 import re
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -51,28 +55,126 @@ def _pg_admin() -> psycopg.Connection[Any]:
         pytest.fail(f"PostgreSQL is not reachable on {PG_HOST}:{PG_PORT} (run scripts/services.sh): {exc}")
 
 
-@pytest.fixture
-def pg_url() -> Iterator[str]:
-    """URL of a new empty Postgres database, dropped (WITH (FORCE)) after the test."""
+def _pg_db_url(name: str) -> str:
+    return f"postgresql+psycopg://{_pg_user()}@{PG_HOST}:{PG_PORT}/{name}"
+
+
+@contextmanager
+def _pg_database(template: str | None = None) -> Iterator[str]:
+    """A new database (a copy of ``template`` when given), dropped (WITH (FORCE)) afterwards."""
     name = f"expsync_test_{uuid.uuid4().hex[:16]}"
     with _pg_admin() as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
+        admin.execute(f'CREATE DATABASE "{name}"' + (f' TEMPLATE "{template}"' if template else ""))
     try:
-        yield f"postgresql+psycopg://{_pg_user()}@{PG_HOST}:{PG_PORT}/{name}"
+        yield name
     finally:
         with _pg_admin() as admin:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @pytest.fixture
-def pg_engine(pg_url: str) -> Iterator[sa.Engine]:
-    """Engine on a fresh Postgres database with ``init_db`` done."""
-    engine = make_engine(pg_url)
-    init_db(engine)
+def pg_url() -> Iterator[str]:
+    """URL of a new empty Postgres database, dropped (WITH (FORCE)) after the test."""
+    with _pg_database() as name:
+        yield _pg_db_url(name)
+
+
+class _Clones:
+    """Copies of the template database, made and dropped by two background threads.
+
+    Creating a copy (about as slow as the migration it replaces) and dropping it (Postgres
+    checkpoints on DROP DATABASE) are waits on the server: one thread keeps copies ready
+    (a bounded queue of :attr:`AHEAD`), the other drops used ones, while the tests run."""
+
+    AHEAD = 2
+
+    def __init__(self, template: str) -> None:
+        self.template = template
+        self.ready: queue.Queue[str | BaseException] = queue.Queue(maxsize=self.AHEAD)
+        self.used: queue.Queue[str | None] = queue.Queue()
+        self.stop = threading.Event()
+        self.threads = [threading.Thread(target=self._make, name="pg-clone-make", daemon=True),
+                        threading.Thread(target=self._drop, name="pg-clone-drop", daemon=True)]
+        for t in self.threads:
+            t.start()
+
+    def _make(self) -> None:
+        with _pg_admin() as admin:
+            while not self.stop.is_set():
+                name = f"expsync_test_{uuid.uuid4().hex[:16]}"
+                got: str | BaseException = name
+                try:
+                    admin.execute(f'CREATE DATABASE "{name}" TEMPLATE "{self.template}"')
+                except BaseException as exc:  # reported to the test that takes this copy
+                    got = exc
+                while not self.stop.is_set():
+                    try:
+                        self.ready.put(got, timeout=0.2)
+                        break
+                    except queue.Full:
+                        continue
+                else:
+                    if isinstance(got, str):
+                        self.used.put(got)
+
+    def _drop(self) -> None:
+        with _pg_admin() as admin:
+            while (name := self.used.get()) is not None:
+                admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+    def take(self) -> str:
+        got = self.ready.get(timeout=300)
+        if isinstance(got, BaseException):
+            raise got
+        return got
+
+    def give_back(self, name: str) -> None:
+        self.used.put(name)
+
+    def close(self) -> None:
+        self.stop.set()
+        self.threads[0].join(timeout=300)
+        while not self.ready.empty():
+            got = self.ready.get()
+            if isinstance(got, str):
+                self.used.put(got)
+        self.used.put(None)
+        self.threads[1].join(timeout=600)
+
+
+@pytest.fixture(scope="session")
+def pg_template() -> Iterator[str]:
+    """Name of a database ``init_db`` migrated once for this session (its own name, so
+    concurrent pytest runs never share one). No connection stays open on it: Postgres copies
+    a template only while nobody is connected to it."""
+    with _pg_database() as name:
+        engine = make_engine(_pg_db_url(name))
+        try:
+            init_db(engine)
+        finally:
+            engine.dispose()
+        yield name
+
+
+@pytest.fixture(scope="session")
+def _pg_clones(pg_template: str) -> Iterator[_Clones]:
+    clones = _Clones(pg_template)
+    try:
+        yield clones
+    finally:
+        clones.close()
+
+
+@pytest.fixture
+def pg_engine(_pg_clones: _Clones) -> Iterator[sa.Engine]:
+    """Engine on a fresh Postgres database with ``init_db`` done (a copy of ``pg_template``)."""
+    name = _pg_clones.take()
+    engine = make_engine(_pg_db_url(name))
     try:
         yield engine
     finally:
         engine.dispose()
+        _pg_clones.give_back(name)
 
 
 @pytest.fixture

@@ -1,52 +1,84 @@
 """Command line: parse flags -> run stages -> render -> exit code. Nothing else lives here.
 
-This is the one place that reads ``os.environ`` and the only boundary that turns exceptions
-into exit codes (spec §7): 0 ok, 1 unexpected, 2 changes (--detailed-exitcode), 3 invalid
-input, 4 refused, 5 stale/lock/conflict, 6 cache pending.
+* The environment is read once, by :func:`main`, into a frozen
+  :class:`~expsync.settings.Settings` that every command receives through :class:`Run`.
+* Commands return an :class:`~expsync.errors.ExitCode` for an outcome they have fully shown
+  (changes, a refused plan, invalid files in ``validate``) and raise an
+  :class:`~expsync.errors.ExpsyncError` when they cannot go on. :func:`main` is the one
+  boundary that turns both into the process exit code and prints errors (spec §7): 0 ok,
+  1 unexpected, 2 changes (--detailed-exitcode), 3 invalid input, 4 refused,
+  5 stale/lock/conflict, 6 cache pending.
+* Each command imports the stages it uses inside its body, so ``expsync --version``,
+  ``schema`` and ``validate`` never load a database, cache, crypto or secret-store library
+  (tests/cli/test_imports.py checks which modules every command loads).
 """
 
 from __future__ import annotations
 
-import dataclasses
-import json
-import logging
 import os
 import sys
-import re
-import traceback
-import uuid
 from collections.abc import Callable, Sequence
-from datetime import datetime, timezone
-from pathlib import Path
-from typing import Any, TypeVar
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
-import sqlalchemy as sa
-from sqlalchemy.engine import Engine
 
 from expsync import __version__
-from expsync.diagnostics import Diagnostic, has_errors
-from expsync.model import DesiredState, Secret, SecretRef
-from expsync.pipeline import Settings, check_initialized, compute_plan
-from expsync import rules
-from expsync.plan import Digests, Plan
-from expsync.secrets import Redactor, resolve_all, uses_in
-from expsync.state.db import begin, database_url, engine_from_environ, has_metadata_column, init_db, make_engine
-from expsync.errors import CachePending, ExpsyncError
-from expsync.render import diagnostics as render_diags
-from expsync.desired.loader import LoadOptions, discover, load_desired
-from expsync.desired.schema import json_schema
-from expsync.config import ProfileSelection, offline_profile, profile_for_database, select_profile
-from expsync.profiles import PROFILES
-from expsync.desired.yamlload import DEFAULT_MAX_FILE_SIZE
+from expsync.desired.limits import DEFAULT_MAX_FILE_SIZE
+from expsync.errors import ConfigError, ExitCode, ExpsyncError, InvalidInput, PlanRefused
+from expsync.settings import Settings
 
-EXIT_OK, EXIT_ERROR, EXIT_CHANGES, EXIT_INVALID, EXIT_REFUSED, EXIT_CONFLICT, EXIT_CACHE = range(7)
+if TYPE_CHECKING:
+    import uuid
+    from datetime import datetime
+    from pathlib import Path
+
+    from sqlalchemy.engine import Engine
+
+    from expsync.config import ProfileSelection
+    from expsync.diagnostics import Diagnostic
+    from expsync.model import DesiredState, Secret, SecretRef
+    from expsync.plan import Digests, Plan
+    from expsync.secrets.redact import Redactor
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-def _in_github() -> bool:
-    return os.environ.get("GITHUB_ACTIONS") == "true"
+class Run:
+    """What one invocation shares: its settings (read once) and its redactor (every resolved
+    secret value is registered there before anything prints)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._redactor: Redactor | None = None
+
+    @property
+    def redactor(self) -> Redactor:
+        if self._redactor is None:
+            from expsync.secrets.redact import Redactor
+
+            self._redactor = Redactor()
+        return self._redactor
+
+    def redact(self, text: str) -> str:
+        return self._redactor.redact(text) if self._redactor is not None else text
+
+
+#: the run in progress (the logging handler on the root logger is process-wide too)
+_run: Run | None = None
+
+
+def current() -> Run:
+    """The run in progress (a run with default settings outside of one)."""
+    global _run
+    if _run is None:
+        _run = Run(Settings())
+    return _run
+
+
+def redactor() -> Redactor:
+    """The current run's redactor."""
+    return current().redactor
 
 
 def emit_diagnostics(diags: Sequence[Diagnostic], *, err: bool = True) -> None:
@@ -54,9 +86,11 @@ def emit_diagnostics(diags: Sequence[Diagnostic], *, err: bool = True) -> None:
     (on stderr too: stdout carries only the requested output, e.g. JSON)."""
     if not diags:
         return
-    click.echo(_redactor.redact(render_diags.render_text(diags)), err=err)
-    if _in_github():
-        click.echo(_redactor.redact(render_diags.github_annotations(diags)), err=True)
+    from expsync.render import diagnostics as render_diags
+
+    click.echo(current().redact(render_diags.render_text(diags)), err=err)
+    if current().settings.github_actions:
+        click.echo(current().redact(render_diags.github_annotations(diags)), err=True)
 
 
 def paths_argument(f: F) -> F:
@@ -72,6 +106,8 @@ def paths_argument(f: F) -> F:
 
 
 def profile_option(f: F) -> F:
+    from expsync.profiles import PROFILES  # plain data, no library
+
     return click.option(
         "--gateway-profile",
         "gateway_profile",
@@ -89,18 +125,40 @@ def say_profile(sel: ProfileSelection) -> None:
 
 
 def chosen_offline(flag: str | None) -> ProfileSelection:
-    sel = offline_profile(select_profile(flag, os.environ, Path.cwd()))
+    from expsync.config import offline_profile, select_profile
+
+    settings = current().settings
+    sel = offline_profile(select_profile(flag, settings.environ, settings.cwd))
     say_profile(sel)
     return sel
 
 
-def chosen_for_database(engine: Engine, selected: ProfileSelection | None) -> ProfileSelection:
+def chosen_for_database(engine: Engine, selected: Any) -> ProfileSelection:
     """The run's profile against this database (exit 3 for an impossible pair). Said by the
     caller (after the GitHub mask lines, which must come first)."""
+    from expsync.config import profile_for_database
+    from expsync.pipeline import check_initialized
+    from expsync.state.db import has_metadata_column
+
     with engine.connect() as conn:
         check_initialized(conn)
         has_column = has_metadata_column(conn)
     return profile_for_database(selected, has_column)
+
+
+def _install_log_handler(red: Redactor, debug: bool) -> None:
+    import logging
+
+    handler = logging.StreamHandler(sys.stderr)
+    # on the handler, not a logger: records propagated from botocore/urllib3 pass through here
+    handler.addFilter(red.logging_filter())
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    for old in [h for h in root.handlers if getattr(h, "_expsync", False)]:
+        root.removeHandler(old)
+    handler._expsync = True  # type: ignore[attr-defined]
+    root.addHandler(handler)
+    root.setLevel(logging.DEBUG if debug else logging.WARNING)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -109,105 +167,77 @@ def chosen_for_database(engine: Engine, selected: ProfileSelection | None) -> Pr
 @click.pass_context
 def cli(ctx: click.Context, debug: bool) -> None:
     """Declarative GitOps reconciler for model experiments."""
-    global _redactor
-    _redactor = Redactor()
-    handler = logging.StreamHandler(sys.stderr)
-    # on the handler, not a logger: records propagated from botocore/urllib3 pass through here
-    handler.addFilter(_redactor.logging_filter())
-    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
-    root = logging.getLogger()
-    for old in [h for h in root.handlers if getattr(h, "_expsync", False)]:
-        root.removeHandler(old)
-    handler._expsync = True  # type: ignore[attr-defined]
-    root.addHandler(handler)
-    root.setLevel(logging.DEBUG if debug else logging.WARNING)
-    ctx.obj = {"debug": debug, "redactor": _redactor}
+    global _run
+    if not isinstance(ctx.obj, Run):  # invoked without main (tests): read the environment here
+        ctx.obj = Run(Settings.from_environ(os.environ))
+    run: Run = ctx.obj
+    _run = run
+    run.settings = replace(run.settings, debug=debug or run.settings.debug)
+    _install_log_handler(run.redactor, run.settings.debug)
 
 
-#: the run's redactor: every resolved secret value is registered here before anything prints
-_redactor: Redactor = Redactor()
+# --------------------------------------------------------------------------------------
+# helpers shared by the commands: each raises a typed error instead of exiting
+# --------------------------------------------------------------------------------------
 
 
-def redactor() -> Redactor:
-    return _redactor
+def load_or_raise(paths: Sequence[str], max_file_size: int, sel: ProfileSelection) -> DesiredState:
+    from expsync.desired.loader import LoadOptions, load_desired
+    from expsync.diagnostics import has_errors
 
-
-@cli.command()
-@paths_argument
-@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
-@profile_option
-def validate(paths: tuple[str, ...], max_file_size: int, fmt: str, gateway_profile: str | None) -> None:
-    """Check experiment files offline (default: experiments/). Exit 0 valid, 3 invalid."""
-    profile = chosen_offline(gateway_profile).profile
-    files, _ = discover(paths)
-    desired, diags = load_desired(paths, LoadOptions(max_file_size=max_file_size, profile=profile.name))
-    if fmt == "json":
-        click.echo(render_diags.render_validate_json(diags, files=len(files), experiments=len(desired.experiments)))
-        if _in_github():
-            click.echo(_redactor.redact(render_diags.github_annotations(diags)), err=True)
-    else:
-        emit_diagnostics(diags)
-        if not has_errors(diags):
-            click.echo(f"{len(desired.experiments)} experiment(s) in {len(files)} file(s) are valid.")
-        else:
-            click.echo(render_diags.summary_line(diags), err=True)
-    sys.exit(EXIT_INVALID if has_errors(diags) else EXIT_OK)
-
-
-def settings_from_env() -> Settings:
-    env = dict(os.environ)
-    if env.get("EXPSYNC_REDIS_URL"):
-        from expsync.cache.refresh import check_url
-
-        check_url(env["EXPSYNC_REDIS_URL"])  # ConfigError (exit 3) before anything is written
-    return Settings(
-        environ=env,
-        cwd=Path.cwd(),
-        redis_url=env.get("EXPSYNC_REDIS_URL") or None,
-        redis_prefix=env.get("EXPSYNC_REDIS_KEY_PREFIX", ""),
-        actor=env.get("EXPSYNC_ACTOR") or None,
-        revision=env.get("GITHUB_SHA") or None,
-    )
-
-
-def check_writable(path: str) -> None:
-    """Refuse an output path that cannot be written before doing any work (exit 3)."""
-    p = Path(path)
-    parent = p.parent if str(p.parent) else Path(".")
-    ok = parent.is_dir() and os.access(parent, os.W_OK) and (not p.exists() or (p.is_file() and os.access(p, os.W_OK)))
-    if not ok:
-        click.echo(f"error: cannot write {path}: not a writable file in an existing directory", err=True)
-        sys.exit(EXIT_INVALID)
-
-
-def use_color() -> bool:
-    return sys.stdout.isatty() and "NO_COLOR" not in os.environ
-
-
-def load_or_exit(paths: Sequence[str], max_file_size: int, sel: ProfileSelection) -> DesiredState:
     desired, diags = load_desired(paths, LoadOptions(max_file_size=max_file_size, profile=sel.profile.name))
     if has_errors(diags):
         say_profile(sel)  # the errors depend on it
-        emit_diagnostics(diags)
-        click.echo(render_diags.summary_line(diags), err=True)
-        sys.exit(EXIT_INVALID)
+        raise InvalidInput("invalid experiment files", diagnostics=diags, summary_line=True)
     return desired
 
 
-def resolve_or_exit(desired: DesiredState, settings: Settings, redactor: Redactor) -> dict[SecretRef, Secret]:
+def resolve_or_raise(desired: DesiredState, settings: Settings, red: Redactor) -> dict[SecretRef, Secret]:
+    from expsync import rules
+    from expsync.diagnostics import has_errors
+    from expsync.secrets import resolve_all, uses_in
+
     uses = [u for u in uses_in(desired) if rules.keys_matter(desired.experiments[u.experiment].status)]
-    secrets, diags = resolve_all(uses, environ=settings.environ, cwd=settings.cwd, redactor=redactor)
-    if _in_github():
+    secrets, diags = resolve_all(uses, environ=settings.environ, cwd=settings.cwd, redactor=red)
+    if settings.github_actions:
         # before anything else is printed, so the runner masks the values in the whole log
-        for line in redactor.github_mask_lines():
+        for line in red.github_mask_lines():
             # stderr: the runner reads workflow commands from both streams, and stdout stays
             # the plan alone (a markdown comment or JSON document must never carry a value)
             click.echo(line, err=True)
     if has_errors(diags):
-        emit_diagnostics(diags)
-        click.echo(render_diags.summary_line(diags), err=True)
-        sys.exit(EXIT_INVALID)
+        raise InvalidInput("secrets cannot be resolved", diagnostics=diags, summary_line=True)
     return secrets
+
+
+def _now() -> datetime:
+    from datetime import datetime, timezone
+
+    return datetime.now(timezone.utc)
+
+
+def check_writable(path: str) -> None:
+    """Refuse an output path that cannot be written before doing any work (exit 3)."""
+    from pathlib import Path
+
+    p = Path(path)
+    parent = p.parent if str(p.parent) else Path(".")
+    ok = parent.is_dir() and os.access(parent, os.W_OK) and (not p.exists() or (p.is_file() and os.access(p, os.W_OK)))
+    if not ok:
+        raise InvalidInput(f"cannot write {path}: not a writable file in an existing directory")
+
+
+def checked_redis(settings: Settings) -> Settings:
+    """Refuse a malformed ``EXPSYNC_REDIS_URL`` (exit 3) before anything is written."""
+    if settings.redis_url:
+        from expsync.cache.refresh import check_url
+
+        check_url(settings.redis_url)
+    return settings
+
+
+def use_color() -> bool:
+    return sys.stdout.isatty() and not current().settings.no_color
 
 
 def render_plan(plan: Plan, fmt: str, *, color: bool = False) -> str:
@@ -222,89 +252,49 @@ def render_plan(plan: Plan, fmt: str, *, color: bool = False) -> str:
     return render_text.render_text(plan, color=color)
 
 
-def write_github_outputs(plan: Plan, redactor: Redactor) -> None:
-    out = os.environ.get("GITHUB_OUTPUT")
-    if out:
+def show_plan(plan: Plan) -> None:
+    """The text plan on stdout (plus its annotations in GitHub Actions)."""
+    from expsync.render import diagnostics as render_diags
+
+    click.echo(current().redact(render_plan(plan, "text", color=use_color())))
+    if current().settings.github_actions:
+        click.echo(current().redact(render_diags.github_annotations(plan.diagnostics)), err=True)
+
+
+def write_github_outputs(plan: Plan, settings: Settings, red: Redactor) -> None:
+    if settings.github_output:
         from expsync.render import summarize
 
         lines = [f"has_changes={'true' if plan.has_changes else 'false'}", f"refused={'true' if plan.refused else 'false'}"]
         lines += [f"{k}={v}" for k, v in summarize(plan).as_dict().items()]
-        with open(out, "a", encoding="utf-8") as f:
+        with open(settings.github_output, "a", encoding="utf-8") as f:
             f.write("\n".join(lines) + "\n")
-    summary = os.environ.get("GITHUB_STEP_SUMMARY")
-    if summary:
-        with open(summary, "a", encoding="utf-8") as f:
-            f.write(redactor.redact(render_plan(plan, "markdown")) + "\n")
+    if settings.github_step_summary:
+        with open(settings.github_step_summary, "a", encoding="utf-8") as f:
+            f.write(red.redact(render_plan(plan, "markdown")) + "\n")
 
 
-@cli.command("plan")
-@paths_argument
-@click.option("--format", "fmt", type=click.Choice(["text", "json", "markdown"]), default="text", show_default=True)
-@click.option("--out", "out_file", type=click.Path(dir_okay=False), help="Save the plan (JSON) for `apply --plan`.")
-@click.option("--detailed-exitcode", is_flag=True, help="Exit 2 when the plan has changes.")
-@click.option("--no-secrets", is_flag=True, help="Do not resolve secrets (fork PRs); api keys show as unknown.")
-@profile_option
-def plan_cmd(paths: tuple[str, ...], max_file_size: int, fmt: str, out_file: str | None, detailed_exitcode: bool,
-             no_secrets: bool, gateway_profile: str | None) -> None:
-    """Show what apply would change, checked against the state machine. Writes nothing."""
-    settings = settings_from_env()
-    if out_file:
-        check_writable(out_file)
-    selected = select_profile(gateway_profile, settings.environ, settings.cwd)
-    # a configured profile is known without the database: bad YAML is reported before connecting
-    early = load_or_exit(paths, max_file_size, selected) if selected is not None else None
-    engine = engine_from_environ(settings.environ, cwd=settings.cwd,
-                                 with_metadata=offline_profile(selected).profile.has_metadata)
-    try:
-        chosen = chosen_for_database(engine, selected)
-        settings = dataclasses.replace(settings, profile=chosen.profile)
-        desired = early if early is not None else load_or_exit(paths, max_file_size, chosen)
-        red = redactor()
-        secrets = None if no_secrets else resolve_or_exit(desired, settings, red)
-        say_profile(chosen)
-        drain_leftover(engine, settings)
-        with begin(engine, snapshot=True) as conn:
-            check_initialized(conn)
-            computed = compute_plan(conn, desired, secrets, settings, now=datetime.now(timezone.utc))
-            conn.rollback()  # plan never writes
-    finally:
-        engine.dispose()
-    if computed.key_diagnostics:
-        emit_diagnostics(computed.key_diagnostics)
-        if has_errors(computed.key_diagnostics):
-            sys.exit(EXIT_INVALID)
-    plan = computed.plan
-    click.echo(red.redact(render_plan(plan, fmt, color=use_color() and fmt == "text")))
-    if _in_github():
-        click.echo(red.redact(render_diags.github_annotations(plan.diagnostics)), err=True)
-        write_github_outputs(plan, red)
-    if out_file:
-        try:
-            Path(out_file).write_text(red.redact(render_plan(plan, "json")) + "\n", encoding="utf-8")
-        except OSError as e:
-            click.echo(f"error: cannot write {out_file}: {e.strerror}", err=True)
-            sys.exit(EXIT_INVALID)
-    if plan.refused:
-        sys.exit(EXIT_REFUSED)
-    sys.exit(EXIT_CHANGES if detailed_exitcode and plan.has_changes else EXIT_OK)
+def open_engine(settings: Settings, selected: Any = None) -> Engine:
+    from expsync.config import offline_profile
+    from expsync.state.db import engine_from_environ
+
+    return engine_from_environ(settings.environ, cwd=settings.cwd,
+                               with_metadata=offline_profile(selected).profile.has_metadata)
 
 
 def drain_leftover(engine: Engine, settings: Settings) -> None:
     """Finish a cache refresh an earlier run left pending (spec §6). Never fatal here."""
     if not settings.redis_url:
         return
-    from expsync.cache.refresh import connect, drain
+    from expsync.cache.refresh import drain_leftover as drain_pending
 
     try:
-        with engine.connect() as conn:
-            pending: int = conn.execute(sa.text("SELECT count(*) FROM expsync_cache_outbox")).scalar_one()
-        if pending:
-            drain(engine, connect(settings.redis_url), prefix=settings.redis_prefix)
-            click.echo(f"finished a pending cache refresh ({pending} key(s) from an earlier run)", err=True)
+        pending = drain_pending(engine, settings.redis_url, prefix=settings.redis_prefix)
     except ExpsyncError as e:  # Redis down or unreachable: the command goes on, the outbox stays
-        click.echo(f"warning: {_redactor.redact(str(e))}", err=True)
-    except sa.exc.SQLAlchemyError:
-        pass  # uninitialised database: the command itself reports it
+        click.echo(f"warning: {current().redact(str(e))}", err=True)
+        return
+    if pending:
+        click.echo(f"finished a pending cache refresh ({pending} key(s) from an earlier run)", err=True)
 
 
 def refresh_after_commit(engine: Engine, settings: Settings) -> None:
@@ -317,17 +307,112 @@ def refresh_after_commit(engine: Engine, settings: Settings) -> None:
     click.echo(f"cache refreshed: membership {result.membership}, {len(result.deleted_keys)} per-id key(s) deleted")
 
 
-def _confirm_or_exit(plan: Plan, yes: bool) -> None:
-    if yes:
-        return
+# --------------------------------------------------------------------------------------
+# commands
+# --------------------------------------------------------------------------------------
+
+
+@cli.command()
+@paths_argument
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@profile_option
+def validate(paths: tuple[str, ...], max_file_size: int, fmt: str, gateway_profile: str | None) -> ExitCode:
+    """Check experiment files offline (default: experiments/). Exit 0 valid, 3 invalid."""
+    from expsync.desired.loader import LoadOptions, discover, load_desired
+    from expsync.diagnostics import has_errors
+    from expsync.render import diagnostics as render_diags
+
+    profile = chosen_offline(gateway_profile).profile
+    files, _ = discover(paths)
+    desired, diags = load_desired(paths, LoadOptions(max_file_size=max_file_size, profile=profile.name))
+    if fmt == "json":
+        click.echo(render_diags.render_validate_json(diags, files=len(files), experiments=len(desired.experiments)))
+        if current().settings.github_actions:
+            click.echo(current().redact(render_diags.github_annotations(diags)), err=True)
+    else:
+        emit_diagnostics(diags)
+        if not has_errors(diags):
+            click.echo(f"{len(desired.experiments)} experiment(s) in {len(files)} file(s) are valid.")
+        else:
+            click.echo(render_diags.summary_line(diags), err=True)
+    return ExitCode.INVALID if has_errors(diags) else ExitCode.OK
+
+
+@cli.command("plan")
+@paths_argument
+@click.option("--format", "fmt", type=click.Choice(["text", "json", "markdown"]), default="text", show_default=True)
+@click.option("--out", "out_file", type=click.Path(dir_okay=False), help="Save the plan (JSON) for `apply --plan`.")
+@click.option("--detailed-exitcode", is_flag=True, help="Exit 2 when the plan has changes.")
+@click.option("--no-secrets", is_flag=True, help="Do not resolve secrets (fork PRs); api keys show as unknown.")
+@profile_option
+def plan_cmd(paths: tuple[str, ...], max_file_size: int, fmt: str, out_file: str | None, detailed_exitcode: bool,
+             no_secrets: bool, gateway_profile: str | None) -> ExitCode:
+    """Show what apply would change, checked against the state machine. Writes nothing."""
+    from pathlib import Path
+
+    from expsync import pipeline
+    from expsync.config import select_profile
+    from expsync.diagnostics import has_errors
+    from expsync.state.db import begin
+
+    settings = checked_redis(current().settings)
+    if out_file:
+        check_writable(out_file)
+    selected = select_profile(gateway_profile, settings.environ, settings.cwd)
+    # a configured profile is known without the database: bad YAML is reported before connecting
+    early = load_or_raise(paths, max_file_size, selected) if selected is not None else None
+    engine = open_engine(settings, selected)
+    try:
+        chosen = chosen_for_database(engine, selected)
+        settings = replace(settings, profile=chosen.profile)
+        desired = early if early is not None else load_or_raise(paths, max_file_size, chosen)
+        red = current().redactor
+        secrets = None if no_secrets else resolve_or_raise(desired, settings, red)
+        say_profile(chosen)
+        drain_leftover(engine, settings)
+        with begin(engine, snapshot=True) as conn:
+            pipeline.check_initialized(conn)
+            computed = pipeline.compute_plan(conn, desired, secrets, settings, now=_now())
+            conn.rollback()  # plan never writes
+    finally:
+        engine.dispose()
+    if computed.key_diagnostics:
+        if has_errors(computed.key_diagnostics):
+            raise InvalidInput("stored api keys cannot be compared", diagnostics=computed.key_diagnostics)
+        emit_diagnostics(computed.key_diagnostics)
+    plan = computed.plan
+    click.echo(red.redact(render_plan(plan, fmt, color=use_color() and fmt == "text")))
+    if settings.github_actions:
+        from expsync.render import diagnostics as render_diags
+
+        click.echo(red.redact(render_diags.github_annotations(plan.diagnostics)), err=True)
+        write_github_outputs(plan, settings, red)
+    if out_file:
+        try:
+            Path(out_file).write_text(red.redact(render_plan(plan, "json")) + "\n", encoding="utf-8")
+        except OSError as e:
+            raise InvalidInput(f"cannot write {out_file}: {e.strerror}") from None
+    if plan.refused:
+        return ExitCode.REFUSED
+    return ExitCode.CHANGES if detailed_exitcode and plan.has_changes else ExitCode.OK
+
+
+def _confirmed(plan: Plan) -> bool:
+    """Ask on the terminal; only "yes" applies."""
     if not sys.stdin.isatty():
-        click.echo("error: apply needs --yes when not run on a terminal", err=True)
-        sys.exit(EXIT_INVALID)
+        raise InvalidInput("apply needs --yes when not run on a terminal")
     click.echo(render_plan(plan, "text", color=use_color()))
     answer = click.prompt("Apply these changes? Only 'yes' will be accepted", default="", show_default=False)
     if answer != "yes":
         click.echo("Apply cancelled; nothing was changed.")
-        sys.exit(EXIT_OK)
+        return False
+    return True
+
+
+def _not_nan(value: float) -> float:
+    if value != value:
+        raise click.BadParameter("must be a number of seconds")
+    return value
 
 
 @cli.command("apply")
@@ -341,49 +426,41 @@ def _confirm_or_exit(plan: Plan, yes: bool) -> None:
               help="Seconds to wait for the apply lock.")
 @profile_option
 def apply_cmd(paths: tuple[str, ...], max_file_size: int, plan_file: str | None, yes: bool, actor: str | None,
-              revision: str | None, lock_timeout: float, gateway_profile: str | None) -> None:
+              revision: str | None, lock_timeout: float, gateway_profile: str | None) -> ExitCode:
     """Apply the YAML to the database in one transaction, then refresh the Redis cache."""
-    from expsync.apply.run import KeyProblems, Refused, after_commit, apply
+    from expsync import pipeline
+    from expsync.apply.run import after_commit, apply
+    from expsync.config import select_profile
+    from expsync.state.db import begin
 
-    settings = dataclasses.replace(settings_from_env(), actor=actor or None, revision=revision or None)
+    settings = replace(checked_redis(current().settings), actor=actor or None, revision=revision or None)
     if not yes and not sys.stdin.isatty():
         # unattended runs must say so explicitly, with or without a saved plan
-        click.echo("error: apply needs --yes when not run on a terminal", err=True)
-        sys.exit(EXIT_INVALID)
+        raise InvalidInput("apply needs --yes when not run on a terminal")
     selected = select_profile(gateway_profile, settings.environ, settings.cwd)
     # a configured profile is known without the database: bad YAML is reported before connecting
-    early = load_or_exit(paths, max_file_size, selected) if selected is not None else None
+    early = load_or_raise(paths, max_file_size, selected) if selected is not None else None
     # on a terminal a saved plan is itself the reviewed confirmation (as in Terraform)
     expect = read_saved_digests(plan_file) if plan_file else None
-    engine = engine_from_environ(settings.environ, cwd=settings.cwd,
-                                 with_metadata=offline_profile(selected).profile.has_metadata)
+    engine = open_engine(settings, selected)
     try:
         chosen = chosen_for_database(engine, selected)
-        settings = dataclasses.replace(settings, profile=chosen.profile)
-        desired = early if early is not None else load_or_exit(paths, max_file_size, chosen)
-        red = redactor()
-        secrets = resolve_or_exit(desired, settings, red)
+        settings = replace(settings, profile=chosen.profile)
+        desired = early if early is not None else load_or_raise(paths, max_file_size, chosen)
+        red = current().redactor
+        secrets = resolve_or_raise(desired, settings, red)
         say_profile(chosen)
         drain_leftover(engine, settings)
         if expect is None and not yes:
             with begin(engine, snapshot=True) as conn:
-                check_initialized(conn)
-                shown = compute_plan(conn, desired, secrets, settings, now=datetime.now(timezone.utc)).plan
-            if shown.has_changes and not shown.refused:
-                _confirm_or_exit(shown, yes)
+                pipeline.check_initialized(conn)
+                shown = pipeline.compute_plan(conn, desired, secrets, settings, now=_now()).plan
+            if shown.has_changes and not shown.refused and not _confirmed(shown):
+                return ExitCode.OK
             # bound to what was shown (or not asked about, when there was nothing to confirm):
             # a state that changed meanwhile is stale (exit 5), never applied unconfirmed
             expect = shown.digests
-        try:
-            result = apply(engine, desired, secrets, settings, lock_timeout=lock_timeout, expect=expect)
-        except KeyProblems as e:
-            emit_diagnostics(e.diagnostics)
-            sys.exit(EXIT_INVALID)
-        except Refused as e:
-            click.echo(red.redact(render_plan(e.plan, "text", color=use_color())))
-            if _in_github():
-                click.echo(red.redact(render_diags.github_annotations(e.plan.diagnostics)), err=True)
-            sys.exit(EXIT_REFUSED)
+        result = apply(engine, desired, secrets, settings, lock_timeout=lock_timeout, expect=expect)
         plan = result.plan
         with after_commit():  # committed: any failure from here on is exit 6
             if not plan.has_changes:
@@ -396,12 +473,7 @@ def apply_cmd(paths: tuple[str, ...], max_file_size: int, plan_file: str | None,
                 refresh_after_commit(engine, settings)
     finally:
         engine.dispose()
-
-
-def _not_nan(value: float) -> float:
-    if value != value:
-        raise click.BadParameter("must be a number of seconds")
-    return value
+    return ExitCode.OK
 
 
 def read_saved_digests(path: str) -> Digests:
@@ -419,12 +491,12 @@ def cache() -> None:
 def cache_sync() -> None:
     """Recompute the membership key from the database and delete every routing per-id key."""
     from expsync.cache.refresh import connect, drain
+    from expsync.pipeline import check_initialized
 
-    settings = settings_from_env()
+    settings = checked_redis(current().settings)
     if not settings.redis_url:
-        click.echo("error: EXPSYNC_REDIS_URL is not set", err=True)
-        sys.exit(EXIT_INVALID)
-    engine = engine_from_environ(settings.environ, cwd=settings.cwd)
+        raise ConfigError("EXPSYNC_REDIS_URL is not set")
+    engine = open_engine(settings)
     try:
         with engine.connect() as conn:
             check_initialized(conn)
@@ -433,6 +505,18 @@ def cache_sync() -> None:
         engine.dispose()
     click.echo(f"cache synced: membership {result.membership}; {len(result.deleted_keys)} per-id key(s) deleted; "
                f"{result.outbox_rows} pending outbox row(s) cleared")
+
+
+def _check_import_flags(all_unmanaged: bool, ids: tuple[uuid.UUID, ...], pids: tuple[str, ...],
+                        key: str | None) -> None:
+    import re
+
+    from expsync.desired.schema import KEY_PATTERN
+
+    if not (all_unmanaged or ids or pids):
+        raise InvalidInput("say what to import: --all, --id or --public-model-id")
+    if key is not None and (len(ids) != 1 or all_unmanaged or pids or re.fullmatch(KEY_PATTERN, key) is None):
+        raise InvalidInput(f"--key needs exactly one --id and must match {KEY_PATTERN}")
 
 
 @cli.command("import")
@@ -445,43 +529,37 @@ def cache_sync() -> None:
 def import_cmd(all_unmanaged: bool, ids: tuple[uuid.UUID, ...], pids: tuple[str, ...], key: str | None,
                out_dir: str, gateway_profile: str | None) -> None:
     """Write YAML (with id: pins) for experiments that exist in the database but not in git."""
-    from expsync.crypto import load_key
-    from expsync.importer import import_experiments, select_ids
-    from expsync.desired.schema import KEY_PATTERN
+    from pathlib import Path
 
-    if not (all_unmanaged or ids or pids):
-        click.echo("error: say what to import: --all, --id or --public-model-id", err=True)
-        sys.exit(EXIT_INVALID)
-    if key is not None and (len(ids) != 1 or all_unmanaged or pids or not re.match(KEY_PATTERN, key)):
-        click.echo(f"error: --key needs exactly one --id and must match {KEY_PATTERN}", err=True)
-        sys.exit(EXIT_INVALID)
-    settings = settings_from_env()
+    from expsync.config import select_profile
+    from expsync.crypto import load_key
+    from expsync.importer import import_experiments, select_unmanaged
+    from expsync.pipeline import check_initialized
+    from expsync.state.db import begin
+
+    _check_import_flags(all_unmanaged, ids, pids, key)
+    settings = checked_redis(current().settings)
     byok = load_key(settings.byok_value) if settings.byok_value else None
     selected = select_profile(gateway_profile, settings.environ, settings.cwd)
-    engine = engine_from_environ(settings.environ, cwd=settings.cwd,
-                                 with_metadata=offline_profile(selected).profile.has_metadata)
+    engine = open_engine(settings, selected)
     try:
         sel = chosen_for_database(engine, selected)
         say_profile(sel)
-        profile = sel.profile
         with begin(engine, snapshot=True) as conn:
             check_initialized(conn)
             # the gateway lowercases requested ids; so does import
-            chosen = select_ids(conn, all_unmanaged=all_unmanaged, ids=ids, public_model_ids=[p.lower() for p in pids])
+            chosen = select_unmanaged(conn, all_unmanaged=all_unmanaged, ids=ids,
+                                      public_model_ids=[p.lower() for p in pids])
             missing = set(ids) - set(chosen)
             if missing:
-                click.echo("error: not found, or already managed by expsync: " + ", ".join(sorted(map(str, missing))),
-                           err=True)
-                sys.exit(EXIT_INVALID)
+                raise InvalidInput("not found, or already managed by expsync: " + ", ".join(sorted(map(str, missing))))
             try:
-                done = import_experiments(conn, chosen, Path(out_dir), now=datetime.now(timezone.utc), byok=byok,
-                                          keys={ids[0]: key} if key else None, profile=profile)
+                done = import_experiments(conn, chosen, Path(out_dir), now=_now(), byok=byok,
+                                          keys={ids[0]: key} if key else None, profile=sel.profile)
             except FileExistsError as e:
-                click.echo(f"error: {e} exists; choose another --key or --out-dir (nothing was overwritten)", err=True)
-                sys.exit(EXIT_INVALID)
+                raise InvalidInput(f"{e} exists; choose another --key or --out-dir (nothing was overwritten)") from None
             except OSError as e:
-                click.echo(f"error: cannot write into {out_dir}: {e.strerror}", err=True)
-                sys.exit(EXIT_INVALID)
+                raise InvalidInput(f"cannot write into {out_dir}: {e.strerror}") from None
     finally:
         engine.dispose()
     for item in done:
@@ -500,7 +578,10 @@ def db() -> None:
 def db_init(gateway_profile: str | None) -> None:
     """Create the gateway tables (when absent, as the gateway profile has them) and migrate
     expsync's own tables."""
-    settings = settings_from_env()
+    from expsync.config import offline_profile, select_profile
+    from expsync.state.db import database_url, init_db, make_engine
+
+    settings = checked_redis(current().settings)
     profile = offline_profile(select_profile(gateway_profile, settings.environ, settings.cwd))
     say_profile(profile)
     engine = make_engine(database_url(settings.environ, cwd=settings.cwd))
@@ -515,15 +596,41 @@ def db_init(gateway_profile: str | None) -> None:
 @profile_option
 def schema(gateway_profile: str | None) -> None:
     """Print the JSON Schema of an experiment document (draft-07) for a gateway profile."""
+    import json
+
+    from expsync.desired.schema import json_schema
+
     profile = chosen_offline(gateway_profile).profile
     click.echo(json.dumps(json_schema(profile.name), indent=2, ensure_ascii=False))
 
 
+# --------------------------------------------------------------------------------------
+# the boundary
+# --------------------------------------------------------------------------------------
+
+
+def report(e: ExpsyncError) -> None:
+    """Show an error that ends the command: its diagnostics, its refused plan, or its message."""
+    if e.diagnostics:
+        emit_diagnostics(e.diagnostics)
+        if e.summary_line:
+            from expsync.render import diagnostics as render_diags
+
+            click.echo(render_diags.summary_line(e.diagnostics), err=True)
+    elif isinstance(e, PlanRefused) and e.plan is not None:
+        show_plan(e.plan)  # type: ignore[arg-type]
+    else:
+        click.echo(f"error: {current().redact(str(e))}", err=True)
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     """Entry point: every exception ends here, mapped to an exit code, never a raw traceback."""
-    debug = "--debug" in (argv or sys.argv[1:]) or bool(os.environ.get("EXPSYNC_DEBUG"))
+    global _run
+    args = list(argv) if argv is not None else sys.argv[1:]
+    run = _run = Run(Settings.from_environ(os.environ))
+    debug = "--debug" in args or run.settings.debug
     try:
-        cli.main(args=list(argv) if argv is not None else None, prog_name="expsync", standalone_mode=False)
+        rv = cli.main(args=args, prog_name="expsync", standalone_mode=False, obj=run)
     except click.exceptions.Exit as e:
         sys.exit(e.exit_code)
     except click.exceptions.Abort:
@@ -531,10 +638,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         sys.exit(130)
     except click.ClickException as e:
         e.show()
-        sys.exit(EXIT_INVALID if e.exit_code == 2 else e.exit_code)
+        sys.exit(int(ExitCode.INVALID) if e.exit_code == 2 else e.exit_code)
     except ExpsyncError as e:
-        click.echo(f"error: {_redactor.redact(str(e))}", err=True)
-        sys.exit(e.exit_code)
+        report(e)
+        sys.exit(int(e.exit_code))
     except SystemExit:
         raise
     except KeyboardInterrupt:
@@ -542,10 +649,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     except BaseException as e:  # noqa: BLE001 - the one boundary for unexpected errors
         click.echo(f"error: an unexpected error occurred ({type(e).__name__})", err=True)
         if debug:
-            click.echo(_redactor.redact(traceback.format_exc()), err=True)
+            import traceback
+
+            click.echo(current().redact(traceback.format_exc()), err=True)
         else:
             click.echo("run with --debug for details", err=True)
-        sys.exit(EXIT_ERROR)
+        sys.exit(int(ExitCode.ERROR))
+    sys.exit(int(rv) if isinstance(rv, int) else 0)
 
 
 if __name__ == "__main__":  # pragma: no cover

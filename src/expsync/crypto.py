@@ -28,6 +28,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from expsync.errors import ConfigError, ExpsyncError
 from expsync.model import Secret, SecretRef
+from expsync.settings import BYOK_ENV_VAR
 
 __all__ = [
     "IV_BYTES",
@@ -42,7 +43,7 @@ __all__ = [
     "load_key",
 ]
 
-KEY_ENV_VAR: Final = "BYOK_ENCRYPTION_KEY"
+KEY_ENV_VAR: Final = BYOK_ENV_VAR
 KEY_BYTES: Final = 32
 IV_BYTES: Final = 12
 TAG_BYTES: Final = 16

@@ -3,21 +3,21 @@
     desired (already loaded) + secrets -> read actual (one snapshot) -> compare keys -> plan
 
 It takes an open connection (apply calls it inside its locked transaction, plan inside a
-read-only snapshot) and an explicit :class:`Settings`; nothing here reads ``os.environ``.
+read-only snapshot) and an explicit :class:`~expsync.settings.Settings`; nothing here reads
+``os.environ``.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
-from pathlib import Path
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from expsync.crypto import KEY_ENV_VAR, api_keys_digest, load_key
+from expsync.crypto import api_keys_digest, load_key
 from expsync.diagnostics import Diagnostic
 from expsync.errors import ExpsyncError
 from expsync.keycompare import compare_keys, needs_comparison
@@ -25,36 +25,17 @@ from expsync.model import ActualExperiment, ActualState, ActualVersion, DesiredS
 from expsync.plan import Plan, PlanOptions, plan
 from expsync.plan.ops import InsertVersion
 from expsync.profiles import GatewayProfile
+from expsync.settings import Settings
 from expsync.state.reader import read_actual
+
+
+__all__ = ["Computed", "NotInitialized", "Settings", "check_initialized", "compute_plan"]
 
 
 class NotInitialized(ExpsyncError):
     """The database lacks expsync's tables (and expsync must not create them on a plan)."""
 
     exit_code = 1
-
-
-@dataclass(frozen=True, slots=True)
-class Settings:
-    """Configuration for one run, built once by the CLI from flags and the environment."""
-
-    environ: Mapping[str, str] = field(default_factory=dict)
-    cwd: Path = field(default_factory=Path.cwd)
-    redis_url: str | None = None
-    redis_prefix: str = ""
-    actor: str | None = None
-    revision: str | None = None
-    #: the gateway profile of the run (``expsync.config``); None: the database has no
-    #: ``model_experiment.metadata`` to read (library callers on an older gateway's tables)
-    profile: GatewayProfile | None = None
-
-    @property
-    def with_metadata(self) -> bool:
-        return self.profile is not None and self.profile.has_metadata
-
-    @property
-    def byok_value(self) -> str | None:
-        return self.environ.get(KEY_ENV_VAR)
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,7 +7,7 @@ import logging
 
 import pytest
 
-from expsync import cli
+from expsync import cli, pipeline
 from expsync.errors import ConfigError
 
 VALUE = "sk-live-CANARY-wiring-5521"
@@ -34,7 +34,7 @@ def test_error_messages_quoting_a_resolved_value_are_masked(tmp_path, monkeypatc
     def boom(*_: object, **__: object) -> None:
         raise ConfigError(f"the store said: {VALUE}")
 
-    monkeypatch.setattr(cli, "compute_plan", boom)
+    monkeypatch.setattr(pipeline, "compute_plan", boom)
     for debug in ([], ["--debug"]):
         r = run_cli([*debug, "plan", str(tmp_path / "e")], env={"FOO_KEY": VALUE}, cwd=tmp_path)
         assert r.code == 3 and "the store said: ***" in r.err and VALUE not in r.all, r.all
@@ -42,6 +42,6 @@ def test_error_messages_quoting_a_resolved_value_are_masked(tmp_path, monkeypatc
     def crash(*_: object, **__: object) -> None:
         raise RuntimeError(f"unexpected, quoting {VALUE}")
 
-    monkeypatch.setattr(cli, "compute_plan", crash)
+    monkeypatch.setattr(pipeline, "compute_plan", crash)
     r = run_cli(["--debug", "plan", str(tmp_path / "e")], env={"FOO_KEY": VALUE}, cwd=tmp_path)
     assert r.code == 1 and "Traceback" in r.err and VALUE not in r.all, r.all

@@ -70,12 +70,12 @@ def test_diff_carries_the_typed_secret_reference() -> None:
 
 
 def test_upstream_diff_of_equal_objects_is_empty_without_deepdiff(monkeypatch: pytest.MonkeyPatch) -> None:
-    import expsync.plan.diff as diff_module
+    import deepdiff  # imported by upstream_diff when it needs it (validate never loads it)
 
     def boom(*_: object, **__: object) -> None:
         raise AssertionError("DeepDiff ran on equal objects")
 
-    monkeypatch.setattr(diff_module, "DeepDiff", boom)
+    monkeypatch.setattr(deepdiff, "DeepDiff", boom)
     assert upstream_diff(dict(UP), dict(UP)) == ()
     with pytest.raises(AssertionError):
         upstream_diff(dict(UP), {**UP, "internal_id": "other"})

@@ -133,7 +133,9 @@ def _lock_holder(engine: Engine) -> str:
             row = c.execute(sa.text(
                 "SELECT a.pid, a.application_name, a.usename, a.client_addr, a.xact_start FROM pg_locks l "
                 "JOIN pg_stat_activity a ON a.pid = l.pid WHERE l.locktype = 'advisory' AND l.granted "
-                "AND l.classid = :hi AND l.objid = :lo AND l.objsubid = 1"),
+                "AND l.classid = :hi AND l.objid = :lo AND l.objsubid = 1 "
+                # advisory locks are per database: another database on the server is not the holder
+                "AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())"),
                 {"hi": APPLY_LOCK >> 32, "lo": APPLY_LOCK & 0xFFFFFFFF}).first()
     except Exception:  # best effort: the timeout is reported either way
         return ""

@@ -30,7 +30,7 @@ from typing import Any, Final
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
 from expsync.errors import CachePending, ConfigError
 from expsync.model import MEMBERSHIP_KEY, PER_ID_KEY_PREFIX, membership_key, per_id_key
@@ -165,4 +165,21 @@ def _drain(engine: Engine, client: Any, prefix: str, full: bool, lock_timeout: f
     return RefreshResult(tuple(delete), value, len(rows))
 
 
-__all__ = ["RefreshResult", "connect", "drain", "enqueue", "membership_json", "membership_value", "PER_ID_KEY_PREFIX"]
+def drain_leftover(engine: Engine, url: str, *, prefix: str = "") -> int:
+    """Finish a refresh an earlier run left pending (spec §6); return how many outbox rows were
+    pending (0 also when the database is not initialised: the command itself reports that).
+
+    Raises like :func:`drain` (CachePending, ConfigError) when Redis cannot be refreshed; the
+    caller decides whether that is fatal (plan and apply go on: the outbox stays)."""
+    try:
+        with engine.connect() as conn:
+            pending: int = conn.execute(sa.select(sa.func.count()).select_from(cache_outbox)).scalar_one()
+        if pending:
+            drain(engine, connect(url), prefix=prefix)
+    except SQLAlchemyError:
+        return 0
+    return pending
+
+
+__all__ = ["RefreshResult", "connect", "drain", "drain_leftover", "enqueue", "membership_json", "membership_value",
+           "PER_ID_KEY_PREFIX"]

@@ -77,7 +77,7 @@ def _units(lo: int, hi: int, what: str) -> AfterValidator:
 def _admin_uuid(v: object) -> object:
     # the admin UI addresses rows by id through `z.string().uuid()`: a pin it cannot match
     # would make a row only expsync can edit
-    if isinstance(v, str) and not _ADMIN_UUID_RE.match(v):
+    if isinstance(v, str) and not _ADMIN_UUID_RE.fullmatch(v):
         raise _custom("E144", "id must be a UUID the admin API accepts: 8-4-4-4-12 hex digits, version 1-8, "
                               "variant 8/9/a/b (or the nil/max UUID)")
     return v

@@ -26,12 +26,12 @@ from typing import Any, Final, TypeAlias
 
 import yaml
 
+from expsync.desired.limits import DEFAULT_MAX_FILE_SIZE
 from expsync.diagnostics import Diagnostic, SourceRange
 
 #: libyaml is the supported configuration; the pure-Python loader is only a fallback.
 _LOADER: Final[type] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
-DEFAULT_MAX_FILE_SIZE: Final = 1024 * 1024
 MAX_DEPTH: Final = 64
 
 _T = "tag:yaml.org,2002:"
@@ -160,12 +160,12 @@ class _Builder:
         # the engineer meant, so only the unambiguous YAML 1.2 core forms are accepted
         text = node.value
         if tag == _INT:
-            if not _DECIMAL_INT.match(text):
+            if not _DECIMAL_INT.fullmatch(text):
                 raise self.refuse("E113", f"ambiguous number {text!r} (YAML 1.1 would read it as octal, hex, "
                                   "base 60 or with separators): write a plain decimal, or quote it", node, path)
             return int(text)
         if tag == _FLOAT:
-            if not _DECIMAL_FLOAT.match(text):
+            if not _DECIMAL_FLOAT.fullmatch(text):
                 raise self.refuse("E113", f"{text!r} is not a finite decimal number: write one, or quote it",
                                   node, path)
             return float(text)

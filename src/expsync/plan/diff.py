@@ -12,8 +12,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from deepdiff import DeepDiff  # pure computation; used per object, never on the whole state
-
 from expsync import rules
 from expsync.diagnostics import Diagnostic, SourceRange
 from expsync.model import (
@@ -92,6 +90,10 @@ def upstream_diff(before: JsonObject | None, after: JsonObject) -> tuple[FieldCh
     """Field changes between two upstream objects (``extra_body.temperature``); ``()`` when equal."""
     if before is None or before == after:
         return ()  # equal objects: no DeepDiff run (most versions of a large plan are unchanged)
+    # imported here: `validate` and `schema` reach plan/ through render/ and must not pay for
+    # deepdiff (pure computation; used per object, never on the whole state)
+    from deepdiff import DeepDiff
+
     dd = DeepDiff(before, after, verbose_level=2, ignore_order=False)
     changes: list[FieldChange] = []
     for kind, items in dd.items():

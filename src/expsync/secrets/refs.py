@@ -37,7 +37,7 @@ def parse_ref(text: str, source: SourceRange | None = None) -> SecretRef:
             "api_key must be a secret reference (env:, file:, aws-sm: or vault:), never a literal key"
         )
     if scheme == "env":
-        if not _ENV_NAME.match(rest):
+        if not _ENV_NAME.fullmatch(rest):
             raise RefSyntaxError("env: reference needs a variable name like env:FOO_API_KEY")
         return SecretRef("env", rest, None, source)
     if scheme == "file":
@@ -45,12 +45,12 @@ def parse_ref(text: str, source: SourceRange | None = None) -> SecretRef:
             raise RefSyntaxError("file: reference needs a path like file:/run/secrets/foo")
         return SecretRef("file", rest, None, source)
     locator, hashmark, fld = rest.partition("#")
-    if hashmark and not _FIELD.match(fld):
+    if hashmark and not _FIELD.fullmatch(fld):
         raise RefSyntaxError(f"{scheme}: reference has an empty or invalid #FIELD")
     if scheme == "aws-sm":
-        if not _AWS_ID.match(locator):
+        if not _AWS_ID.fullmatch(locator):
             raise RefSyntaxError("aws-sm: reference needs a secret id like aws-sm:partners/foo#api_key")
         return SecretRef("aws-sm", locator, fld or None, source)
-    if not _VAULT_PATH.match(locator) or not hashmark:
+    if not _VAULT_PATH.fullmatch(locator) or not hashmark:
         raise RefSyntaxError("vault: reference needs MOUNT/PATH#FIELD like vault:secret/partners/foo#api_key")
     return SecretRef("vault", locator, fld, source)

@@ -24,19 +24,18 @@ import re
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import sqlalchemy as sa
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
 from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine, ExceptionContext
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 
 from expsync.errors import ConfigError, DatabaseUnavailable
 from expsync.state.tables import APP_TABLES, METADATA_COLUMN, OWN_TABLES, add_metadata_column_ddl, app_metadata
+
+if TYPE_CHECKING:  # Alembic is imported only when something is migrated (or a revision read)
+    from alembic.config import Config
 
 __all__ = [
     "DEFAULT_SQLITE_PATH",
@@ -65,6 +64,9 @@ ENV_DATABASE_URL: Final = "EXPSYNC_DATABASE_URL"
 MIGRATIONS_DIR: Final = Path(__file__).resolve().parent.parent / "migrations"
 #: expsync's own Alembic version table; the host's ``alembic_version`` stays untouched.
 OWN_VERSION_TABLE: Final = "expsync_alembic_version"
+#: The newest revision in :data:`MIGRATIONS_DIR` (a test checks it equals Alembic's head): lets
+#: :func:`ensure_initialized` see "nothing to migrate" without importing Alembic.
+HEAD_REVISION: Final = "0001"
 
 #: Postgres advisory lock key held while initialising, so concurrent first runs serialize.
 _INIT_LOCK_KEY: Final = int.from_bytes(b"expsync", "big")
@@ -239,6 +241,8 @@ def begin(
 def alembic_config(connection: Connection | None = None) -> Config:
     """Alembic configuration for expsync's own migrations (also handy for authoring new
     revisions: ``command.revision(alembic_config(), "message")``)."""
+    from alembic.config import Config
+
     cfg = Config()
     # configparser interpolation: a literal % in the path must be doubled.
     cfg.set_main_option("script_location", str(MIGRATIONS_DIR).replace("%", "%%"))
@@ -251,6 +255,8 @@ def alembic_config(connection: Connection | None = None) -> Config:
 @functools.cache
 def head_revision() -> str:
     """The newest revision of expsync's own migrations."""
+    from alembic.script import ScriptDirectory
+
     head = ScriptDirectory(str(MIGRATIONS_DIR)).get_current_head()
     assert head is not None, "expsync.migrations has no revisions"
     return head
@@ -258,12 +264,16 @@ def head_revision() -> str:
 
 def own_revision(conn: Connection) -> str | None:
     """The revision of expsync's own tables in this database, or None if never migrated."""
+    from alembic.runtime.migration import MigrationContext
+
     ctx = MigrationContext.configure(conn, opts={"version_table": OWN_VERSION_TABLE})
     return ctx.get_current_revision()
 
 
 def upgrade_own_tables(conn: Connection) -> None:
     """Migrate expsync's own tables to the newest revision inside ``conn``'s transaction."""
+    from alembic import command
+
     command.upgrade(alembic_config(conn), "head")
 
 
@@ -293,6 +303,13 @@ def init_db(engine: Engine, *, with_metadata: bool = False) -> list[str]:
     return [name for name in order if name in after - before]
 
 
+def _recorded_revisions(conn: Connection) -> set[str]:
+    """The revisions in the version table, read with plain SQL (no Alembic import)."""
+    table = sa.table(OWN_VERSION_TABLE, sa.column("version_num"))
+    rows: list[Any] = list(conn.execute(sa.select(table.c.version_num)).scalars())
+    return {str(v) for v in rows}
+
+
 def ensure_initialized(engine: Engine, *, create_app_tables: bool = True, with_metadata: bool = False) -> list[str]:
     """Run :func:`init_db` only when something is missing or behind; return what it created.
 
@@ -302,7 +319,7 @@ def ensure_initialized(engine: Engine, *, create_app_tables: bool = True, with_m
     with engine.connect() as conn:
         names = set(sa.inspect(conn).get_table_names())
         needed = {t.name for t in OWN_TABLES} | ({t.name for t in APP_TABLES} if create_app_tables else set())
-        if needed <= names and own_revision(conn) == head_revision():
+        if needed | {OWN_VERSION_TABLE} <= names and _recorded_revisions(conn) == {HEAD_REVISION}:
             return []
     if create_app_tables:
         return init_db(engine, with_metadata=with_metadata)

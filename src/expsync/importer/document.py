@@ -1,59 +1,24 @@
-"""``expsync import``: write YAML for experiments that exist in the database but not in git,
-with ``id:`` pins on the experiment and every variant, so the next plan adopts them (a
-bookkeeping-only change) instead of creating duplicates.
+"""The YAML writer of ``expsync import``: one experiment read from the database -> the text of
+its experiment file (with ``id:`` pins), plus the file key and the ``env:`` variable names.
 
-What it never writes: an api key. Each variant gets an ``env:`` reference whose variable the
-engineer must provide (or replace with another store's reference); with
-``BYOK_ENCRYPTION_KEY`` available, variants whose stored keys are equal share one variable, so
-one CI secret serves them. Keys are decrypted only in memory, to compare.
+Pure apart from decrypting stored keys in memory to tell which variants share one (no
+database, no files): :mod:`expsync.importer.write` puts the text on disk.
 """
 
 from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
-from datetime import datetime
-from pathlib import Path
+from collections.abc import Mapping
+from typing import Final
 
-import sqlalchemy as sa
 import yaml
-from sqlalchemy.engine import Connection
 
 from expsync.crypto import DecryptError, decrypt_api_key, keys_equal
 from expsync.model import ActualExperiment, JsonObject, Secret
 from expsync.profiles import NEWEST, PROFILES, GatewayProfile
-from expsync.state.reader import read_actual
-from expsync.state.tables import experiment, managed
 
-MODELINE = "# yaml-language-server: $schema=../schemas/{schema}"
-
-
-@dataclass(frozen=True, slots=True)
-class Imported:
-    key: str
-    path: Path
-    env_vars: tuple[str, ...]
-
-
-def select_ids(conn: Connection, *, all_unmanaged: bool, ids: Iterable[uuid.UUID],
-               public_model_ids: Iterable[str]) -> list[uuid.UUID]:
-    """Experiments to import: explicit ids, every row on the given public ids, or (``--all``)
-    every row expsync does not manage yet. Managed rows are never re-imported."""
-    managed_ids = sa.select(managed.c.experiment_id)
-    q = sa.select(experiment.c.id).where(experiment.c.id.not_in(managed_ids))
-    conds = []
-    id_list, pid_list = list(ids), list(public_model_ids)
-    if id_list:
-        conds.append(experiment.c.id.in_(id_list))
-    if pid_list:
-        conds.append(experiment.c.public_model_id.in_(pid_list))
-    if not all_unmanaged:
-        if not conds:
-            return []
-        q = q.where(sa.or_(*conds))
-    return list(conn.execute(q.order_by(experiment.c.id)).scalars())
+MODELINE: Final = "# yaml-language-server: $schema=../schemas/{schema}"
 
 
 def _slug(text: str, *, sep: str = "-", limit: int = 100) -> str:
@@ -62,8 +27,9 @@ def _slug(text: str, *, sep: str = "-", limit: int = 100) -> str:
 
 
 def key_for(a: ActualExperiment, taken: set[str]) -> str:
+    """A file key from the experiment's name (or public id), unique among ``taken`` (updated)."""
     base = _slug(a.name) or _slug(a.public_model_id) or "experiment"
-    if not re.match(r"[a-z0-9]", base):
+    if not re.fullmatch(r"[a-z0-9].*", base, flags=re.DOTALL):
         base = "x" + base
     key = base[:91]
     if key in taken:
@@ -76,7 +42,7 @@ def _env_name(key: str, suffix: str) -> str:
     return re.sub(r"[^A-Z0-9_]+", "_", f"{key}_{suffix}_API_KEY".upper()).strip("_")
 
 
-def _env_refs(key: str, a: ActualExperiment, byok: bytes | None) -> dict[uuid.UUID, str]:
+def env_refs(key: str, a: ActualExperiment, byok: bytes | None) -> dict[uuid.UUID, str]:
     """Variant id -> env variable name; equal stored keys share one name when BYOK is known."""
     names: dict[uuid.UUID, str] = {}
     groups: list[tuple[Secret, str]] = []
@@ -116,6 +82,7 @@ def _upstream_for(upstream: JsonObject, profile: GatewayProfile, dropped: set[st
 
 def document(key: str, a: ActualExperiment, env_refs: Mapping[uuid.UUID, str],
              profile: GatewayProfile | None = None) -> str:
+    """The experiment file's text: modeline, a header comment, then the document."""
     profile = profile or PROFILES[NEWEST]
     variants = []
     dropped: set[str] = set()
@@ -146,39 +113,3 @@ def document(key: str, a: ActualExperiment, env_refs: Mapping[uuid.UUID, str],
                       f"ignores them): {', '.join(sorted(dropped))}.")
     body = yaml.safe_dump(doc, sort_keys=False, allow_unicode=True, default_flow_style=False, width=100)
     return "\n".join(header) + "\n" + body
-
-
-def pinned_in(out_dir: Path, profile: GatewayProfile) -> set[uuid.UUID]:
-    """Experiment ids already pinned by YAML in ``out_dir``: importing them again would write
-    a second file pinning the same row (E208), so they are skipped."""
-    if not out_dir.is_dir():
-        return set()
-    from expsync.desired.loader import LoadOptions, load_desired
-
-    desired, _ = load_desired([str(out_dir)], LoadOptions(profile=profile.name))
-    return {d.id for d in desired.experiments.values() if d.id is not None}
-
-
-def import_experiments(conn: Connection, ids: list[uuid.UUID], out_dir: Path, *, now: datetime,
-                       byok: bytes | None, keys: Mapping[uuid.UUID, str] | None = None,
-                       profile: GatewayProfile | None = None) -> list[Imported]:
-    profile = profile or PROFILES[NEWEST]
-    already = pinned_in(out_dir, profile)
-    ids = [i for i in ids if i not in already]
-    actual = read_actual(conn, experiment_ids=ids, public_model_ids=(), now=now, with_metadata=profile.has_metadata)
-    taken = {p.stem for p in out_dir.glob("*.y*ml")} if out_dir.exists() else set()
-    out: list[Imported] = []
-    texts: list[str] = []
-    for eid in ids:
-        a = actual.experiments[eid]
-        key = (keys or {}).get(eid) or key_for(a, taken)
-        refs = _env_refs(key, a, byok)
-        out.append(Imported(key, out_dir / f"{key}.yaml", tuple(sorted(set(refs.values())))))
-        texts.append(document(key, a, refs, profile))
-    clash = next((item.path for item in out if item.path.exists()), None)
-    if clash is not None:  # checked for all before writing any: nothing is half-imported
-        raise FileExistsError(str(clash))
-    for item, text in zip(out, texts):
-        item.path.parent.mkdir(parents=True, exist_ok=True)
-        item.path.write_text(text, encoding="utf-8")
-    return out
