@@ -35,7 +35,7 @@ def _layer(stage: str, units: str = "", libraries: str = "") -> Layer:
 
 #: the ground floor: value types, codes, exit codes, settings, rules and gateway profiles (data);
 #: importable by every unit
-GROUND = "diagnostics errors settings model rules profiles"
+GROUND = "diagnostics errors settings model rules profiles credentials urls"
 
 #: unit -> what it may import. A unit is a top-level module (``crypto``) or a folder
 #: (``plan/``); imports inside a unit are free. Order: from the ground floor up.
@@ -47,6 +47,8 @@ LAYERS: dict[str, Layer] = {
     "model": _layer("frozen value types", "diagnostics"),
     "rules": _layer("statuses, transitions, edit rules", "diagnostics model"),
     "profiles": _layer("gateway versions and their rules (data)"),
+    "credentials": _layer("what a credential looks like, by name"),
+    "urls": _layer("URLs shown with credentials masked", "credentials"),
     "config": _layer("which gateway profile a run uses", GROUND),
     "crypto": _layer("api key encryption (gateway format)", GROUND, "cryptography"),
     "keycompare": _layer("stored vs resolved keys", f"{GROUND} crypto"),
@@ -54,7 +56,7 @@ LAYERS: dict[str, Layer] = {
     "desired/": _layer("YAML -> desired state", f"{GROUND} secrets/", "yaml pydantic pydantic_core ada_url"),
     "state/": _layer("database -> actual state", GROUND, "sqlalchemy alembic psycopg"),
     "migrations/": _layer("expsync's own tables (Alembic)", "state/", "alembic sqlalchemy"),
-    "plan/": _layer("desired + actual -> plan (pure)", GROUND, "deepdiff"),
+    "plan/": _layer("desired + actual -> plan (pure)", GROUND, "deepdiff ada_url"),
     "render/": _layer("plan -> text, JSON, markdown", f"{GROUND} plan/", "pydantic"),
     "cache/": _layer("outbox -> Redis", f"{GROUND} state/", "sqlalchemy redis"),
     "pipeline": _layer("read actual, compare keys, plan", f"{GROUND} crypto keycompare plan/ state/", "sqlalchemy"),

@@ -19,7 +19,7 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import click
 
@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     from expsync.diagnostics import Diagnostic
     from expsync.model import DesiredState, Secret, SecretRef
     from expsync.plan import Digests, Plan
+    from expsync.secrets import SecretUse
     from expsync.secrets.redact import Redactor
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -173,6 +174,10 @@ def cli(ctx: click.Context, debug: bool) -> None:
     run: Run = ctx.obj
     _run = run
     run.settings = replace(run.settings, debug=debug or run.settings.debug)
+    from expsync.secrets.redact import redact_every_record
+
+    run.redactor.add_config(run.settings.environ)  # store and database credentials, before anything can log them
+    redact_every_record(run.redactor)  # every log record is created masked, whichever handler gets it
     _install_log_handler(run.redactor, run.settings.debug)
 
 
@@ -192,19 +197,50 @@ def load_or_raise(paths: Sequence[str], max_file_size: int, sel: ProfileSelectio
     return desired
 
 
-def resolve_or_raise(desired: DesiredState, settings: Settings, red: Redactor) -> dict[SecretRef, Secret]:
+def resolved_uses(desired: DesiredState) -> list[SecretUse]:
+    """The api key references a plan or apply resolves (not those of completed experiments)."""
     from expsync import rules
-    from expsync.diagnostics import has_errors
-    from expsync.secrets import resolve_all, uses_in
+    from expsync.secrets import uses_in
 
-    uses = [u for u in uses_in(desired) if rules.keys_matter(desired.experiments[u.experiment].status)]
-    secrets, diags = resolve_all(uses, environ=settings.environ, cwd=settings.cwd, redactor=red)
+    return [u for u in uses_in(desired) if rules.keys_matter(desired.experiments[u.experiment].status)]
+
+
+def check_refs_or_raise(desired: DesiredState, settings: Settings) -> None:
+    """``plan --no-secrets``: the secret-reference policy still applies; nothing is resolved."""
+    from expsync.diagnostics import has_errors
+    from expsync.secrets import policy
+
+    diags = policy.check(resolved_uses(desired), settings.environ, settings.cwd)
+    if has_errors(diags):
+        raise InvalidInput("secret references refused", diagnostics=diags, summary_line=True)
+
+
+def ci_gate(settings: Settings, command: Literal["plan", "apply"]) -> Diagnostic | None:
+    """``apply`` in CI without ``EXPSYNC_SECRET_REFS`` raises E412 (exit 4; nothing resolved or
+    written). Otherwise the W401 warning to show (after the masks), or None."""
+    from expsync.secrets import policy
+
+    gate = policy.ci_gate(settings.environ, command)
+    if gate is not None and gate.is_error:
+        raise PlanRefused("no secret-reference allowlist in CI", diagnostics=[gate])
+    return gate
+
+
+def resolve_or_raise(desired: DesiredState, settings: Settings, red: Redactor,
+                     command: Literal["plan", "apply"] = "plan") -> dict[SecretRef, Secret]:
+    from expsync.diagnostics import has_errors
+    from expsync.secrets import resolve_all
+
+    gate = ci_gate(settings, command)
+    secrets, diags = resolve_all(resolved_uses(desired), environ=settings.environ, cwd=settings.cwd, redactor=red)
     if settings.github_actions:
         # before anything else is printed, so the runner masks the values in the whole log
         for line in red.github_mask_lines():
             # stderr: the runner reads workflow commands from both streams, and stdout stays
             # the plan alone (a markdown comment or JSON document must never carry a value)
             click.echo(line, err=True)
+    if gate is not None:
+        emit_diagnostics([gate])  # W401, after the masks
     if has_errors(diags):
         raise InvalidInput("secrets cannot be resolved", diagnostics=diags, summary_line=True)
     return secrets
@@ -322,9 +358,15 @@ def validate(paths: tuple[str, ...], max_file_size: int, fmt: str, gateway_profi
     from expsync.diagnostics import has_errors
     from expsync.render import diagnostics as render_diags
 
+    from expsync.diagnostics import sort_diagnostics
+    from expsync.secrets import policy
+
     profile = chosen_offline(gateway_profile).profile
     files, _ = discover(paths)
     desired, diags = load_desired(paths, LoadOptions(max_file_size=max_file_size, profile=profile.name))
+    # the documents that loaded: their references against the policy (the allowlist when set)
+    settings = current().settings
+    diags = sort_diagnostics([*diags, *policy.check(resolved_uses(desired), settings.environ, settings.cwd)])
     if fmt == "json":
         click.echo(render_diags.render_validate_json(diags, files=len(files), experiments=len(desired.experiments)))
         if current().settings.github_actions:
@@ -343,10 +385,13 @@ def validate(paths: tuple[str, ...], max_file_size: int, fmt: str, gateway_profi
 @click.option("--format", "fmt", type=click.Choice(["text", "json", "markdown"]), default="text", show_default=True)
 @click.option("--out", "out_file", type=click.Path(dir_okay=False), help="Save the plan (JSON) for `apply --plan`.")
 @click.option("--detailed-exitcode", is_flag=True, help="Exit 2 when the plan has changes.")
-@click.option("--no-secrets", is_flag=True, help="Do not resolve secrets (fork PRs); api keys show as unknown.")
+@click.option("--no-secrets", is_flag=True,
+              help="Do not resolve secrets (fork PRs); api keys show as unknown and experiments expsync does not "
+              "manage show no values.")
+@click.option("--allow-empty", is_flag=True, help="Allow a plan that removes every managed experiment.")
 @profile_option
 def plan_cmd(paths: tuple[str, ...], max_file_size: int, fmt: str, out_file: str | None, detailed_exitcode: bool,
-             no_secrets: bool, gateway_profile: str | None) -> ExitCode:
+             no_secrets: bool, allow_empty: bool, gateway_profile: str | None) -> ExitCode:
     """Show what apply would change, checked against the state machine. Writes nothing."""
     from pathlib import Path
 
@@ -355,7 +400,7 @@ def plan_cmd(paths: tuple[str, ...], max_file_size: int, fmt: str, out_file: str
     from expsync.diagnostics import has_errors
     from expsync.state.db import begin
 
-    settings = checked_redis(current().settings)
+    settings = replace(checked_redis(current().settings), allow_empty=allow_empty)
     if out_file:
         check_writable(out_file)
     selected = select_profile(gateway_profile, settings.environ, settings.cwd)
@@ -367,6 +412,8 @@ def plan_cmd(paths: tuple[str, ...], max_file_size: int, fmt: str, out_file: str
         settings = replace(settings, profile=chosen.profile)
         desired = early if early is not None else load_or_raise(paths, max_file_size, chosen)
         red = current().redactor
+        if no_secrets:
+            check_refs_or_raise(desired, settings)
         secrets = None if no_secrets else resolve_or_raise(desired, settings, red)
         say_profile(chosen)
         drain_leftover(engine, settings)
@@ -384,7 +431,9 @@ def plan_cmd(paths: tuple[str, ...], max_file_size: int, fmt: str, out_file: str
     click.echo(red.redact(render_plan(plan, fmt, color=use_color() and fmt == "text")))
     if settings.github_actions:
         from expsync.render import diagnostics as render_diags
+        from expsync.render.security import security_annotations
 
+        click.echo(red.redact(security_annotations(plan)), err=True)
         click.echo(red.redact(render_diags.github_annotations(plan.diagnostics)), err=True)
         write_github_outputs(plan, settings, red)
     if out_file:
@@ -424,19 +473,22 @@ def _not_nan(value: float) -> float:
 @click.option("--lock-timeout", type=click.FloatRange(min=0.001, max=86400.0), default=30.0, show_default=True,
               callback=lambda ctx, param, v: _not_nan(v),
               help="Seconds to wait for the apply lock.")
+@click.option("--allow-empty", is_flag=True, help="Allow removing every managed experiment.")
 @profile_option
 def apply_cmd(paths: tuple[str, ...], max_file_size: int, plan_file: str | None, yes: bool, actor: str | None,
-              revision: str | None, lock_timeout: float, gateway_profile: str | None) -> ExitCode:
+              revision: str | None, lock_timeout: float, allow_empty: bool, gateway_profile: str | None) -> ExitCode:
     """Apply the YAML to the database in one transaction, then refresh the Redis cache."""
     from expsync import pipeline
     from expsync.apply.run import after_commit, apply
     from expsync.config import select_profile
     from expsync.state.db import begin
 
-    settings = replace(checked_redis(current().settings), actor=actor or None, revision=revision or None)
+    settings = replace(checked_redis(current().settings), actor=actor or None, revision=revision or None,
+                       allow_empty=allow_empty)
     if not yes and not sys.stdin.isatty():
         # unattended runs must say so explicitly, with or without a saved plan
         raise InvalidInput("apply needs --yes when not run on a terminal")
+    ci_gate(settings, "apply")  # before the database is touched
     selected = select_profile(gateway_profile, settings.environ, settings.cwd)
     # a configured profile is known without the database: bad YAML is reported before connecting
     early = load_or_raise(paths, max_file_size, selected) if selected is not None else None
@@ -448,7 +500,7 @@ def apply_cmd(paths: tuple[str, ...], max_file_size: int, plan_file: str | None,
         settings = replace(settings, profile=chosen.profile)
         desired = early if early is not None else load_or_raise(paths, max_file_size, chosen)
         red = current().redactor
-        secrets = resolve_or_raise(desired, settings, red)
+        secrets = resolve_or_raise(desired, settings, red, "apply")
         say_profile(chosen)
         drain_leftover(engine, settings)
         if expect is None and not yes:
@@ -525,20 +577,25 @@ def _check_import_flags(all_unmanaged: bool, ids: tuple[uuid.UUID, ...], pids: t
 @click.option("--public-model-id", "pids", multiple=True, help="Every experiment on this public id (repeatable).")
 @click.option("--key", "key", default=None, help="The key to give the experiment (one --id only).")
 @click.option("--out-dir", type=click.Path(file_okay=False), default="experiments", show_default=True)
+@click.option("--key-ref-template", default=None,
+              help="api_key reference to write, {KEY}/{key} standing for each key group, e.g. "
+                   "'env:PARTNER_{KEY}_KEY' (default: derived from EXPSYNC_SECRET_REFS, else env:<KEY>_PARTNER_API_KEY).")
 @profile_option
 def import_cmd(all_unmanaged: bool, ids: tuple[uuid.UUID, ...], pids: tuple[str, ...], key: str | None,
-               out_dir: str, gateway_profile: str | None) -> None:
+               out_dir: str, key_ref_template: str | None, gateway_profile: str | None) -> None:
     """Write YAML (with id: pins) for experiments that exist in the database but not in git."""
     from pathlib import Path
 
     from expsync.config import select_profile
     from expsync.crypto import load_key
     from expsync.importer import import_experiments, select_unmanaged
+    from expsync.secrets import policy
     from expsync.pipeline import check_initialized
     from expsync.state.db import begin
 
     _check_import_flags(all_unmanaged, ids, pids, key)
     settings = checked_redis(current().settings)
+    template = policy.import_template(key_ref_template, settings.environ, settings.cwd)
     byok = load_key(settings.byok_value) if settings.byok_value else None
     selected = select_profile(gateway_profile, settings.environ, settings.cwd)
     engine = open_engine(settings, selected)
@@ -555,7 +612,8 @@ def import_cmd(all_unmanaged: bool, ids: tuple[uuid.UUID, ...], pids: tuple[str,
                 raise InvalidInput("not found, or already managed by expsync: " + ", ".join(sorted(map(str, missing))))
             try:
                 done = import_experiments(conn, chosen, Path(out_dir), now=_now(), byok=byok,
-                                          keys={ids[0]: key} if key else None, profile=sel.profile)
+                                          keys={ids[0]: key} if key else None, profile=sel.profile,
+                                          ref_template=template)
             except FileExistsError as e:
                 raise InvalidInput(f"{e} exists; choose another --key or --out-dir (nothing was overwritten)") from None
             except OSError as e:
@@ -566,6 +624,9 @@ def import_cmd(all_unmanaged: bool, ids: tuple[uuid.UUID, ...], pids: tuple[str,
         click.echo(f"wrote {item.path} (key {item.key}; api key variables: {', '.join(item.env_vars)})")
     if not done:
         click.echo("nothing to import")
+    elif template is None and policy.Allowlist.from_environ(settings.environ) is not None:
+        click.echo(f"warning: no reference template could be derived from {policy.ALLOWLIST_VAR}; the "
+                   "references written may be outside it: pass --key-ref-template", err=True)
 
 
 @cli.group()

@@ -102,10 +102,17 @@ CODES: Final[dict[str, CodeInfo]] = {
     "E405": CodeInfo("secret is empty or not text", "store a non-empty UTF-8 text value"),
     "E406": CodeInfo("secret store unavailable", "install the extra or check the store's address and credentials"),
     "E407": CodeInfo("stored api key cannot be decrypted", "check BYOK_ENCRYPTION_KEY"),
+    "E408": CodeInfo("secret reference not allowed by EXPSYNC_SECRET_REFS", "use an allowed reference or extend the allowlist in the job's environment"),
+    "E409": CodeInfo("reference to expsync's configuration or a CI/cloud credential", "reference a variable that holds only the partner key"),
+    "E410": CodeInfo("file: reference refused", "point file: at a regular key file inside the working directory or e.g. /run/secrets"),
+    "E411": CodeInfo("credential in the upstream JSON", "put the key in api_key (a secret reference), never in upstream"),
+    "E412": CodeInfo("no secret-reference allowlist in CI", "set EXPSYNC_SECRET_REFS in the job's environment ('*' accepts any reference)"),
+    "W401": CodeInfo("no secret-reference allowlist", "set EXPSYNC_SECRET_REFS in the job's environment", Severity.WARNING),
     # E5xx: drift and ownership
     "E501": CodeInfo("protective change made outside git", "set the status/archived in YAML to what the database has"),
     "E502": CodeInfo("managed experiment removed from git", "only drafts (deleted) and completed+archived (unmanaged) may be removed"),
     "E503": CodeInfo("experiment owned by another key", "each database row is managed by one key"),
+    "E504": CodeInfo("plan removes every managed experiment", "check the experiments folder; pass --allow-empty if this is intended"),
     # E507-E509: apply of a saved or confirmed plan (exit 5, printed with the error)
     "E507": CodeInfo("saved plan file was edited", "re-run plan --out and review the new file"),
     "E508": CodeInfo("api key value changed since the plan", "re-run plan --out with the current secret values"),

@@ -105,7 +105,9 @@ def compute_plan(
         actual,
         now=now,
         key_changes=key_changes,  # type: ignore[arg-type]
+        # --no-secrets is the untrusted (fork PR) mode: it also hides unmanaged experiments' values
         options=PlanOptions(redis_prefix=settings.redis_prefix, compare_secrets=secrets is not None,
+                            redact_unmanaged=secrets is None, allow_empty=settings.allow_empty,
                             gateway_profile=settings.profile.name if settings.profile else ""),
     )
     return Computed(bind_api_keys(p, secrets, settings), actual, tuple(key_diags))

@@ -26,6 +26,7 @@ from pydantic.json_schema import GenerateJsonSchema, WithJsonSchema
 from pydantic_core import PydanticCustomError
 from urllib.parse import parse_qsl
 
+from expsync.credentials import is_credential_name
 from expsync.model import Status
 from expsync.profiles import NEWEST, PROFILES, FieldSpec, GatewayProfile, Kind
 from expsync.secrets.refs import RefSyntaxError, parse_ref
@@ -43,7 +44,6 @@ _KEY_RE = re.compile(KEY_PATTERN)
 #: C0/C1 controls and invisible format characters (zero-width space, bidi overrides, BOM ...):
 #: they make ids that look alike but never match, and can rewrite a terminal showing a plan
 _INVISIBLE = re.compile("[\x00-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e\u2060-\u2064\ufeff]")
-_SECRET_PARAM = re.compile(r"key|token|secret|password|passwd|signature|^sig$|auth|credential")
 #: what JavaScript's String.prototype.trim() removes (WhiteSpace + LineTerminator)
 _JS_SPACE: Final = "\t\n\v\f\r \u00a0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009\u200a" \
     "\u2028\u2029\u202f\u205f\u3000\ufeff"
@@ -126,7 +126,7 @@ def check_base_url(v: str) -> str:
     if url.username or url.password:
         raise _custom("E114", "base_url must not carry credentials (user:password@); use api_key")
     names = {k.lower() for q in (url.search, url.hash) for k, _ in parse_qsl(q.lstrip("?#"), keep_blank_values=True)}
-    if any(_SECRET_PARAM.search(n) for n in names):
+    if any(is_credential_name(n) for n in names):
         raise _custom("E114", "base_url must not carry a key or token in its query string; use api_key")
     return v
 

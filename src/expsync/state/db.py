@@ -20,7 +20,6 @@ located from this file so an installed wheel works) and a version table of their
 from __future__ import annotations
 
 import functools
-import re
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -33,6 +32,7 @@ from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 
 from expsync.errors import ConfigError, DatabaseUnavailable
 from expsync.state.tables import APP_TABLES, METADATA_COLUMN, OWN_TABLES, add_metadata_column_ddl, app_metadata
+from expsync.urls import mask_url, scrub
 
 if TYPE_CHECKING:  # Alembic is imported only when something is migrated (or a revision read)
     from alembic.config import Config
@@ -99,13 +99,9 @@ def is_embedded_default(url: str, *, cwd: Path | None = None) -> bool:
 
 
 def safe_url(url: str | sa.URL) -> str:
-    """The URL with its password masked (``***``): safe to print and log."""
-    try:
-        parsed = sa.make_url(url) if isinstance(url, str) else url
-    except ArgumentError:
-        # Not parseable as a URL: mask anything that looks like user:password@.
-        return re.sub(r"(://[^:/@]*):[^@/]*@", r"\1:***@", str(url))
-    return parsed.render_as_string(hide_password=True)
+    """The URL with its password and credential query parameters masked (``***``): safe to
+    print and log (:func:`expsync.urls.mask_url`)."""
+    return mask_url(url if isinstance(url, str) else url.render_as_string(hide_password=False))
 
 
 # --------------------------------------------------------------------------------------
@@ -150,7 +146,7 @@ def make_engine(url: str, *, create: bool = True, **kwargs: Any) -> Engine:
     try:
         engine = sa.create_engine(parsed, **kwargs)
     except (ArgumentError, NoSuchModuleError, ImportError) as exc:
-        raise ConfigError(f"cannot use database {safe_url(parsed)}: {exc}") from None
+        raise ConfigError(f"cannot use database {safe_url(parsed)}: {scrub(str(exc), url)}") from None
     if backend == "sqlite":
         _configure_sqlite(engine)
     _translate_connection_errors(engine)
@@ -186,8 +182,8 @@ def _configure_sqlite(engine: Engine) -> None:
 
 
 def _translate_connection_errors(engine: Engine) -> None:
-    shown = safe_url(engine.url)
-    password = engine.url.password
+    raw_url = engine.url.render_as_string(hide_password=False)
+    shown = safe_url(raw_url)
 
     @event.listens_for(engine, "handle_error")
     def _on_error(ctx: ExceptionContext) -> None:
@@ -199,8 +195,7 @@ def _translate_connection_errors(engine: Engine) -> None:
             return  # the pool replaces the dead connection (pool_pre_ping); nothing failed
         reason = str(ctx.original_exception).strip().splitlines()
         text = reason[0] if reason else type(ctx.original_exception).__name__
-        if password:
-            text = text.replace(str(password), "***")
+        text = scrub(text, raw_url)
         raise DatabaseUnavailable(f"cannot reach the database at {shown}: {text}") from None
 
 
