@@ -56,7 +56,7 @@ LAYERS: dict[str, Layer] = {
     "desired/": _layer("YAML -> desired state", f"{GROUND} secrets/", "yaml pydantic pydantic_core ada_url"),
     "state/": _layer("database -> actual state", GROUND, "sqlalchemy alembic psycopg"),
     "migrations/": _layer("expsync's own tables (Alembic)", "state/", "alembic sqlalchemy"),
-    "plan/": _layer("desired + actual -> plan (pure)", GROUND, "deepdiff ada_url"),
+    "plan/": _layer("desired + actual -> plan (pure)", GROUND, "deepdiff ada_url orjson"),
     "render/": _layer("plan -> text, JSON, markdown", f"{GROUND} plan/", "pydantic"),
     "cache/": _layer("outbox -> Redis", f"{GROUND} state/", "sqlalchemy redis"),
     "pipeline": _layer("read actual, compare keys, plan", f"{GROUND} crypto keycompare plan/ state/", "sqlalchemy"),

@@ -14,7 +14,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
-import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from expsync.crypto import api_keys_digest, load_key
@@ -26,7 +25,8 @@ from expsync.plan import Plan, PlanOptions, plan
 from expsync.plan.ops import InsertVersion
 from expsync.profiles import GatewayProfile
 from expsync.settings import Settings
-from expsync.state.reader import read_actual
+from expsync.state.db import missing_tables
+from expsync.state.reader import read_state
 
 
 __all__ = ["Computed", "NotInitialized", "Settings", "check_initialized", "compute_plan"]
@@ -47,9 +47,8 @@ class Computed:
 
 
 def check_initialized(conn: Connection) -> None:
-    names = set(sa.inspect(conn).get_table_names())
-    missing = sorted({"model_experiment", "model_experiment_variant", "model_experiment_variant_version",
-                      "expsync_managed", "expsync_cache_outbox"} - names)
+    missing = missing_tables(conn, ("model_experiment", "model_experiment_variant", "model_experiment_variant_version",
+                                    "expsync_managed", "expsync_cache_outbox"))
     if missing:
         raise NotInitialized(f"database is missing tables {', '.join(missing)}: run `expsync db init` first")
 
@@ -85,13 +84,11 @@ def compute_plan(
     ``now`` is replaced by the database's own clock on Postgres: the gateway decides which
     version is current with the database's ``now()``, and new versions get that clock too, so
     a CI runner's skewed clock must not decide it."""
-    if conn.dialect.name == "postgresql":
-        now = conn.execute(sa.select(sa.func.now())).scalar_one()
-    actual = read_actual(
+    now, actual = read_state(
         conn,
         experiment_ids={d.resolved_id for d in desired.experiments.values()},
         public_model_ids={d.public_model_id for d in desired.experiments.values()},
-        now=now,
+        now=None if conn.dialect.name == "postgresql" else now,  # Postgres: its now(), same round trip
         with_metadata=settings.with_metadata,
     )
     actual = as_routed(actual, settings.profile)
