@@ -35,13 +35,14 @@ def _layer(stage: str, units: str = "", libraries: str = "") -> Layer:
 
 #: the ground floor: value types, codes, exit codes, settings, rules and gateway profiles (data);
 #: importable by every unit
-GROUND = "diagnostics errors settings model rules profiles credentials urls"
+GROUND = "diagnostics errors settings model rules profiles credentials urls escape"
 
 #: unit -> what it may import. A unit is a top-level module (``crypto``) or a folder
 #: (``plan/``); imports inside a unit are free. Order: from the ground floor up.
 LAYERS: dict[str, Layer] = {
     "expsync": _layer("package map (`__init__`)"),
-    "diagnostics": _layer("diagnostic codes and values"),
+    "escape": _layer("escaping of user text per output sink"),
+    "diagnostics": _layer("diagnostic codes and values", "escape"),
     "settings": _layer("the environment, read once"),
     "errors": _layer("errors and exit codes", "diagnostics"),
     "model": _layer("frozen value types", "diagnostics"),
@@ -63,9 +64,10 @@ LAYERS: dict[str, Layer] = {
     "apply/": _layer("plan -> one transaction", f"{GROUND} crypto pipeline plan/ state/ cache/ secrets/",
                      "sqlalchemy"),
     "importer/": _layer("database -> YAML files", f"{GROUND} crypto desired/ state/", "sqlalchemy yaml"),
+    "github": _layer("sticky pull-request comment (GitHub REST)", "errors"),
     "cli": _layer("flags -> stages -> exit code",
                   f"{GROUND} expsync config crypto keycompare secrets/ desired/ state/ plan/ render/ cache/ "
-                  "pipeline apply/ importer/", "click"),
+                  "pipeline apply/ importer/ github", "click"),
 }
 
 

@@ -153,7 +153,9 @@ def _install_log_handler(red: Redactor, debug: bool) -> None:
     handler = logging.StreamHandler(sys.stderr)
     # on the handler, not a logger: records propagated from botocore/urllib3 pass through here
     handler.addFilter(red.logging_filter())
-    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    from expsync.escape import LogFormatter
+
+    handler.setFormatter(LogFormatter("%(levelname)s %(name)s: %(message)s"))
     root = logging.getLogger()
     for old in [h for h in root.handlers if getattr(h, "_expsync", False)]:
         root.removeHandler(old)
@@ -666,6 +668,99 @@ def schema(gateway_profile: str | None) -> None:
 
 
 # --------------------------------------------------------------------------------------
+# CI integration: show, history, comment (thin wrappers; the logic is in render.load,
+# render.history, state.audit and github)
+# --------------------------------------------------------------------------------------
+
+
+def read_plan_file(path: str) -> Plan:
+    """A plan saved by ``plan --out`` (exit 3 with the reason for anything else)."""
+    from pathlib import Path
+
+    from expsync.render.load import PlanFileError, load_plan
+
+    try:
+        return load_plan(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as e:
+        raise InvalidInput(f"cannot read {path}: {getattr(e, 'strerror', None) or type(e).__name__}") from None
+    except PlanFileError as e:
+        raise InvalidInput(f"{path}: {e}") from None
+
+
+@cli.command("show")
+@click.argument("plan_file", type=click.Path(dir_okay=False))
+@click.option("--format", "fmt", type=click.Choice(["text", "markdown", "json"]), default="text", show_default=True)
+def show_cmd(plan_file: str, fmt: str) -> None:
+    """Render a plan saved by `plan --out` (no database, no secrets), as `plan` rendered it."""
+    plan = read_plan_file(plan_file)
+    click.echo(current().redact(render_plan(plan, fmt, color=use_color() and fmt == "text")))
+
+
+@cli.command("history")
+@click.option("--limit", type=click.IntRange(min=1, max=100_000), default=20, show_default=True)
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+def history_cmd(limit: int, fmt: str) -> None:
+    """List recorded applies (expsync_audit), newest first."""
+    from expsync.pipeline import check_initialized
+    from expsync.render.history import render_history_json, render_history_text
+    from expsync.state.audit import read_history
+
+    engine = open_engine(current().settings)
+    try:
+        with engine.connect() as conn:
+            check_initialized(conn)
+            entries = read_history(conn, limit=limit)
+    finally:
+        engine.dispose()
+    click.echo(current().redact(render_history_json(entries) if fmt == "json" else render_history_text(entries)))
+
+
+def _github_backoff(settings: Settings) -> float:
+    try:
+        backoff = float(settings.environ.get("EXPSYNC_GITHUB_BACKOFF", "1"))
+    except ValueError:
+        backoff = -1.0
+    if not 0 <= backoff <= 60:
+        raise ConfigError("EXPSYNC_GITHUB_BACKOFF must be a number of seconds between 0 and 60")
+    return backoff
+
+
+@cli.command("comment")
+@click.option("--plan", "plan_file", required=True, type=click.Path(dir_okay=False),
+              help="The plan saved by `plan --out`.")
+@click.option("--root", default="experiments", show_default=True,
+              help="The plan root this comment is for: one sticky comment per pull request and root.")
+@click.option("--pr", type=click.IntRange(min=1), default=None,
+              help="Pull request number (default: from the GITHUB_EVENT_PATH event).")
+def comment_cmd(plan_file: str, root: str, pr: int | None) -> None:
+    """Create or update the pull request's sticky plan comment (GITHUB_TOKEN, GITHUB_REPOSITORY)."""
+    from expsync.github import Client, comment_body, target_from_environ, upsert_comment
+    from expsync.plan.ops import InsertVersion
+    from expsync.render.markdown import render_markdown
+
+    settings = current().settings
+    plan = read_plan_file(plan_file)
+    target = target_from_environ(settings.environ, pr=pr)
+    backoff = _github_backoff(settings)
+    red = current().redactor
+    red.add(target.token)
+    for op in plan.ops:  # defence in depth: a plan never holds a value, but mask any that is in reach
+        if isinstance(op, InsertVersion) and op.api_key_ref.scheme == "env":
+            value = settings.environ.get(op.api_key_ref.locator)
+            if value:
+                red.add(value)
+    client = Client(target.api_url, target.token, backoff=backoff,
+                    log=lambda m: click.echo(f"warning: {red.redact(m)}", err=True))
+    body = comment_body(red.redact(render_markdown(plan)), root)
+    outcome = upsert_comment(client, target, body, root=root)
+    if outcome.action == "skipped":
+        prefix = "::notice title=expsync comment::" if settings.github_actions else "notice: "
+        click.echo(prefix + outcome.notice, err=True)
+        return
+    click.echo(f"comment {outcome.action}: {outcome.url or outcome.comment_id}")
+
+
+# --------------------------------------------------------------------------------------
 # the boundary
 # --------------------------------------------------------------------------------------
 
@@ -681,7 +776,9 @@ def report(e: ExpsyncError) -> None:
     elif isinstance(e, PlanRefused) and e.plan is not None:
         show_plan(e.plan)  # type: ignore[arg-type]
     else:
-        click.echo(f"error: {current().redact(str(e))}", err=True)
+        from expsync.escape import terminal
+
+        click.echo(f"error: {terminal(current().redact(str(e)))}", err=True)
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -22,11 +22,11 @@ from __future__ import annotations
 import enum
 import functools
 import html
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Final
 
+from expsync import escape
 from expsync.diagnostics import Diagnostic
 from expsync.model import JsonValue
 from expsync.plan.ops import (
@@ -86,27 +86,19 @@ _DEGRADED_NOTE: Final = {
 
 
 # -- escaping -----------------------------------------------------------------------------------
-_MD_SPECIAL = re.compile(r"([\\`*_\[\]<>|#@~&!])")
-
-
 def _text(s: str) -> str:
-    """Plain text inside markdown (also in a table cell): markup characters escaped."""
-    return _MD_SPECIAL.sub(r"\\\1", " ".join(s.splitlines()))
+    """Plain text inside markdown (also in a table cell): invisible characters escaped
+    visibly, markup characters backslash-escaped."""
+    return escape.markdown_text(s)
 
 
 def _code(s: str) -> str:
-    """A code span that survives any content, also in a table cell (``|`` must be escaped
-    there even inside code, GFM table rule)."""
-    s = " ".join(s.splitlines()).replace("|", "\\|")
-    if not s:
-        return ""
-    ticks = "`" * (max((len(m) for m in re.findall(r"`+", s)), default=0) + 1)
-    pad = " " if s.startswith("`") or s.endswith("`") else ""
-    return f"{ticks}{pad}{s}{pad}{ticks}"
+    """A code span that survives any content, also in a table cell."""
+    return escape.markdown_code(s)
 
 
 def _html(s: str) -> str:
-    return html.escape(" ".join(s.splitlines()), quote=False)
+    return html.escape(escape.visible(s), quote=False)
 
 
 # -- op -> table rows (one registration per op class) -------------------------------------------

@@ -12,6 +12,7 @@ import functools
 from dataclasses import dataclass
 from typing import Final
 
+from expsync import escape
 from expsync.model import JsonObject, JsonValue
 from expsync.plan.ops import (
     AddVariant,
@@ -289,7 +290,6 @@ def _paint(text: str, code: str, color: bool) -> str:
 
 
 def _safe(text: str) -> str:
-    """Escape control characters so text from YAML or the database cannot drive the terminal."""
-    if text.isprintable():
-        return text
-    return "".join(c if c.isprintable() else f"\\u{ord(c):04x}" for c in text)
+    """Escape control and invisible characters so text from YAML or the database cannot drive
+    the terminal or hide what it says (:func:`expsync.escape.terminal`)."""
+    return escape.terminal(text)

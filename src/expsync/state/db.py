@@ -20,6 +20,7 @@ located from this file so an installed wheel works) and a version table of their
 from __future__ import annotations
 
 import functools
+import json
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -30,7 +31,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine, ExceptionContext
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 
-from expsync.errors import ConfigError, DatabaseUnavailable
+from expsync.errors import ConfigError, DatabaseUnavailable, InvalidInput
 from expsync.state.tables import APP_TABLES, METADATA_COLUMN, OWN_TABLES, add_metadata_column_ddl, app_metadata
 from expsync.urls import mask_url, scrub
 
@@ -148,6 +149,7 @@ def make_engine(url: str, *, create: bool = True, **kwargs: Any) -> Engine:
         if db and db != ":memory:" and not db.startswith("file:") and not Path(db).is_file():
             raise DatabaseUnavailable(f"no SQLite database at {db}: check {ENV_DATABASE_URL}, or create it "
                                       "with `expsync db init`")
+    kwargs.setdefault("json_deserializer", load_json)
     try:
         engine = sa.create_engine(parsed, **kwargs)
     except (ArgumentError, NoSuchModuleError, ImportError) as exc:
@@ -158,6 +160,24 @@ def make_engine(url: str, *, create: bool = True, **kwargs: Any) -> Engine:
         _fewer_first_connect_queries(engine)
     _translate_connection_errors(engine)
     return engine
+
+
+#: Python's int-string limit, fixed (as the YAML loader does) so the interpreter setting does not matter
+_MAX_INT_DIGITS: Final = 4300
+
+
+def _bounded_int(text: str) -> int:
+    digits = len(text.lstrip("-"))
+    if digits > _MAX_INT_DIGITS:
+        raise InvalidInput(f"the database holds a JSON integer of {digits} digits (at most {_MAX_INT_DIGITS}) in "
+                           "a jsonb column; expsync cannot compare it: fix that row through the admin UI")
+    return int(text)
+
+
+def load_json(text: str) -> Any:
+    """JSON columns as Python values; a huge integer (another writer's) is a clear error
+    (exit 3), not a ``ValueError`` from Python's int-string limit."""
+    return json.loads(text, parse_int=_bounded_int)
 
 
 def _prepare_sqlite_file(url: sa.URL) -> None:
