@@ -40,6 +40,10 @@ __all__ = ["SavedPlan", "SavedPlanInvalid", "SavedPlanTampered", "applyable_dige
 _NOT_A_PLAN = "not a plan file written by `expsync plan --out`"
 
 
+def _at(name: str) -> str:
+    return f"{name}: " if name else ""
+
+
 class SavedPlanInvalid(InvalidInput):
     """Not a plan file of this format (exit 3)."""
 
@@ -65,16 +69,17 @@ def read_saved_plan(path: str | Path) -> SavedPlan:
     return load_saved_plan(text, name=str(path))
 
 
-def load_saved_plan(text: str, *, name: str = "plan file") -> SavedPlan:
+def load_saved_plan(text: str, *, name: str = "") -> SavedPlan:
+    """Parse and check a saved plan; ``name`` (the path) prefixes every message."""
     try:
         raw = json.loads(text)
         model = PlanOut.model_validate(raw)
     except ValidationError as e:
         first = e.errors()[0] if e.errors() else {"loc": (), "msg": "invalid"}
         where = ".".join(str(x) for x in first.get("loc", ())) or "(top level)"
-        raise SavedPlanInvalid(f"{name}: {_NOT_A_PLAN} ({where}: {first.get('msg')})") from None
+        raise SavedPlanInvalid(f"{_at(name)}{_NOT_A_PLAN} ({where}: {first.get('msg')})") from None
     except (ValueError, RecursionError):
-        raise SavedPlanInvalid(f"{name}: {_NOT_A_PLAN} (not JSON)") from None
+        raise SavedPlanInvalid(f"{_at(name)}{_NOT_A_PLAN} (not JSON)") from None
     _check_operations(raw, model, name)
     d = model.digests
     return SavedPlan(name, model, Digests(desired=d.desired, actual=d.actual, ops=d.ops, secrets=d.secrets))
@@ -87,14 +92,14 @@ def _check_operations(raw: dict[str, Any], model: PlanOut, name: str) -> None:
         flat = Counter(canonical(o) for o in operations)
         shown = Counter(canonical(o) for e in raw["experiments"] for o in e["operations"])
     except (TypeError, ValueError, OverflowError, RecursionError):
-        raise SavedPlanInvalid(f"{name}: {_NOT_A_PLAN} (operations cannot be digested)") from None
+        raise SavedPlanInvalid(f"{_at(name)}{_NOT_A_PLAN} (operations cannot be digested)") from None
     if recomputed != model.digests.ops:
         raise SavedPlanTampered(
-            f"{name}: the operations in the file do not match its ops digest (the file was edited after "
+            f"{_at(name)}the operations in the file do not match its ops digest (the file was edited after "
             "`expsync plan --out` wrote it); nothing was applied - re-run plan and review the new file [E507]")
     if shown != flat:
         raise SavedPlanTampered(
-            f"{name}: the operations listed per experiment differ from the plan's operations (the file was "
+            f"{_at(name)}the operations listed per experiment differ from the plan's operations (the file was "
             "edited after `expsync plan --out` wrote it); nothing was applied - re-run plan [E507]")
 
 
@@ -103,6 +108,6 @@ def applyable_digests(saved: SavedPlan) -> Digests:
     if not saved.model.secrets_compared:
         # its key changes are `unknown`; for creates the ops digest would still match, so the
         # digests alone cannot tell (README: a --no-secrets plan is never applyable)
-        raise SavedPlanInvalid(f"{saved.name}: made with `plan --no-secrets` (api keys were not compared), so it "
+        raise SavedPlanInvalid(f"{_at(saved.name)}made with `plan --no-secrets` (api keys were not compared), so it "
                                "cannot be applied; run `expsync plan --out FILE` with the secrets available")
     return saved.digests
