@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Final
 
+from expsync.escape import workflow_data, workflow_property
 from expsync.plan.security import Security, SecurityItem
 from expsync.plan.types import Plan
 from expsync.render import format_value
@@ -61,14 +62,6 @@ def security_text(item: SecurityItem, *, value: Callable[[str], str] = str, word
     return "".join(value(x) if is_value else words(x) for x, is_value in security_parts(item))
 
 
-def _escape_data(s: str) -> str:
-    return s.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
-
-
-def _escape_prop(s: str) -> str:
-    return _escape_data(s).replace(":", "%3A").replace(",", "%2C")
-
-
 def security_annotations(plan: Plan, limit: int = ANNOTATION_LIMIT) -> str:
     """One ``::warning`` workflow command per security-relevant change (at the variant's
     ``api_key`` line when known); ``""`` when there is none."""
@@ -77,11 +70,11 @@ def security_annotations(plan: Plan, limit: int = ANNOTATION_LIMIT) -> str:
     for item in items[:limit]:
         props = ["title=security-relevant change"]
         if item.source is not None:
-            props.insert(0, f"file={_escape_prop(item.source.file)}")
+            props.insert(0, f"file={workflow_property(item.source.file)}")
             if item.source.line:
                 props.insert(1, f"line={item.source.line}")
         msg = f"{security_subject(item)}: {security_text(item)}"
-        out.append(f"::warning {','.join(props)}::{_escape_data(msg)}")
+        out.append(f"::warning {','.join(props)}::{workflow_data(msg)}")
     if len(items) > limit:
         out.append(f"::warning title=security-relevant change::... and {len(items) - limit} more (see the plan)")
     return "\n".join(out)
