@@ -16,6 +16,7 @@ mkdir -p .expsync
 export BYOK_ENCRYPTION_KEY="$(cat .expsync/demo-byok.key)"
 export FOO_PARTNER_KEY=sk-demo-foo-0001 BAR_PARTNER_KEY=sk-demo-bar-0002 BAZ_PARTNER_KEY=sk-demo-baz-0003
 export EXPSYNC_ACTOR=demo
+export EXPSYNC_SECRET_REFS='env:*_PARTNER_KEY'   # what the YAML may reference (docs/secrets.md)
 X=.venv/bin/expsync
 step() { printf '\n\033[1m$ %s\033[0m\n' "$*"; }
 step expsync validate; $X validate

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -26,6 +27,7 @@ class Result:
 def run_cli(args: Sequence[str], *, env: Mapping[str, str | None] | None = None, cwd: Path | None = None) -> Result:
     runner = CliRunner()
     old = os.getcwd()
+    level = logging.getLogger().level  # `--debug` sets the root level; the next test must not inherit it
     try:
         if cwd is not None:
             os.chdir(cwd)
@@ -39,3 +41,4 @@ def run_cli(args: Sequence[str], *, env: Mapping[str, str | None] | None = None,
             return Result(code, out.getvalue().decode(), err.getvalue().decode())
     finally:
         os.chdir(old)
+        logging.getLogger().setLevel(level)

@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import queue
 import re
@@ -32,6 +33,23 @@ import sqlalchemy as sa
 from sqlalchemy import event
 
 from expsync.state.db import init_db, make_engine
+
+#: The suite itself runs in CI (.ci/run sets CI=true), where apply refuses to resolve secrets
+#: without an allowlist. Tests start from a local, allowlist-free environment; the tests of the
+#: CI behaviour set these variables themselves (run_cli overlays os.environ, subprocesses inherit it).
+for _name in ("CI", "GITHUB_ACTIONS", "EXPSYNC_SECRET_REFS"):
+    os.environ.pop(_name, None)
+
+
+
+@pytest.fixture(autouse=True)
+def _root_log_level() -> Iterator[None]:
+    """`--debug` sets the root logger's level; no test inherits it from an earlier one."""
+    root = logging.getLogger()
+    level = root.level
+    yield
+    root.setLevel(level)
+
 
 PG_HOST = "127.0.0.1"
 PG_PORT = 5432

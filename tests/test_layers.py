@@ -35,18 +35,21 @@ def _layer(stage: str, units: str = "", libraries: str = "") -> Layer:
 
 #: the ground floor: value types, codes, exit codes, settings, rules and gateway profiles (data);
 #: importable by every unit
-GROUND = "diagnostics errors settings model rules profiles"
+GROUND = "diagnostics errors settings model rules profiles credentials urls escape"
 
 #: unit -> what it may import. A unit is a top-level module (``crypto``) or a folder
 #: (``plan/``); imports inside a unit are free. Order: from the ground floor up.
 LAYERS: dict[str, Layer] = {
     "expsync": _layer("package map (`__init__`)"),
-    "diagnostics": _layer("diagnostic codes and values"),
+    "escape": _layer("escaping of user text per output sink"),
+    "diagnostics": _layer("diagnostic codes and values", "escape"),
     "settings": _layer("the environment, read once"),
     "errors": _layer("errors and exit codes", "diagnostics"),
     "model": _layer("frozen value types", "diagnostics"),
     "rules": _layer("statuses, transitions, edit rules", "diagnostics model"),
     "profiles": _layer("gateway versions and their rules (data)"),
+    "credentials": _layer("what a credential looks like, by name"),
+    "urls": _layer("URLs shown with credentials masked", "credentials"),
     "config": _layer("which gateway profile a run uses", GROUND),
     "crypto": _layer("api key encryption (gateway format)", GROUND, "cryptography"),
     "keycompare": _layer("stored vs resolved keys", f"{GROUND} crypto"),
@@ -54,16 +57,17 @@ LAYERS: dict[str, Layer] = {
     "desired/": _layer("YAML -> desired state", f"{GROUND} secrets/", "yaml pydantic pydantic_core ada_url"),
     "state/": _layer("database -> actual state", GROUND, "sqlalchemy alembic psycopg"),
     "migrations/": _layer("expsync's own tables (Alembic)", "state/", "alembic sqlalchemy"),
-    "plan/": _layer("desired + actual -> plan (pure)", GROUND, "deepdiff"),
+    "plan/": _layer("desired + actual -> plan (pure)", GROUND, "deepdiff ada_url orjson"),
     "render/": _layer("plan -> text, JSON, markdown", f"{GROUND} plan/", "pydantic"),
     "cache/": _layer("outbox -> Redis", f"{GROUND} state/", "sqlalchemy redis"),
     "pipeline": _layer("read actual, compare keys, plan", f"{GROUND} crypto keycompare plan/ state/", "sqlalchemy"),
     "apply/": _layer("plan -> one transaction", f"{GROUND} crypto pipeline plan/ state/ cache/ secrets/",
                      "sqlalchemy"),
     "importer/": _layer("database -> YAML files", f"{GROUND} crypto desired/ state/", "sqlalchemy yaml"),
+    "github": _layer("sticky pull-request comment (GitHub REST)", "errors"),
     "cli": _layer("flags -> stages -> exit code",
                   f"{GROUND} expsync config crypto keycompare secrets/ desired/ state/ plan/ render/ cache/ "
-                  "pipeline apply/ importer/", "click"),
+                  "pipeline apply/ importer/ github", "click"),
 }
 
 

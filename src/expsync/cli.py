@@ -19,7 +19,7 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import click
 
@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     from expsync.diagnostics import Diagnostic
     from expsync.model import DesiredState, Secret, SecretRef
     from expsync.plan import Digests, Plan
+    from expsync.secrets import SecretUse
     from expsync.secrets.redact import Redactor
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -152,7 +153,9 @@ def _install_log_handler(red: Redactor, debug: bool) -> None:
     handler = logging.StreamHandler(sys.stderr)
     # on the handler, not a logger: records propagated from botocore/urllib3 pass through here
     handler.addFilter(red.logging_filter())
-    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    from expsync.escape import LogFormatter
+
+    handler.setFormatter(LogFormatter("%(levelname)s %(name)s: %(message)s"))
     root = logging.getLogger()
     for old in [h for h in root.handlers if getattr(h, "_expsync", False)]:
         root.removeHandler(old)
@@ -173,6 +176,10 @@ def cli(ctx: click.Context, debug: bool) -> None:
     run: Run = ctx.obj
     _run = run
     run.settings = replace(run.settings, debug=debug or run.settings.debug)
+    from expsync.secrets.redact import redact_every_record
+
+    run.redactor.add_config(run.settings.environ)  # store and database credentials, before anything can log them
+    redact_every_record(run.redactor)  # every log record is created masked, whichever handler gets it
     _install_log_handler(run.redactor, run.settings.debug)
 
 
@@ -192,19 +199,50 @@ def load_or_raise(paths: Sequence[str], max_file_size: int, sel: ProfileSelectio
     return desired
 
 
-def resolve_or_raise(desired: DesiredState, settings: Settings, red: Redactor) -> dict[SecretRef, Secret]:
+def resolved_uses(desired: DesiredState) -> list[SecretUse]:
+    """The api key references a plan or apply resolves (not those of completed experiments)."""
     from expsync import rules
-    from expsync.diagnostics import has_errors
-    from expsync.secrets import resolve_all, uses_in
+    from expsync.secrets import uses_in
 
-    uses = [u for u in uses_in(desired) if rules.keys_matter(desired.experiments[u.experiment].status)]
-    secrets, diags = resolve_all(uses, environ=settings.environ, cwd=settings.cwd, redactor=red)
+    return [u for u in uses_in(desired) if rules.keys_matter(desired.experiments[u.experiment].status)]
+
+
+def check_refs_or_raise(desired: DesiredState, settings: Settings) -> None:
+    """``plan --no-secrets``: the secret-reference policy still applies; nothing is resolved."""
+    from expsync.diagnostics import has_errors
+    from expsync.secrets import policy
+
+    diags = policy.check(resolved_uses(desired), settings.environ, settings.cwd)
+    if has_errors(diags):
+        raise InvalidInput("secret references refused", diagnostics=diags, summary_line=True)
+
+
+def ci_gate(settings: Settings, command: Literal["plan", "apply"]) -> Diagnostic | None:
+    """``apply`` in CI without ``EXPSYNC_SECRET_REFS`` raises E412 (exit 4; nothing resolved or
+    written). Otherwise the W401 warning to show (after the masks), or None."""
+    from expsync.secrets import policy
+
+    gate = policy.ci_gate(settings.environ, command)
+    if gate is not None and gate.is_error:
+        raise PlanRefused("no secret-reference allowlist in CI", diagnostics=[gate])
+    return gate
+
+
+def resolve_or_raise(desired: DesiredState, settings: Settings, red: Redactor,
+                     command: Literal["plan", "apply"] = "plan") -> dict[SecretRef, Secret]:
+    from expsync.diagnostics import has_errors
+    from expsync.secrets import resolve_all
+
+    gate = ci_gate(settings, command)
+    secrets, diags = resolve_all(resolved_uses(desired), environ=settings.environ, cwd=settings.cwd, redactor=red)
     if settings.github_actions:
         # before anything else is printed, so the runner masks the values in the whole log
         for line in red.github_mask_lines():
             # stderr: the runner reads workflow commands from both streams, and stdout stays
             # the plan alone (a markdown comment or JSON document must never carry a value)
             click.echo(line, err=True)
+    if gate is not None:
+        emit_diagnostics([gate])  # W401, after the masks
     if has_errors(diags):
         raise InvalidInput("secrets cannot be resolved", diagnostics=diags, summary_line=True)
     return secrets
@@ -322,9 +360,15 @@ def validate(paths: tuple[str, ...], max_file_size: int, fmt: str, gateway_profi
     from expsync.diagnostics import has_errors
     from expsync.render import diagnostics as render_diags
 
+    from expsync.diagnostics import sort_diagnostics
+    from expsync.secrets import policy
+
     profile = chosen_offline(gateway_profile).profile
     files, _ = discover(paths)
     desired, diags = load_desired(paths, LoadOptions(max_file_size=max_file_size, profile=profile.name))
+    # the documents that loaded: their references against the policy (the allowlist when set)
+    settings = current().settings
+    diags = sort_diagnostics([*diags, *policy.check(resolved_uses(desired), settings.environ, settings.cwd)])
     if fmt == "json":
         click.echo(render_diags.render_validate_json(diags, files=len(files), experiments=len(desired.experiments)))
         if current().settings.github_actions:
@@ -343,10 +387,13 @@ def validate(paths: tuple[str, ...], max_file_size: int, fmt: str, gateway_profi
 @click.option("--format", "fmt", type=click.Choice(["text", "json", "markdown"]), default="text", show_default=True)
 @click.option("--out", "out_file", type=click.Path(dir_okay=False), help="Save the plan (JSON) for `apply --plan`.")
 @click.option("--detailed-exitcode", is_flag=True, help="Exit 2 when the plan has changes.")
-@click.option("--no-secrets", is_flag=True, help="Do not resolve secrets (fork PRs); api keys show as unknown.")
+@click.option("--no-secrets", is_flag=True,
+              help="Do not resolve secrets (fork PRs); api keys show as unknown and experiments expsync does not "
+              "manage show no values.")
+@click.option("--allow-empty", is_flag=True, help="Allow a plan that removes every managed experiment.")
 @profile_option
 def plan_cmd(paths: tuple[str, ...], max_file_size: int, fmt: str, out_file: str | None, detailed_exitcode: bool,
-             no_secrets: bool, gateway_profile: str | None) -> ExitCode:
+             no_secrets: bool, allow_empty: bool, gateway_profile: str | None) -> ExitCode:
     """Show what apply would change, checked against the state machine. Writes nothing."""
     from pathlib import Path
 
@@ -355,7 +402,7 @@ def plan_cmd(paths: tuple[str, ...], max_file_size: int, fmt: str, out_file: str
     from expsync.diagnostics import has_errors
     from expsync.state.db import begin
 
-    settings = checked_redis(current().settings)
+    settings = replace(checked_redis(current().settings), allow_empty=allow_empty)
     if out_file:
         check_writable(out_file)
     selected = select_profile(gateway_profile, settings.environ, settings.cwd)
@@ -367,6 +414,8 @@ def plan_cmd(paths: tuple[str, ...], max_file_size: int, fmt: str, out_file: str
         settings = replace(settings, profile=chosen.profile)
         desired = early if early is not None else load_or_raise(paths, max_file_size, chosen)
         red = current().redactor
+        if no_secrets:
+            check_refs_or_raise(desired, settings)
         secrets = None if no_secrets else resolve_or_raise(desired, settings, red)
         say_profile(chosen)
         drain_leftover(engine, settings)
@@ -384,7 +433,9 @@ def plan_cmd(paths: tuple[str, ...], max_file_size: int, fmt: str, out_file: str
     click.echo(red.redact(render_plan(plan, fmt, color=use_color() and fmt == "text")))
     if settings.github_actions:
         from expsync.render import diagnostics as render_diags
+        from expsync.render.security import security_annotations
 
+        click.echo(red.redact(security_annotations(plan)), err=True)
         click.echo(red.redact(render_diags.github_annotations(plan.diagnostics)), err=True)
         write_github_outputs(plan, settings, red)
     if out_file:
@@ -424,19 +475,22 @@ def _not_nan(value: float) -> float:
 @click.option("--lock-timeout", type=click.FloatRange(min=0.001, max=86400.0), default=30.0, show_default=True,
               callback=lambda ctx, param, v: _not_nan(v),
               help="Seconds to wait for the apply lock.")
+@click.option("--allow-empty", is_flag=True, help="Allow removing every managed experiment.")
 @profile_option
 def apply_cmd(paths: tuple[str, ...], max_file_size: int, plan_file: str | None, yes: bool, actor: str | None,
-              revision: str | None, lock_timeout: float, gateway_profile: str | None) -> ExitCode:
+              revision: str | None, lock_timeout: float, allow_empty: bool, gateway_profile: str | None) -> ExitCode:
     """Apply the YAML to the database in one transaction, then refresh the Redis cache."""
     from expsync import pipeline
-    from expsync.apply.run import apply
+    from expsync.apply.run import after_commit, apply
     from expsync.config import select_profile
     from expsync.state.db import begin
 
-    settings = replace(checked_redis(current().settings), actor=actor or None, revision=revision or None)
+    settings = replace(checked_redis(current().settings), actor=actor or None, revision=revision or None,
+                       allow_empty=allow_empty)
     if not yes and not sys.stdin.isatty():
         # unattended runs must say so explicitly, with or without a saved plan
         raise InvalidInput("apply needs --yes when not run on a terminal")
+    ci_gate(settings, "apply")  # before the database is touched
     selected = select_profile(gateway_profile, settings.environ, settings.cwd)
     # a configured profile is known without the database: bad YAML is reported before connecting
     early = load_or_raise(paths, max_file_size, selected) if selected is not None else None
@@ -448,7 +502,7 @@ def apply_cmd(paths: tuple[str, ...], max_file_size: int, plan_file: str | None,
         settings = replace(settings, profile=chosen.profile)
         desired = early if early is not None else load_or_raise(paths, max_file_size, chosen)
         red = current().redactor
-        secrets = resolve_or_raise(desired, settings, red)
+        secrets = resolve_or_raise(desired, settings, red, "apply")
         say_profile(chosen)
         drain_leftover(engine, settings)
         if expect is None and not yes:
@@ -462,44 +516,24 @@ def apply_cmd(paths: tuple[str, ...], max_file_size: int, plan_file: str | None,
             expect = shown.digests
         result = apply(engine, desired, secrets, settings, lock_timeout=lock_timeout, expect=expect)
         plan = result.plan
-        if not plan.has_changes:
-            click.echo("No changes. The database matches the YAML; nothing was applied.")
-        else:
-            click.echo(red.redact(render_plan(plan, "text", color=use_color())))
-            click.echo(f"Applied in one transaction: {len(plan.ops)} operation(s), {result.statements} statement(s), "
-                       f"{result.seconds:.2f}s.")
-        if plan.gateway_changes or settings.redis_url:
-            refresh_after_commit(engine, settings)
+        with after_commit():  # committed: any failure from here on is exit 6
+            if not plan.has_changes:
+                click.echo("No changes. The database matches the YAML; nothing was applied.")
+            else:
+                click.echo(red.redact(render_plan(plan, "text", color=use_color())))
+                click.echo(f"Applied in one transaction: {len(plan.ops)} operation(s), {result.statements} "
+                           f"statement(s), {result.seconds:.2f}s.")
+            if plan.gateway_changes or settings.redis_url:
+                refresh_after_commit(engine, settings)
     finally:
         engine.dispose()
     return ExitCode.OK
 
 
 def read_saved_digests(path: str) -> Digests:
-    import json
-    from pathlib import Path
+    from expsync.render.saved import applyable_digests, read_saved_plan
 
-    from expsync.plan import Digests
-
-    try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
-        if not isinstance(data, dict) or not isinstance(data.get("digests"), dict):
-            raise ValueError("not a plan object")
-        from expsync.render.json import FORMAT_VERSION
-
-        if data.get("format_version") != FORMAT_VERSION:
-            raise ValueError("unsupported format_version")
-        d = data["digests"]
-        digests = Digests(desired=str(d["desired"]), actual=str(d["actual"]), ops=str(d["ops"]))
-        compared = data["secrets_compared"]
-    except (OSError, ValueError, KeyError, TypeError, RecursionError):
-        raise InvalidInput(f"{path}: not a plan file written by `expsync plan --out`") from None
-    if compared is not True:
-        # its key changes are `unknown`; for creates the ops digest would still match, so the
-        # digests alone cannot tell (README: a --no-secrets plan is never applyable)
-        raise InvalidInput(f"{path}: made with `plan --no-secrets` (api keys were not compared), so it cannot be "
-                           "applied; run `expsync plan --out FILE` with the secrets available")
-    return digests
+    return applyable_digests(read_saved_plan(path))  # exit 3 (not a plan file) or 5 (edited)
 
 
 @cli.group()
@@ -545,20 +579,25 @@ def _check_import_flags(all_unmanaged: bool, ids: tuple[uuid.UUID, ...], pids: t
 @click.option("--public-model-id", "pids", multiple=True, help="Every experiment on this public id (repeatable).")
 @click.option("--key", "key", default=None, help="The key to give the experiment (one --id only).")
 @click.option("--out-dir", type=click.Path(file_okay=False), default="experiments", show_default=True)
+@click.option("--key-ref-template", default=None,
+              help="api_key reference to write, {KEY}/{key} standing for each key group, e.g. "
+                   "'env:PARTNER_{KEY}_KEY' (default: derived from EXPSYNC_SECRET_REFS, else env:<KEY>_PARTNER_API_KEY).")
 @profile_option
 def import_cmd(all_unmanaged: bool, ids: tuple[uuid.UUID, ...], pids: tuple[str, ...], key: str | None,
-               out_dir: str, gateway_profile: str | None) -> None:
+               out_dir: str, key_ref_template: str | None, gateway_profile: str | None) -> None:
     """Write YAML (with id: pins) for experiments that exist in the database but not in git."""
     from pathlib import Path
 
     from expsync.config import select_profile
     from expsync.crypto import load_key
     from expsync.importer import import_experiments, select_unmanaged
+    from expsync.secrets import policy
     from expsync.pipeline import check_initialized
     from expsync.state.db import begin
 
     _check_import_flags(all_unmanaged, ids, pids, key)
     settings = checked_redis(current().settings)
+    template = policy.import_template(key_ref_template, settings.environ, settings.cwd)
     byok = load_key(settings.byok_value) if settings.byok_value else None
     selected = select_profile(gateway_profile, settings.environ, settings.cwd)
     engine = open_engine(settings, selected)
@@ -575,7 +614,8 @@ def import_cmd(all_unmanaged: bool, ids: tuple[uuid.UUID, ...], pids: tuple[str,
                 raise InvalidInput("not found, or already managed by expsync: " + ", ".join(sorted(map(str, missing))))
             try:
                 done = import_experiments(conn, chosen, Path(out_dir), now=_now(), byok=byok,
-                                          keys={ids[0]: key} if key else None, profile=sel.profile)
+                                          keys={ids[0]: key} if key else None, profile=sel.profile,
+                                          ref_template=template)
             except FileExistsError as e:
                 raise InvalidInput(f"{e} exists; choose another --key or --out-dir (nothing was overwritten)") from None
             except OSError as e:
@@ -586,6 +626,9 @@ def import_cmd(all_unmanaged: bool, ids: tuple[uuid.UUID, ...], pids: tuple[str,
         click.echo(f"wrote {item.path} (key {item.key}; api key variables: {', '.join(item.env_vars)})")
     if not done:
         click.echo("nothing to import")
+    elif template is None and policy.Allowlist.from_environ(settings.environ) is not None:
+        click.echo(f"warning: no reference template could be derived from {policy.ALLOWLIST_VAR}; the "
+                   "references written may be outside it: pass --key-ref-template", err=True)
 
 
 @cli.group()
@@ -625,6 +668,99 @@ def schema(gateway_profile: str | None) -> None:
 
 
 # --------------------------------------------------------------------------------------
+# CI integration: show, history, comment (thin wrappers; the logic is in render.load,
+# render.history, state.audit and github)
+# --------------------------------------------------------------------------------------
+
+
+def read_plan_file(path: str) -> Plan:
+    """A plan saved by ``plan --out`` (exit 3 with the reason for anything else)."""
+    from pathlib import Path
+
+    from expsync.render.load import PlanFileError, load_plan
+
+    try:
+        return load_plan(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as e:
+        raise InvalidInput(f"cannot read {path}: {getattr(e, 'strerror', None) or type(e).__name__}") from None
+    except PlanFileError as e:
+        raise InvalidInput(f"{path}: {e}") from None
+
+
+@cli.command("show")
+@click.argument("plan_file", type=click.Path(dir_okay=False))
+@click.option("--format", "fmt", type=click.Choice(["text", "markdown", "json"]), default="text", show_default=True)
+def show_cmd(plan_file: str, fmt: str) -> None:
+    """Render a plan saved by `plan --out` (no database, no secrets), as `plan` rendered it."""
+    plan = read_plan_file(plan_file)
+    click.echo(current().redact(render_plan(plan, fmt, color=use_color() and fmt == "text")))
+
+
+@cli.command("history")
+@click.option("--limit", type=click.IntRange(min=1, max=100_000), default=20, show_default=True)
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+def history_cmd(limit: int, fmt: str) -> None:
+    """List recorded applies (expsync_audit), newest first."""
+    from expsync.pipeline import check_initialized
+    from expsync.render.history import render_history_json, render_history_text
+    from expsync.state.audit import read_history
+
+    engine = open_engine(current().settings)
+    try:
+        with engine.connect() as conn:
+            check_initialized(conn)
+            entries = read_history(conn, limit=limit)
+    finally:
+        engine.dispose()
+    click.echo(current().redact(render_history_json(entries) if fmt == "json" else render_history_text(entries)))
+
+
+def _github_backoff(settings: Settings) -> float:
+    try:
+        backoff = float(settings.environ.get("EXPSYNC_GITHUB_BACKOFF", "1"))
+    except ValueError:
+        backoff = -1.0
+    if not 0 <= backoff <= 60:
+        raise ConfigError("EXPSYNC_GITHUB_BACKOFF must be a number of seconds between 0 and 60")
+    return backoff
+
+
+@cli.command("comment")
+@click.option("--plan", "plan_file", required=True, type=click.Path(dir_okay=False),
+              help="The plan saved by `plan --out`.")
+@click.option("--root", default="experiments", show_default=True,
+              help="The plan root this comment is for: one sticky comment per pull request and root.")
+@click.option("--pr", type=click.IntRange(min=1), default=None,
+              help="Pull request number (default: from the GITHUB_EVENT_PATH event).")
+def comment_cmd(plan_file: str, root: str, pr: int | None) -> None:
+    """Create or update the pull request's sticky plan comment (GITHUB_TOKEN, GITHUB_REPOSITORY)."""
+    from expsync.github import Client, comment_body, target_from_environ, upsert_comment
+    from expsync.plan.ops import InsertVersion
+    from expsync.render.markdown import render_markdown
+
+    settings = current().settings
+    plan = read_plan_file(plan_file)
+    target = target_from_environ(settings.environ, pr=pr)
+    backoff = _github_backoff(settings)
+    red = current().redactor
+    red.add(target.token)
+    for op in plan.ops:  # defence in depth: a plan never holds a value, but mask any that is in reach
+        if isinstance(op, InsertVersion) and op.api_key_ref.scheme == "env":
+            value = settings.environ.get(op.api_key_ref.locator)
+            if value:
+                red.add(value)
+    client = Client(target.api_url, target.token, backoff=backoff,
+                    log=lambda m: click.echo(f"warning: {red.redact(m)}", err=True))
+    body = comment_body(red.redact(render_markdown(plan)), root)
+    outcome = upsert_comment(client, target, body, root=root)
+    if outcome.action == "skipped":
+        prefix = "::notice title=expsync comment::" if settings.github_actions else "notice: "
+        click.echo(prefix + outcome.notice, err=True)
+        return
+    click.echo(f"comment {outcome.action}: {outcome.url or outcome.comment_id}")
+
+
+# --------------------------------------------------------------------------------------
 # the boundary
 # --------------------------------------------------------------------------------------
 
@@ -640,7 +776,9 @@ def report(e: ExpsyncError) -> None:
     elif isinstance(e, PlanRefused) and e.plan is not None:
         show_plan(e.plan)  # type: ignore[arg-type]
     else:
-        click.echo(f"error: {current().redact(str(e))}", err=True)
+        from expsync.escape import terminal
+
+        click.echo(f"error: {terminal(current().redact(str(e)))}", err=True)
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -50,7 +50,7 @@ CODES: Final[dict[str, CodeInfo]] = {
     "E102": CodeInfo("duplicate mapping key", "remove one of the two entries"),
     "E103": CodeInfo("YAML anchors and aliases are not allowed", "write the value out in full"),
     "E104": CodeInfo("YAML merge keys (<<) are not allowed", "write the keys out in full"),
-    "E105": CodeInfo("non-standard YAML tag", "remove the tag; only plain YAML values are allowed"),
+    "E105": CodeInfo("YAML tag", "remove the tag (even !!str); only plain YAML values are allowed"),
     "E106": CodeInfo("file too large", "split the file or raise the limit with --max-file-size"),
     "E107": CodeInfo("file is not valid UTF-8 text", "save the file as UTF-8"),
     "E108": CodeInfo("empty document", "remove the empty document or fill it in"),
@@ -62,6 +62,11 @@ CODES: Final[dict[str, CodeInfo]] = {
     "E114": CodeInfo("invalid URL", "base_url must be an absolute http:// or https:// URL"),
     "E115": CodeInfo("invalid key", "keys match [a-z0-9][a-z0-9._-]{0,99}"),
     "E116": CodeInfo("document too deeply nested or too large", "simplify the document"),
+    "E120": CodeInfo("invisible or control character in text", "remove it; the message shows it escaped (e.g. \\u202e)"),
+    "E121": CodeInfo("mapping key is not a string", "quote the key"),
+    "E122": CodeInfo("number out of range", "write a finite number of at most 4300 digits, or quote it as text"),
+    "E123": CodeInfo("too many variants", "an experiment has at most 100 variants"),
+    "E124": CodeInfo("more problems in this file", "fix the ones shown; all of them are counted"),
     # E14x: gateway profile (what the configured gateway era accepts)
     "E140": CodeInfo("field moved in this gateway profile", "follow the hint: the field lives elsewhere in this profile"),
     "E141": CodeInfo("field belongs to another gateway profile", "configure the profile your gateway runs, or remove the field"),
@@ -102,10 +107,21 @@ CODES: Final[dict[str, CodeInfo]] = {
     "E405": CodeInfo("secret is empty or not text", "store a non-empty UTF-8 text value"),
     "E406": CodeInfo("secret store unavailable", "install the extra or check the store's address and credentials"),
     "E407": CodeInfo("stored api key cannot be decrypted", "check BYOK_ENCRYPTION_KEY"),
+    "E408": CodeInfo("secret reference not allowed by EXPSYNC_SECRET_REFS", "use an allowed reference or extend the allowlist in the job's environment"),
+    "E409": CodeInfo("reference to expsync's configuration or a CI/cloud credential", "reference a variable that holds only the partner key"),
+    "E410": CodeInfo("file: reference refused", "point file: at a regular key file inside the working directory or e.g. /run/secrets"),
+    "E411": CodeInfo("credential in the upstream JSON", "put the key in api_key (a secret reference), never in upstream"),
+    "E412": CodeInfo("no secret-reference allowlist in CI", "set EXPSYNC_SECRET_REFS in the job's environment ('*' accepts any reference)"),
+    "W401": CodeInfo("no secret-reference allowlist", "set EXPSYNC_SECRET_REFS in the job's environment", Severity.WARNING),
     # E5xx: drift and ownership
     "E501": CodeInfo("protective change made outside git", "set the status/archived in YAML to what the database has"),
     "E502": CodeInfo("managed experiment removed from git", "only drafts (deleted) and completed+archived (unmanaged) may be removed"),
     "E503": CodeInfo("experiment owned by another key", "each database row is managed by one key"),
+    "E504": CodeInfo("plan removes every managed experiment", "check the experiments folder; pass --allow-empty if this is intended"),
+    # E507-E509: apply of a saved or confirmed plan (exit 5, printed with the error)
+    "E507": CodeInfo("saved plan file was edited", "re-run plan --out and review the new file"),
+    "E508": CodeInfo("api key value changed since the plan", "re-run plan --out with the current secret values"),
+    "E509": CodeInfo("rows changed by another writer after the re-plan", "re-run plan; nothing was applied"),
     "W501": CodeInfo("changed outside git; the plan reverts it", "update the YAML to keep the change", Severity.WARNING),
     "W502": CodeInfo("a future-dated version is pending", "it supersedes older versions when it takes effect", Severity.WARNING),
     "W503": CodeInfo("api key comparison skipped", "keys are reported as unknown", Severity.WARNING),
@@ -155,10 +171,14 @@ class Diagnostic:
         return (s.file if s else "", s.line if s else 0, s.col if s else 0, self.code, self.path)
 
     def format(self) -> str:
-        where = f"{self.source}: " if self.source else ""
-        path = f"{self.path}: " if self.path else ""
-        hint = f"\n    hint: {self.hint}" if self.hint else ""
-        return f"{where}{path}{self.message} [{self.code}]{hint}"
+        """``file:line:col: path: message [CODE]`` and a hint line; user text escaped
+        (:func:`expsync.escape.terminal`), so a file name cannot add a line of its own."""
+        from expsync.escape import terminal  # imported when used: the ground floor imports no expsync module
+
+        where = f"{terminal(str(self.source))}: " if self.source else ""
+        path = f"{terminal(self.path)}: " if self.path else ""
+        hint = f"\n    hint: {terminal(self.hint)}" if self.hint else ""
+        return f"{where}{path}{terminal(self.message)} [{self.code}]{hint}"
 
     def as_dict(self) -> dict[str, object]:
         s = self.source

@@ -14,18 +14,19 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
-import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from expsync.crypto import load_key
+from expsync.crypto import api_keys_digest, load_key
 from expsync.diagnostics import Diagnostic
 from expsync.errors import ExpsyncError
 from expsync.keycompare import compare_keys, needs_comparison
-from expsync.model import ActualExperiment, ActualState, ActualVersion, DesiredState, Secret, SecretRef
+from expsync.model import ActualExperiment, ActualState, ActualVersion, DesiredState, KeyChange, Secret, SecretRef
 from expsync.plan import Plan, PlanOptions, plan
+from expsync.plan.ops import InsertVersion
 from expsync.profiles import GatewayProfile
 from expsync.settings import Settings
-from expsync.state.reader import read_actual
+from expsync.state.db import missing_tables
+from expsync.state.reader import read_state
 
 
 __all__ = ["Computed", "NotInitialized", "Settings", "check_initialized", "compute_plan"]
@@ -46,9 +47,8 @@ class Computed:
 
 
 def check_initialized(conn: Connection) -> None:
-    names = set(sa.inspect(conn).get_table_names())
-    missing = sorted({"model_experiment", "model_experiment_variant", "model_experiment_variant_version",
-                      "expsync_managed", "expsync_cache_outbox"} - names)
+    missing = missing_tables(conn, ("model_experiment", "model_experiment_variant", "model_experiment_variant_version",
+                                    "expsync_managed", "expsync_cache_outbox"))
     if missing:
         raise NotInitialized(f"database is missing tables {', '.join(missing)}: run `expsync db init` first")
 
@@ -84,13 +84,11 @@ def compute_plan(
     ``now`` is replaced by the database's own clock on Postgres: the gateway decides which
     version is current with the database's ``now()``, and new versions get that clock too, so
     a CI runner's skewed clock must not decide it."""
-    if conn.dialect.name == "postgresql":
-        now = conn.execute(sa.select(sa.func.now())).scalar_one()
-    actual = read_actual(
+    now, actual = read_state(
         conn,
         experiment_ids={d.resolved_id for d in desired.experiments.values()},
         public_model_ids={d.public_model_id for d in desired.experiments.values()},
-        now=now,
+        now=None if conn.dialect.name == "postgresql" else now,  # Postgres: its now(), same round trip
         with_metadata=settings.with_metadata,
     )
     actual = as_routed(actual, settings.profile)
@@ -104,7 +102,21 @@ def compute_plan(
         actual,
         now=now,
         key_changes=key_changes,  # type: ignore[arg-type]
+        # --no-secrets is the untrusted (fork PR) mode: it also hides unmanaged experiments' values
         options=PlanOptions(redis_prefix=settings.redis_prefix, compare_secrets=secrets is not None,
+                            redact_unmanaged=secrets is None, allow_empty=settings.allow_empty,
                             gateway_profile=settings.profile.name if settings.profile else ""),
     )
-    return Computed(p, actual, tuple(key_diags))
+    return Computed(bind_api_keys(p, secrets, settings), actual, tuple(key_diags))
+
+
+def bind_api_keys(p: Plan, secrets: Mapping[SecretRef, Secret] | None, settings: Settings) -> Plan:
+    """``p`` with ``digests.secrets`` set: a keyed digest of every value its ops encrypt, so
+    a value that changes between ``plan --out`` and ``apply --plan`` makes the plan stale even
+    when the key change stays ``rotated``. Unbound (``""``) without secrets or a BYOK key."""
+    writes = [(o.variant_id, o.api_key_ref) for o in p.ops
+              if isinstance(o, InsertVersion) and o.key_change in (KeyChange.NEW, KeyChange.ROTATED)]
+    if not writes or secrets is None or not settings.byok_value:
+        return p
+    bound = api_keys_digest(writes, secrets, load_key(settings.byok_value))
+    return dataclasses.replace(p, digests=dataclasses.replace(p.digests, secrets=bound))

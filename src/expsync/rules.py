@@ -182,6 +182,12 @@ def may_release(status: Status, archived: bool) -> bool:
     return status is C and archived
 
 
+def removes_every_managed(managed: int, kept: int) -> bool:
+    """Whether a plan removes every experiment expsync manages (``managed`` of them, ``kept``
+    still in git): refused unless explicitly allowed, as Argo CD refuses to prune to zero."""
+    return managed > 0 and kept <= 0
+
+
 def archivable_sql_exclusions() -> tuple[Status, ...]:
     """Statuses in which a row may never be archived (the table CHECK derives from this)."""
     return tuple(s for s in Status if s not in EDITABLE[Change.ARCHIVE])
@@ -379,4 +385,5 @@ PRODUCED_BY: Final[Mapping[str, tuple[str, ...]]] = {
     "E501": ("PROTECTIVE", "is_protective"),
     "E502": ("EDITABLE[Change.DELETE]", "may_release"),
     "E503": ("plan.diff.diff",),
+    "E504": ("removes_every_managed",),
 }

@@ -68,6 +68,8 @@ class Settings:
     github_step_summary: Path | None = None
     #: ``NO_COLOR`` present (https://no-color.org): never colour the text plan
     no_color: bool = False
+    #: ``plan``/``apply --allow-empty``: a plan may remove every managed experiment (else E504)
+    allow_empty: bool = False
     #: the gateway profile of the run (``expsync.config``: flag, ``EXPSYNC_GATEWAY_PROFILE``,
     #: ``expsync.toml``, or detected); None: the database has no ``model_experiment.metadata``
     #: to read (library callers on an older gateway's tables). Set by the command.

@@ -351,10 +351,16 @@ def test_invisible_or_impossible_values(tmp_path: Path, old: str, new: str, code
     assert only(out["diagnostics"], code)
 
 
-def test_huge_numbers_of_problems_are_capped_in_text_not_json(tmp_path: Path) -> None:
-    f = write(tmp_path, "---\nkey: a\n" * 500)
-    r = run_cli(["validate", str(f)], env={"GITHUB_ACTIONS": "true"})
+def test_huge_numbers_of_problems_are_capped_per_file_and_in_text(tmp_path: Path) -> None:
+    for name in ("a.yaml", "b.yaml", "c.yaml"):
+        write(tmp_path, "---\nkey: a\n" * 500, name)  # 1,000 problems each
+    r = run_cli(["validate", str(tmp_path)], env={"GITHUB_ACTIONS": "true"})
     assert r.code == 3 and "... and " in r.err and r.err.count("::error ") == 50
     assert r.err.count("\nerror: ") + r.err.startswith("error: ") == 200
-    _, out = validate_json(f)
-    assert len(out["diagnostics"]) > 500
+    _, out = validate_json(tmp_path)
+    # JSON: per file the first 100, then one E124 counting the other 900
+    assert len(out["diagnostics"]) == 3 * 101
+    mores = [d for d in out["diagnostics"] if d["code"] == "E124"]
+    assert len(mores) == 3 and all("900 more" in d["message"] for d in mores)
+    last_of_a = [d for d in out["diagnostics"] if d["file"].endswith("a.yaml")][-1]
+    assert last_of_a["code"] == "E124"

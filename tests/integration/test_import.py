@@ -80,6 +80,30 @@ def test_import_refuses_to_overwrite_and_checks_arguments(tmp_path: Path, pg_eng
     assert doc["archived"] is True and doc["variants"][0]["api_key"] == "env:OLD_ONE_ONLY_API_KEY"
 
 
+def test_import_writes_references_the_allowlist_accepts(tmp_path: Path, pg_engine: sa.Engine) -> None:
+    seed(pg_engine)
+    # an explicit template
+    out = tmp_path / "explicit"
+    r = run_cli(["import", "--all", "--out-dir", str(out), "--key-ref-template", "env:PARTNER_{KEY}_KEY"],
+                env=env(pg_engine))
+    assert r.code == 0, r.all
+    doc = yaml.safe_load((out / "legacy-ui-bake-off.yaml").read_text())
+    assert {v["api_key"] for v in doc["variants"]} == {"env:PARTNER_LEGACY_UI_BAKE_OFF_KEY"}
+    # derived from EXPSYNC_SECRET_REFS: what import writes, validate accepts under that allowlist
+    allow = {"EXPSYNC_SECRET_REFS": "vault:secret/partners/*, aws-sm:partners/*"}
+    out = tmp_path / "derived"
+    r = run_cli(["import", "--all", "--out-dir", str(out)], env=env(pg_engine, **allow))
+    assert r.code == 0, r.all
+    doc = yaml.safe_load((out / "legacy-ui-bake-off.yaml").read_text())
+    assert {v["api_key"] for v in doc["variants"]} == {"aws-sm:partners/legacy-ui-bake-off"}
+    assert run_cli(["validate", str(out)], env=allow).code == 0
+    # a template the policy refuses is a configuration error, and nothing is written
+    for bad in ("env:EXPSYNC_{KEY}", "env:FIXED_NAME", "env:{KEY}-x", "file:/etc/{key}"):
+        out = tmp_path / "bad"
+        r = run_cli(["import", "--all", "--out-dir", str(out), "--key-ref-template", bad], env=env(pg_engine))
+        assert r.code == 3 and not out.exists(), (bad, r.all)
+
+
 def test_single_variant_experiment_from_the_admin_ui_is_imported_and_adopted(tmp_path: Path, pg_engine: sa.Engine) -> None:
     """The gateway activates one-variant experiments; their imported YAML validates and is adopted."""
     import json

@@ -1,4 +1,6 @@
-"""The whole read side of a plan (clock + reader) is a constant number of statements."""
+"""What a plan sends over the wire on Postgres, counted by a proxy that parses the frontend
+protocol (``bench/pgwire.py``): round trips and server-side executions, constant whatever the
+number of experiments; the reads (clock included) are one round trip."""
 
 from __future__ import annotations
 
@@ -7,10 +9,13 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from expsync.pipeline import Settings, compute_plan
+from bench.pgwire import WireCounter
 from expsync.desired.loader import load_desired
+from expsync.model import Secret, SecretRef
+from expsync.pipeline import Settings, check_initialized, compute_plan
+from expsync.state.db import begin, make_engine
 from tests.cli_helpers import run_cli
-from tests.integration.apply_support import Repo, cli_env, experiment, upstream, variant
+from tests.integration.apply_support import Repo, cli_env, experiment, upstream, url_of, variant
 
 SECRETS = {"K": "sk-stmt-000111"}
 
@@ -23,19 +28,47 @@ def _repo(tmp: Path, n: int) -> Repo:
     return repo
 
 
-def test_plan_reads_in_constant_statements(tmp_path: Path, pg_engine: sa.Engine, count_statements) -> None:  # type: ignore[no-untyped-def]
-    from expsync.model import Secret, SecretRef
-
-    counts = []
+def test_plan_reads_in_one_round_trip(tmp_path: Path, pg_engine: sa.Engine) -> None:
+    """The database clock and the reader's five statements go out as one pipelined batch."""
+    reads = []
     for n in (1, 40):
         repo = _repo(tmp_path / str(n), n)
         assert run_cli(["apply", "--yes", repo.path], env=cli_env(pg_engine, SECRETS)).code == 0
         desired, _ = load_desired([repo.path])
         secrets = {SecretRef("env", "K"): Secret(SECRETS["K"])}
         settings = Settings(environ=dict(cli_env(pg_engine, SECRETS)))  # type: ignore[arg-type]
-        with count_statements(pg_engine) as log:
-            with pg_engine.connect() as conn:
-                computed = compute_plan(conn, desired, secrets, settings, now=datetime.now(timezone.utc))
+        with WireCounter() as w:
+            engine = make_engine(w.url(url_of(pg_engine)))
+            try:
+                with begin(engine, snapshot=True) as conn:
+                    check_initialized(conn)
+                    before = w.stats()
+                    computed = compute_plan(conn, desired, secrets, settings, now=datetime.now(timezone.utc))
+                    after = w.stats()
+                    conn.rollback()
+            finally:
+                engine.dispose()
         assert not computed.plan.has_changes
-        counts.append(log.count)
-    assert counts[0] == counts[1] == 5  # SELECT now() + the reader's 4
+        reads.append((after["round_trips"] - before["round_trips"], after["executes"] - before["executes"]))
+    # BEGIN (psycopg waits for it; the table check above needed no transaction), then one batch:
+    # SELECT now() + the reader's 4
+    assert reads == [(2, 6), (2, 6)]
+
+
+def test_whole_plan_command_round_trips_are_few_and_constant(tmp_path: Path, pg_engine: sa.Engine) -> None:
+    """`expsync plan`: connect (startup + one question for SQLAlchemy's dialect); the gateway
+    profile's detection (table check, column lookup: no transaction); the plan's table check,
+    then its snapshot (BEGIN, the reads in one batch, ROLLBACK)."""
+    seen = []
+    for n in (1, 40):
+        repo = _repo(tmp_path / str(n), n)
+        assert run_cli(["apply", "--yes", repo.path], env=cli_env(pg_engine, SECRETS)).code == 0
+        with WireCounter() as w:
+            r = run_cli(["plan", "--detailed-exitcode", repo.path],
+                        env=cli_env(pg_engine, SECRETS, EXPSYNC_DATABASE_URL=w.url(url_of(pg_engine))))
+            stats = w.stats()
+        assert r.code == 0, r.out + r.err
+        seen.append((stats["connections"], stats["round_trips"], stats["executes"]))
+    # executions: 1 + 2 + 1 + (BEGIN, now() and 4 reads, ROLLBACK), + 1 pool pre-ping (the pooled
+    # connection is checked out again after the detection)
+    assert seen == [(1, 9, 12), (1, 9, 12)]

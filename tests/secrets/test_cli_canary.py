@@ -1,12 +1,16 @@
 """End to end: canary api keys from every provider (env, file, AWS Secrets Manager on moto,
 Vault KV v2 on `bao server -dev`) go through validate, plan (every format, saved plan file),
 apply, rotation and a refused plan; the canaries appear in no output, log, plan file or table
-cell - the one intended exception being GitHub's ``::add-mask::`` lines, printed first."""
+cell (audit rows included) - the one intended exception being GitHub's ``::add-mask::`` lines,
+printed first. The stores' own credentials (AWS secret key and session token, which botocore
+logs at DEBUG; the Vault token; an AppRole secret id) and a database password given as a URL
+query parameter are canaries too."""
 
 from __future__ import annotations
 
 import json
 import logging
+import uuid
 from pathlib import Path
 
 import pytest
@@ -55,8 +59,17 @@ def setup(tmp_path: Path, aws, vault, pg_engine: sa.Engine):  # type: ignore[no-
             "vault": "vault:secret/partners/canary#api_key"}
     for name, ref in refs.items():
         (exp / f"{name}.yaml").write_text(doc(f"canary-{name}", "active", ref))
-    env = {**aws.environ, **vault.environ(), "CANARY_KEY": VALUES["env"], "BYOK_ENCRYPTION_KEY": TEST_KEY_B64,
-           "EXPSYNC_DATABASE_URL": pg_engine.url.render_as_string(hide_password=False)}
+    # the stores' own credentials: moto accepts any key pair; Vault gets a token with a canary id
+    token = f"{CANARY}-vault-token-{uuid.uuid4().hex[:8]}"
+    vault.client().auth.token.create(id=token, policies=["read-partners"], ttl="1h")
+    creds = {"AWS_ACCESS_KEY_ID": f"AKIA{CANARY}KEYID", "AWS_SECRET_ACCESS_KEY": f"{CANARY}-aws-secret-access-key",
+             "AWS_SESSION_TOKEN": f"{CANARY}-aws-session-token", "VAULT_TOKEN": token}
+    # trust auth ignores the password, but libpq still takes it from the query string
+    db_url = pg_engine.url.render_as_string(hide_password=False) + f"?password={CANARY}-db-password"
+    # as in CI: CI=true, and the job's allowlist naming exactly these references
+    allow = "env:CANARY_*, file:keyfile\naws-sm:partners/*, vault:secret/partners/*"
+    env = {**aws.environ, **vault.environ(), **creds, "CANARY_KEY": VALUES["env"], "BYOK_ENCRYPTION_KEY": TEST_KEY_B64,
+           "EXPSYNC_DATABASE_URL": db_url, "CI": "true", "EXPSYNC_SECRET_REFS": allow}
     return tmp_path, exp, env, aws, vault
 
 
@@ -126,3 +139,22 @@ def test_no_secrets_plan_needs_no_store_and_apply_always_resolves(setup) -> None
     r = run_cli(["apply", "--yes", str(exp)], env=bare, cwd=tmp_path)
     assert r.code == 3 and "E402" in r.err and "E406" in r.err  # env missing, stores not configured
     assert_clean(r)
+
+
+def test_store_credentials_never_leak_with_debug(setup) -> None:  # type: ignore[no-untyped-def]
+    """botocore logs every request's headers at DEBUG, X-Amz-Security-Token included; the Vault
+    AppRole secret id and the token it yields are credentials too."""
+    tmp_path, exp, env, aws, vault = setup
+    r = run_cli(["--debug", "plan", "--format", "json", str(exp)], env=env, cwd=tmp_path)
+    assert r.code == 0, r.all
+    assert "X-Amz-Security-Token" in r.err  # the header was logged: its value must be masked
+    assert_clean(r)
+
+    secret_id = f"{CANARY}-approle-secret-{uuid.uuid4().hex[:8]}"
+    vault.client().auth.approle.create_custom_secret_id("expsync-ci", secret_id=secret_id)
+    approle = {k: v for k, v in env.items() if k != "VAULT_TOKEN"} | {"VAULT_ROLE_ID": vault.role_id,
+                                                                        "VAULT_SECRET_ID": secret_id}
+    r = run_cli(["--debug", "plan", "--format", "json", str(exp)], env=approle | {"VAULT_TOKEN": None}, cwd=tmp_path)
+    assert r.code == 0, r.all
+    assert_clean(r)
+    assert "auth/approle/login" in r.err  # the login happened, under --debug

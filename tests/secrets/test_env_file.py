@@ -136,7 +136,7 @@ def test_binary_or_huge_file_is_refused_without_reading_it_all(tmp_path: Path) -
     assert code(resolve_one("file:bin", cwd=tmp_path)) == "E405"
     assert code(resolve_one("file:big", cwd=tmp_path)) == "E405"
     if Path("/dev/zero").exists():
-        assert code(resolve_one("file:/dev/zero", cwd=tmp_path)) == "E405"
+        assert code(resolve_one("file:/dev/zero", cwd=tmp_path)) == "E410"  # a device: never opened
 
 
 def test_file_ref_keeps_its_scheme_distinct_from_env(tmp_path: Path) -> None:

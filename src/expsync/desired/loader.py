@@ -2,12 +2,18 @@
 
 Stages, each reporting every problem it can before the next runs:
 
-1. discover files (directories: ``**/*.yaml`` and ``**/*.yml``, sorted; files as given)
-2. read bytes and decode (size limit, binary, UTF-8)                    -> E100, E106, E107
-3. strict YAML (:mod:`expsync.desired.yamlload`)                            -> E101..E105, E108, E116
+1. discover files (directories: ``**/*.yaml`` and ``**/*.yml``, sorted, following directory
+   links inside the repository; files as given)                         -> E100
+2. read bytes and decode (size checked before reading, never more read than the limit;
+   binary, UTF-8)                                                        -> E100, E106, E107
+3. strict YAML (:mod:`expsync.desired.yamlload`)           -> E101..E105, E108, E116, E121, E122
 4. schema (:mod:`expsync.desired.schema`), each pydantic error mapped back
-   to the YAML node it came from                                         -> E109..E115, E204, E209, E401
+   to the YAML node it came from; at most :data:`MAX_VARIANTS` variants
+   -> E109..E115, E120, E123, E204, E209, E401
 5. cross-document rules (:mod:`expsync.desired.rules`)                      -> E2xx
+
+A file reports at most :data:`MAX_DIAGNOSTICS_PER_FILE` diagnostics, then one ``E124``
+counting the rest, so a hostile file cannot turn into megabytes of output.
 
 Nothing here touches a database or resolves a secret.
 """
@@ -16,7 +22,7 @@ from __future__ import annotations
 
 import os
 import stat
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
@@ -29,10 +35,20 @@ from expsync.secrets.refs import parse_ref
 from expsync.desired import rules
 from expsync.desired.schema import PROTO_KEY, Experiment, experiment_model
 from expsync.profiles import NEWEST, PROFILES, GatewayProfile
-from expsync.desired.yamlload import DEFAULT_MAX_FILE_SIZE, Document, decode, load_documents
+from expsync.desired.yamlload import (
+    DEFAULT_MAX_FILE_SIZE,
+    MAX_DIAGNOSTICS_PER_FILE,
+    Collector,
+    Document,
+    decode,
+    iter_documents,
+)
 
 DEFAULT_PATHS: Final = ("experiments",)
 SUFFIXES: Final = (".yaml", ".yml")
+#: variants per experiment (a domain limit: every variant is a live upstream with its own key,
+#: and the gateway walks them per request); checked before the schema builds any of them
+MAX_VARIANTS: Final = 100
 
 # pydantic error type -> code; (field name, error type) wins over the plain type
 _TYPE_CODES: Final = {
@@ -65,57 +81,38 @@ class LoadOptions:
     profile: str = NEWEST
 
 
+def _why(path: Path, err: OSError) -> str:
+    try:
+        if path.is_symlink():
+            return "broken symbolic link"
+    except OSError:
+        pass
+    return err.strerror or "cannot be read"
+
+
 def discover(paths: Sequence[str]) -> tuple[list[Path], list[Diagnostic]]:
     """The YAML files to read. Anything that cannot be read is an ``E100`` error, never
     skipped: a silently missing file would look like "removed from git" and the plan would
     delete or release what it describes."""
     files: list[Path] = []
     diags: list[Diagnostic] = []
-
-    def unreadable(path: str, why: str) -> None:
-        diags.append(Diagnostic.make("E100", why, SourceRange(path)))
-
-    def why(path: Path, err: OSError) -> str:
-        try:
-            if path.is_symlink():
-                return "broken symbolic link"
-        except OSError:
-            pass
-        return err.strerror or "cannot be read"
-
+    cwd = Path.cwd().resolve()
     for raw in paths or DEFAULT_PATHS:
         if raw == "":
-            unreadable("''", "empty path")
+            diags.append(Diagnostic.make("E100", "empty path", SourceRange("''")))
             continue
         p = Path(raw)
         try:
             st = p.stat()
         except OSError as e:
-            unreadable(str(p), why(p, e))
+            diags.append(Diagnostic.make("E100", _why(p, e), SourceRange(str(p))))
             continue
         if stat.S_ISDIR(st.st_mode):
-            def on_error(err: OSError) -> None:
-                unreadable(str(err.filename or p), err.strerror or "cannot be read")
-
-            for root, dirnames, names in os.walk(p, onerror=on_error, followlinks=False):
-                dirnames.sort()
-                for name in sorted(names):
-                    if not name.endswith(SUFFIXES):
-                        continue
-                    f = Path(root) / name
-                    try:
-                        fst = f.stat()
-                    except OSError as e:
-                        unreadable(str(f), why(f, e))
-                        continue
-                    if stat.S_ISREG(fst.st_mode):
-                        files.append(f)
-                    else:
-                        unreadable(str(f), "not a regular file")
+            _walk(p, repository_root(p.resolve(), cwd), files, diags)
         elif stat.S_ISREG(st.st_mode):
             files.append(p)
         else:
-            unreadable(str(p), "not a regular file or directory")
+            diags.append(Diagnostic.make("E100", "not a regular file or directory", SourceRange(str(p))))
     seen: set[Path] = set()
     unique = []
     for f in files:
@@ -124,6 +121,62 @@ def discover(paths: Sequence[str]) -> tuple[list[Path], list[Diagnostic]]:
             seen.add(r)
             unique.append(f)
     return unique, diags
+
+
+def _walk(top: Path, repo: Path, files: list[Path], diags: list[Diagnostic]) -> None:
+    """The YAML files under ``top``, sorted. Links are followed (a linked folder of
+    experiments must not look deleted), but only inside ``repo`` and never round a loop."""
+
+    def unreadable(path: str, why: str) -> None:
+        diags.append(Diagnostic.make("E100", why, SourceRange(path)))
+
+    def on_error(err: OSError) -> None:
+        unreadable(str(err.filename or top), err.strerror or "cannot be read")
+
+    visited: set[Path] = set()
+    for root, dirnames, names in os.walk(top, onerror=on_error, followlinks=True):
+        here = Path(root).resolve()
+        if here in visited:  # a second link to a folder already read
+            dirnames[:] = []
+            continue
+        visited.add(here)
+        keep = []
+        for d in sorted(dirnames):
+            sub = Path(root) / d
+            if sub.is_symlink():
+                target = sub.resolve()
+                if not target.is_relative_to(repo):
+                    unreadable(str(sub), f"symbolic link to a folder outside the repository ({repo})")
+                    continue
+                if here.is_relative_to(target):
+                    unreadable(str(sub), "symbolic link loop (points to a folder that contains it)")
+                    continue
+            keep.append(d)
+        dirnames[:] = keep
+        for name in sorted(names):
+            if not name.endswith(SUFFIXES):
+                continue
+            f = Path(root) / name
+            try:
+                fst = f.stat()
+            except OSError as e:
+                unreadable(str(f), _why(f, e))
+                continue
+            if f.is_symlink() and not f.resolve().is_relative_to(repo):
+                unreadable(str(f), f"symbolic link to a file outside the repository ({repo})")
+            elif stat.S_ISREG(fst.st_mode):
+                files.append(f)
+            else:
+                unreadable(str(f), "not a regular file")
+
+
+def repository_root(folder: Path, cwd: Path) -> Path:
+    """The git work tree holding ``folder`` (nearest ancestor with ``.git``); outside git, the
+    working directory when ``folder`` is inside it, else ``folder`` itself."""
+    for d in (folder, *folder.parents):
+        if (d / ".git").exists():
+            return d
+    return cwd if folder.is_relative_to(cwd) else folder
 
 
 def _path_of(loc: Iterable[str | int]) -> str:
@@ -191,11 +244,13 @@ def _profile_field(profile: GatewayProfile, loc: tuple[str | int, ...]) -> tuple
     return None
 
 
-def schema_diagnostics(err: ValidationError, doc: Document, profile: GatewayProfile | None = None) -> list[Diagnostic]:
-    out = []
+def schema_diagnostics(err: ValidationError, doc: Document, profile: GatewayProfile | None = None
+                       ) -> Iterator[Diagnostic]:
+    """One diagnostic per pydantic error, lazily (a capped collector stops building them)."""
     for e in err.errors(include_input=False, include_url=False):
         loc = tuple(e["loc"])
-        path = _path_of(loc)
+        ctx = e.get("ctx") or {}
+        path = _path_of(loc) + str(ctx.get("subpath", ""))
         etype = e["type"]
         field = next((p for p in reversed(loc) if isinstance(p, str)), "")
         if field == PROTO_KEY:
@@ -203,7 +258,7 @@ def schema_diagnostics(err: ValidationError, doc: Document, profile: GatewayProf
         moved = _profile_field(profile, loc) if profile is not None and etype == "extra_forbidden" else None
         if moved is not None:
             code, message, hint = moved
-            out.append(Diagnostic.make(code, message, _locate(doc, path, etype), path=path, hint=hint))
+            yield Diagnostic.make(code, message, _locate(doc, path, etype), path=path, hint=hint)
             continue
         if etype.startswith("expsync_"):
             code = etype.removeprefix("expsync_")
@@ -214,8 +269,8 @@ def schema_diagnostics(err: ValidationError, doc: Document, profile: GatewayProf
             message = f"unknown field {field!r}"
         elif etype == "missing":
             message = f"missing required field {field!r}"
-        out.append(Diagnostic.make(code, message, _locate(doc, path, etype), path=path))
-    return out
+        where = _locate(doc, path, "extra_forbidden" if ctx.get("key") else etype)
+        yield Diagnostic.make(code, message, where, path=path)
 
 
 def to_desired(model: Experiment, doc: Document) -> DesiredExperiment:
@@ -254,36 +309,80 @@ def display_name(path: Path) -> str:
     return str(path) if rel.startswith("..") else rel
 
 
+def read_limited(path: Path, name: str, limit: int) -> tuple[bytes | None, Diagnostic | None]:
+    """At most ``limit`` bytes of a regular file: the size is checked on the open file before
+    anything is read, and never more than ``limit + 1`` bytes are read (a file growing
+    meanwhile is still refused). Opened non-blocking, so a FIFO swapped in cannot hang."""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
+    except OSError as e:
+        return None, Diagnostic.make("E100", e.strerror or "cannot read file", SourceRange(name))
+    with os.fdopen(fd, "rb", buffering=0) as f:
+        try:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode):
+                return None, Diagnostic.make("E100", "not a regular file", SourceRange(name))
+            if st.st_size > limit:
+                return None, Diagnostic.make("E106", f"file is {st.st_size} bytes, over the {limit}-byte limit",
+                                             SourceRange(name, 1, 1))
+            chunks = []
+            left = limit + 1
+            while left > 0:
+                chunk = f.read(min(left, 1 << 20))
+                if not chunk:
+                    break
+                chunks.append(chunk)
+                left -= len(chunk)
+        except OSError as e:
+            return None, Diagnostic.make("E100", e.strerror or "cannot read file", SourceRange(name))
+    data = b"".join(chunks)
+    if len(data) > limit:
+        return None, Diagnostic.make("E106", f"file is over the {limit}-byte limit", SourceRange(name, 1, 1))
+    return data, None
+
+
 def load_file(path: Path, options: LoadOptions) -> tuple[list[DesiredExperiment], list[Diagnostic]]:
     name = display_name(path)
-    try:
-        data = path.read_bytes()
-    except OSError as e:
-        return [], [Diagnostic.make("E100", e.strerror or "cannot read file", SourceRange(name))]
+    data, bad = read_limited(path, name, options.max_file_size)
+    if data is None:
+        return [], [bad] if bad else []
     text, bad = decode(data, name, options.max_file_size)
+    del data
     if bad is not None or text is None:
         return [], [bad] if bad else []
-    docs, diags = load_documents(text, name)
-    if not docs and not diags:
-        diags.append(Diagnostic.make("E108", "file holds no experiment document", SourceRange(name, 1, 1)))
+    diags = Collector(name, MAX_DIAGNOSTICS_PER_FILE)
     experiments = []
     profile = PROFILES[options.profile]
     model_type = experiment_model(profile.name)
-    for doc in docs:
+    documents = 0
+    # each document is validated as soon as it is read, so only valid ones stay in memory
+    for doc in iter_documents(text, name, diags):
+        documents += 1
         if not isinstance(doc.value, dict):
-            diags.append(Diagnostic.make("E109", "document must be a mapping (one experiment)", doc.start))
+            diags.add(Diagnostic.make("E109", "document must be a mapping (one experiment)", doc.start))
+            continue
+        variants = doc.value.get("variants")
+        if isinstance(variants, list) and len(variants) > MAX_VARIANTS:
+            # refused before the schema: 150,000 variants would become 300,000 errors
+            diags.add(Diagnostic.make("E123", f"{len(variants)} variants; an experiment has at most {MAX_VARIANTS}",
+                                      doc.marks.get("variants", doc.start), path="variants"))
             continue
         protos = proto_keys(doc)
         diags.extend(protos)
         try:
             model = model_type.model_validate(doc.value)
         except ValidationError as err:
-            diags.extend(schema_diagnostics(err, doc, profile))
+            if diags.full:
+                diags.more += err.error_count()
+            else:
+                diags.extend(schema_diagnostics(err, doc, profile))
             continue
         if protos:
             continue
         experiments.append(to_desired(model, doc))
-    return experiments, diags
+    if not documents and not diags:
+        diags.add(Diagnostic.make("E108", "file holds no experiment document", SourceRange(name, 1, 1)))
+    return experiments, diags.result()
 
 
 def load_desired(

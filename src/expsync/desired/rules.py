@@ -1,4 +1,5 @@
-"""Offline semantic rules across all desired experiments (spec §4, codes E2xx).
+"""Offline semantic rules across all desired experiments (spec §4, codes E2xx; E411 for
+credentials in the upstream JSON).
 
 Each rule is a function ``(experiments) -> Iterable[Diagnostic]`` listed in :data:`RULES`;
 none needs the database. The status-related rules are the offline side of rows in
@@ -9,9 +10,10 @@ here restates a status.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Final
 
+from expsync.credentials import is_credential_name
 from expsync.diagnostics import Diagnostic
 from expsync import rules
 from expsync.model import DesiredExperiment
@@ -140,6 +142,45 @@ def one_router_per_public_id(exps: Sequence[DesiredExperiment]) -> Iterable[Diag
             )
 
 
+def no_credentials_in_upstream(exps: Sequence[DesiredExperiment]) -> Iterable[Diagnostic]:
+    """The upstream JSON is stored in clear and sent as is: a field named like a credential
+    (:func:`expsync.credentials.is_credential_name`) holding a literal, at any depth (e.g.
+    ``extra_body.api_key`` or a header map), is refused like credentials in ``base_url``."""
+    for e in exps:
+        for i, v in enumerate(e.variants):
+            for path in credential_literals(v.upstream, f"variants[{i}].upstream"):
+                yield Diagnostic.make(
+                    "E411",
+                    f"{path.rpartition('.')[2]!r} looks like a credential and holds a literal value; the upstream "
+                    "JSON is stored and shown in clear",
+                    e.source(path),
+                    path=path,
+                    experiment=e.key,
+                )
+
+
+def credential_literals(value: object, path: str) -> Iterator[str]:
+    """Paths of credential-named keys holding a literal (string or number) under ``value``."""
+    if isinstance(value, dict):
+        for k, child in value.items():
+            child_path = f"{path}.{k}"
+            if is_credential_name(str(k)) and _is_literal(child):
+                yield child_path
+            else:
+                yield from credential_literals(child, child_path)
+    elif isinstance(value, list):
+        for j, item in enumerate(value):
+            yield from credential_literals(item, f"{path}[{j}]")
+
+
+def _is_literal(value: object) -> bool:
+    if isinstance(value, bool) or value is None:
+        return False
+    if isinstance(value, str):
+        return bool(value.strip())
+    return isinstance(value, int | float)
+
+
 RULES: Final[tuple[Callable[[Sequence[DesiredExperiment]], Iterable[Diagnostic]], ...]] = (
     unique_keys,
     unique_id_pins,
@@ -148,6 +189,7 @@ RULES: Final[tuple[Callable[[Sequence[DesiredExperiment]], Iterable[Diagnostic]]
     enough_variants,
     weight_sum,
     one_router_per_public_id,
+    no_credentials_in_upstream,
 )
 
 

@@ -26,6 +26,8 @@ from pydantic.json_schema import GenerateJsonSchema, WithJsonSchema
 from pydantic_core import PydanticCustomError
 from urllib.parse import parse_qsl
 
+from expsync.credentials import is_credential_name
+from expsync.escape import INVISIBLE, INVISIBLE_CLASS, visible
 from expsync.model import Status
 from expsync.profiles import NEWEST, PROFILES, FieldSpec, GatewayProfile, Kind
 from expsync.secrets.refs import RefSyntaxError, parse_ref
@@ -42,8 +44,10 @@ _ADMIN_UUID_RE = re.compile(ADMIN_UUID_PATTERN)
 _KEY_RE = re.compile(KEY_PATTERN)
 #: C0/C1 controls and invisible format characters (zero-width space, bidi overrides, BOM ...):
 #: they make ids that look alike but never match, and can rewrite a terminal showing a plan
-_INVISIBLE = re.compile("[\x00-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e\u2060-\u2064\ufeff]")
-_SECRET_PARAM = re.compile(r"key|token|secret|password|passwd|signature|^sig$|auth|credential")
+#: One definition, shared with output escaping (:data:`expsync.escape.INVISIBLE`).
+_INVISIBLE = INVISIBLE
+#: free text (description, extra_body string values) may also hold line breaks and tabs
+_INVISIBLE_IN_PROSE = re.compile(f"(?![\t\n])[{INVISIBLE_CLASS}]")
 #: what JavaScript's String.prototype.trim() removes (WhiteSpace + LineTerminator)
 _JS_SPACE: Final = "\t\n\v\f\r \u00a0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009\u200a" \
     "\u2028\u2029\u202f\u205f\u3000\ufeff"
@@ -58,6 +62,57 @@ _STRICT = ConfigDict(extra="forbid", strict=True, frozen=True, defer_build=True)
 
 def _custom(code: str, message: str) -> PydanticCustomError:
     return PydanticCustomError(f"expsync_{code}", message)
+
+
+def _check_visible(v: str, *, prose: bool = False, subpath: str = "", key: bool = False) -> None:
+    """Refuse (E120) the characters ids refuse; ``prose`` also allows line breaks and tabs.
+    ``subpath`` (inside a JSON value) is added to the diagnostic's path by the loader, which
+    points at the mapping key itself when ``key``."""
+    if v.isascii() and v.isprintable():  # the common case, without a regex
+        return
+    m = (_INVISIBLE_IN_PROSE if prose else _INVISIBLE).search(v)
+    if m:
+        raise PydanticCustomError(
+            "expsync_E120", f"invisible or control character {visible(m.group())} at offset {m.start()}",
+            {"subpath": subpath, "key": key},
+        )
+
+
+def _visible_json(value: Any, subpath: str = "", *, prose: bool = True) -> Any:
+    """Every key and string inside a JSON value (extra_body): keys single-line, strings prose
+    (``prose=False``: single-line strings too, e.g. header values)."""
+    if isinstance(value, str):
+        _check_visible(value, prose=prose, subpath=subpath)
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            child = f"{subpath}.{k}"
+            _check_visible(k, subpath=child, key=True)
+            _visible_json(v, child, prose=prose)
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            _visible_json(v, f"{subpath}[{i}]", prose=prose)
+    return value
+
+
+def _text(v: str) -> str:
+    _check_visible(v)
+    return v
+
+
+def _prose(v: str | None) -> str | None:
+    if v is not None:
+        _check_visible(v, prose=True)
+    return v
+
+
+def _record_keys(v: dict[str, Any]) -> dict[str, Any]:
+    for k in v:
+        _check_visible(k, subpath=f".{k}", key=True)
+    return v
+
+
+#: one-line text shown to reviewers (names, labels, model ids sent upstream)
+Text = Annotated[str, AfterValidator(_text)]
 
 
 def utf16_len(s: str) -> int:
@@ -129,7 +184,7 @@ def check_base_url(v: str) -> str:
     if url.username or url.password:
         raise _custom("E114", "base_url must not carry credentials (user:password@); use api_key")
     names = {k.lower() for q in (url.search, url.hash) for k, _ in parse_qsl(q.lstrip("?#"), keep_blank_values=True)}
-    if any(_SECRET_PARAM.search(n) for n in names):
+    if any(is_credential_name(n) for n in names):
         raise _custom("E114", "base_url must not carry a key or token in its query string; use api_key")
     return v
 
@@ -146,7 +201,7 @@ def _model_name(parts: tuple[str, ...]) -> str:
 def _annotation(spec: FieldSpec, parts: tuple[str, ...]) -> Any:
     kind = spec.kind
     if kind is Kind.TEXT:
-        return Annotated[str, Field(min_length=1, description=spec.description or None)]
+        return Annotated[Text, Field(min_length=1, description=spec.description or None)]
     if kind is Kind.URL:
         return Annotated[str, AfterValidator(check_base_url),
                          Field(description=spec.description or None, json_schema_extra={"pattern": "^https?://"})]
@@ -157,16 +212,19 @@ def _annotation(spec: FieldSpec, parts: tuple[str, ...]) -> Any:
     if kind is Kind.ENUM:
         return Annotated[Literal[spec.values], Field(description=spec.description or None)]
     if kind is Kind.TEXT_LIST:
-        return Annotated[list[str], Field(description=spec.description or None)]
+        return Annotated[list[Text], Field(description=spec.description or None)]
     # records: the JSON Schema refuses __proto__ keys too (the loader reports them as E142)
     extra: dict[str, Any] = {"propertyNames": {"not": {"const": PROTO_KEY}}}
     if kind is Kind.JSON_RECORD:
-        return Annotated[dict[str, Any], Field(description=spec.description or None, json_schema_extra=extra)]
+        return Annotated[dict[str, Any], AfterValidator(_visible_json),
+                         Field(description=spec.description or None, json_schema_extra=extra)]
     if kind is Kind.TEXT_RECORD:
-        return Annotated[dict[str, str], Field(description=spec.description or None, json_schema_extra=extra)]
+        return Annotated[dict[str, str], AfterValidator(functools.partial(_visible_json, prose=False)),
+                         Field(description=spec.description or None, json_schema_extra=extra)]
     if kind is Kind.RECORD:
         assert spec.item is not None
         return Annotated[dict[str, _annotation(spec.item, parts)],  # type: ignore[misc]
+                         AfterValidator(_record_keys),
                          Field(description=spec.description or None, json_schema_extra=extra)]
     assert kind is Kind.OBJECT
     return _object_model(spec.fields, parts, spec.description)
@@ -205,6 +263,7 @@ class Variant(BaseModel):
     @field_validator("api_key")
     @classmethod
     def _secret_ref(cls, v: str) -> str:
+        _check_visible(v)  # names only the character, never the value
         try:
             parse_ref(v)
         except RefSyntaxError as e:
@@ -214,8 +273,9 @@ class Variant(BaseModel):
     @field_validator("label")
     @classmethod
     def _visible_label(cls, v: str) -> str:
-        if not v.strip() or _INVISIBLE.search(v):
-            raise _custom("E113", "label must be visible text (no control characters, not only spaces)")
+        _check_visible(v)
+        if not v.strip():
+            raise _custom("E113", "label must be visible text (not only spaces)")
         return v
 
     @property
@@ -241,8 +301,9 @@ class Experiment(BaseModel):
     ]
     # lengths in UTF-16 code units, as the admin API counts (the JSON Schema's maxLength counts
     # code points: an editor hint, looser for characters outside the BMP)
-    name: Annotated[str, Field(json_schema_extra={"minLength": 1, "maxLength": 200}), _units(1, 200, "name")]
-    description: Annotated[str | None, Field(json_schema_extra={"maxLength": 2000}), _units(0, 2000, "description")] = None
+    name: Annotated[Text, Field(json_schema_extra={"minLength": 1, "maxLength": 200}), _units(1, 200, "name")]
+    description: Annotated[str | None, Field(json_schema_extra={"maxLength": 2000}), _units(0, 2000, "description"),
+                           AfterValidator(_prose)] = None
     # the values come from the one Status enum; inline in the JSON Schema (no $ref) for editors
     status: Annotated[
         Status,

@@ -1,26 +1,31 @@
-"""Strict YAML loading: libyaml's composer, then our own constructor that keeps node marks.
+"""Strict YAML loading: libyaml's parser events, built into values that keep their positions.
 
 Why not ``yaml.load``: it silently lets the last duplicate key win, expands aliases (an "alias
 bomb" of a few hundred bytes becomes millions of nodes), honours merge keys and tags, and
-forgets where each value came from. Here ``yaml.compose_all`` (C, via ``CSafeLoader``) builds
-the node graph - aliases stay *shared* nodes there, so nothing is expanded - and
-:func:`construct` walks it once, refusing:
+forgets where each value came from. Here libyaml's C parser (``CSafeLoader``) produces events
+and :func:`iter_documents` builds each document from them in one pass, without a node graph
+(memory is the values plus one packed position per value, never the whole file's nodes),
+refusing:
 
-* a node reached twice (an alias; detected by identity before any expansion)   E103
+* any alias (the first ``*name`` is refused where it stands, nothing is expanded)  E103
 * merge keys ``<<``                                                              E104
-* any tag outside the plain JSON-like core schema                                E105
+* every explicit tag, core ones included (``!!str 1``, ``--- !!map``)            E105
 * duplicate mapping keys, naming both lines                                      E102
-* nesting deeper than :data:`MAX_DEPTH`                                          E116
+* nesting deeper than :data:`MAX_DEPTH`, more than :data:`MAX_NODES` values     E116
+* mapping keys that are not strings (``~: 1``, ``1.5: 2``, ``true: x``)          E121
+* integers over :data:`MAX_INT_DIGITS` digits, numbers that overflow to
+  infinity or underflow to zero (``1.0e+400``, ``1.5e-400``)                   E122
 
 and recording, for every value, its ``file:line:col`` under a path such as
 ``variants[1].upstream.base_url`` (``path + "#key"`` holds the mark of a mapping key itself).
-Unused anchors cannot be seen after composition and are harmless, so they are not refused.
+An anchor nothing refers to is harmless and is not refused.
 """
 
 from __future__ import annotations
 
+import math
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Final, TypeAlias
 
@@ -33,6 +38,19 @@ from expsync.diagnostics import Diagnostic, SourceRange
 _LOADER: Final[type] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 MAX_DEPTH: Final = 64
+#: values (scalars, lists, mappings) in one document: a real experiment holds a few hundred
+MAX_NODES: Final = 50_000
+#: Python's own int-string limit (``sys.get_int_max_str_digits``), fixed here so a different
+#: interpreter setting cannot change what is valid
+MAX_INT_DIGITS: Final = 4300
+#: a position is packed into one int: the column takes the low bits (a one-line file of a few
+#: MiB still has exact columns)
+_COL_BITS: Final = 32
+_COL_MASK: Final = (1 << _COL_BITS) - 1
+#: diagnostics kept per file; the rest are only counted (:class:`Collector`)
+MAX_DIAGNOSTICS_PER_FILE: Final = 100
+#: how much of an offending value a message quotes
+_QUOTE_CHARS: Final = 40
 
 _T = "tag:yaml.org,2002:"
 _STR, _INT, _FLOAT, _BOOL, _NULL = (_T + t for t in ("str", "int", "float", "bool", "null"))
@@ -49,13 +67,13 @@ class Marks(Mapping[str, SourceRange]):
 
     def __init__(self, file: str) -> None:
         self.file = file
-        # packed (line << 20 | column), 0-based: an int per path instead of a libyaml Mark
+        # packed (line << _COL_BITS | column), 0-based: an int per path instead of a libyaml Mark
         # object keeps 5,000 documents' worth of positions small
         self.raw: dict[str, int] = {}
 
     def __getitem__(self, path: str) -> SourceRange:
         packed = self.raw[path]
-        return SourceRange(self.file, (packed >> 20) + 1, (packed & 0xFFFFF) + 1)
+        return SourceRange(self.file, (packed >> _COL_BITS) + 1, (packed & _COL_MASK) + 1)
 
     def __contains__(self, path: object) -> bool:
         return path in self.raw
@@ -68,6 +86,7 @@ class Marks(Mapping[str, SourceRange]):
 
 _DECIMAL_INT: Final = re.compile(r"[-+]?(0|[1-9][0-9]*)\Z")
 _DECIMAL_FLOAT: Final = re.compile(r"[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?\Z")
+_NONZERO_MANTISSA: Final = re.compile(r"[-+]?[0.]*[1-9][0-9.]*([eE][-+]?[0-9]+)?")
 _BOOLS: Final = {"true": True, "True": True, "TRUE": True, "false": False, "False": False, "FALSE": False}
 
 
@@ -80,10 +99,62 @@ class Document:
     start: SourceRange
 
 
+def _quote(text: str) -> str:
+    """``repr`` of a value for a message, cut short (a refused value may be a megabyte)."""
+    if len(text) <= _QUOTE_CHARS:
+        return repr(text)
+    return repr(text[:_QUOTE_CHARS]) + f"... ({len(text)} characters)"
+
+
+class Collector:
+    """A file's diagnostics: the first ``limit`` are kept, the rest counted, and
+    :meth:`result` closes with one ``E124`` saying how many more there were."""
+
+    __slots__ = ("file", "kept", "limit", "more")
+
+    def __init__(self, file: str, limit: int = MAX_DIAGNOSTICS_PER_FILE) -> None:
+        self.file = file
+        self.limit = limit
+        self.kept: list[Diagnostic] = []
+        self.more = 0
+
+    def add(self, diag: Diagnostic) -> None:
+        if len(self.kept) < self.limit:
+            self.kept.append(diag)
+        else:
+            self.more += 1
+
+    def extend(self, diags: Iterable[Diagnostic]) -> None:
+        """Add from an iterable; once full, only counts (a lazy iterable is not built further)."""
+        it = iter(diags)
+        for d in it:
+            self.add(d)
+            if self.full:
+                self.more += sum(1 for _ in it)  # an error_count, not Diagnostic objects
+                return
+
+    @property
+    def full(self) -> bool:
+        return len(self.kept) >= self.limit
+
+    def __bool__(self) -> bool:
+        return bool(self.kept)
+
+    def result(self) -> list[Diagnostic]:
+        if not self.more:
+            return list(self.kept)
+        last = max((d.source for d in self.kept if d.source), default=SourceRange(self.file))
+        # placed after the last one kept, so it closes the file's list once sorted
+        more = Diagnostic.make("E124", f"... and {self.more} more problem(s) in this file (only the first "
+                               f"{self.limit} are listed)", SourceRange(self.file, last.line, last.col))
+        return [*self.kept, more]
+
+
 class _Refused(Exception):
     def __init__(self, diag: Diagnostic) -> None:
         super().__init__(diag.message)
         self.diag = diag
+        self.syntax: yaml.YAMLError | None = None
 
 
 def _src(file: str, mark: yaml.Mark | None) -> SourceRange:
@@ -92,149 +163,218 @@ def _src(file: str, mark: yaml.Mark | None) -> SourceRange:
     return SourceRange(file, mark.line + 1, mark.column + 1)
 
 
-def _child(path: str, key: str | int) -> str:
-    if isinstance(key, int):
-        return f"{path}[{key}]"
-    return f"{path}.{key}" if path else key
+#: how libyaml's YAML 1.1 resolver reads a plain scalar (first character -> candidates); the
+#: checks in :func:`_scalar` then refuse every form YAML 1.2 would read differently
+_IMPLICIT: Final = {k: tuple(v) for k, v in yaml.resolver.Resolver.yaml_implicit_resolvers.items() if k is not None}
 
 
-def _first_alias_mark(text: str, from_line: int) -> Any:
-    """Position of the first alias at or after ``from_line`` (0-based). Only called on the
-    refusal path: events are not expanded, so this is linear even for an alias bomb."""
-    try:
-        for event in yaml.parse(text, Loader=_LOADER):
-            mark = event.start_mark
-            if isinstance(event, yaml.AliasEvent) and mark is not None and mark.line >= from_line:
-                return mark
-    except yaml.YAMLError:
-        return None
+def _resolve(value: str) -> str:
+    """The tag of a plain scalar (a plain scalar starting with another character is a string)."""
+    for tag, regexp in _IMPLICIT.get(value[:1], ()):
+        if regexp.match(value):
+            return str(tag)
+    return _STR
+
+
+def _refuse(code: str, message: str, file: str, mark: Any, path: str) -> _Refused:
+    return _Refused(Diagnostic.make(code, message, _src(file, mark), path=path))
+
+
+def _scalar(tag: str, text: str, file: str, mark: Any, path: str) -> Value:
+    """A scalar's value for its (resolved) tag, refusing what would not mean what it says."""
+    if tag == _STR or tag == _TIMESTAMP:
+        if "\x00" in text:  # an escaped "\0": Postgres text cannot store it
+            raise _refuse("E113", "NUL characters are not allowed in values", file, mark, path)
+        # a date-looking value (2024-01-01) stays the text the user wrote
+        return text
+    if tag not in _ALLOWED_SCALAR_TAGS:
+        raise _refuse("E105", f"tag {_quote(tag)} is not allowed", file, mark, path)
+    # YAML 1.1 (what libyaml resolves) reads 0123 as octal, 1:30 as base 60, 1_000 as 1000,
+    # yes/no/on/off as booleans and .nan/.inf as floats; a value sent upstream must be what
+    # the engineer meant, so only the unambiguous YAML 1.2 core forms are accepted
+    if tag == _INT:
+        if not _DECIMAL_INT.fullmatch(text):
+            raise _refuse("E113", f"ambiguous number {_quote(text)} (YAML 1.1 would read it as octal, hex, "
+                          "base 60 or with separators): write a plain decimal, or quote it", file, mark, path)
+        digits = len(text.lstrip("+-"))
+        if digits > MAX_INT_DIGITS:
+            raise _refuse("E122", f"integer of {digits} digits (at most {MAX_INT_DIGITS})", file, mark, path)
+        return int(text)
+    if tag == _FLOAT:
+        if not _DECIMAL_FLOAT.fullmatch(text):
+            raise _refuse("E113", f"{_quote(text)} is not a finite decimal number: write one, or quote it",
+                          file, mark, path)
+        number = float(text)
+        if not math.isfinite(number):
+            raise _refuse("E122", f"{_quote(text)} is too large for a number (it would become infinity)",
+                          file, mark, path)
+        if number == 0.0 and _NONZERO_MANTISSA.fullmatch(text):
+            raise _refuse("E122", f"{_quote(text)} is too small for a number (it would become 0)", file, mark, path)
+        return number
+    if tag == _BOOL:
+        if text not in _BOOLS:
+            raise _refuse("E113", f"{_quote(text)} is a boolean only in YAML 1.1: write true/false, or quote "
+                          "it for text", file, mark, path)
+        return _BOOLS[text]
     return None
 
 
-class _Builder:
-    def __init__(self, file: str, text: str, doc_line: int) -> None:
-        self.file = file
-        self.text = text
-        self.doc_line = doc_line
-        self.marks = Marks(file)
-        self.raw = self.marks.raw
-        self.seen: set[int] = set()
-
-    def refuse(self, code: str, message: str, node: yaml.Node, path: str) -> _Refused:
-        return _Refused(Diagnostic.make(code, message, _src(self.file, node.start_mark), path=path))
-
-    def build(self, node: yaml.Node, path: str, depth: int) -> Value:
-        if id(node) in self.seen:
-            mark = _first_alias_mark(self.text, self.doc_line) or node.start_mark
-            raise _Refused(
-                Diagnostic.make(
-                    "E103", "YAML alias refused (anchors and aliases are not allowed)", _src(self.file, mark), path=path
-                )
-            )
-        self.seen.add(id(node))
-        if depth > MAX_DEPTH:
-            raise self.refuse("E116", f"nesting deeper than {MAX_DEPTH} levels", node, path)
-        m = node.start_mark
-        self.raw[path] = m.line << 20 | m.column
-        if isinstance(node, yaml.ScalarNode):
-            return self.scalar(node, path)
-        if isinstance(node, yaml.SequenceNode):
-            if node.tag != _SEQ:
-                raise self.refuse("E105", f"tag {node.tag!r} is not allowed", node, path)
-            return [self.build(item, _child(path, i), depth + 1) for i, item in enumerate(node.value)]
-        if isinstance(node, yaml.MappingNode):
-            return self.mapping(node, path, depth)
-        raise self.refuse("E105", "unsupported YAML node", node, path)  # pragma: no cover
-
-    def scalar(self, node: yaml.ScalarNode, path: str) -> Value:
-        tag = node.tag
-        if tag not in _ALLOWED_SCALAR_TAGS:
-            raise self.refuse("E105", f"tag {tag!r} is not allowed", node, path)
-        if tag == _STR or tag == _TIMESTAMP:
-            if "\x00" in node.value:  # an escaped "\0": Postgres text cannot store it
-                raise self.refuse("E113", "NUL characters are not allowed in values", node, path)
-            # a date-looking value (2024-01-01) stays the text the user wrote
-            return str(node.value)
-        # YAML 1.1 (what libyaml resolves) reads 0123 as octal, 1:30 as base 60, 1_000 as 1000,
-        # yes/no/on/off as booleans and .nan/.inf as floats; a value sent upstream must be what
-        # the engineer meant, so only the unambiguous YAML 1.2 core forms are accepted
-        text = node.value
-        if tag == _INT:
-            if not _DECIMAL_INT.fullmatch(text):
-                raise self.refuse("E113", f"ambiguous number {text!r} (YAML 1.1 would read it as octal, hex, "
-                                  "base 60 or with separators): write a plain decimal, or quote it", node, path)
-            return int(text)
-        if tag == _FLOAT:
-            if not _DECIMAL_FLOAT.fullmatch(text):
-                raise self.refuse("E113", f"{text!r} is not a finite decimal number: write one, or quote it",
-                                  node, path)
-            return float(text)
-        if tag == _BOOL:
-            if text not in _BOOLS:
-                raise self.refuse("E113", f"{text!r} is a boolean only in YAML 1.1: write true/false, or quote it "
-                                  "for text", node, path)
-            return _BOOLS[text]
-        return None
-
-    def mapping(self, node: yaml.MappingNode, path: str, depth: int) -> Value:
-        if node.tag != _MAP:
-            raise self.refuse("E105", f"tag {node.tag!r} is not allowed", node, path)
-        out: dict[str, Value] = {}
-        first_line: dict[str, int] = {}
-        for key_node, value_node in node.value:
-            if key_node.tag == _MERGE:
-                raise self.refuse("E104", "merge key '<<' refused", key_node, path)
-            if not isinstance(key_node, yaml.ScalarNode):
-                raise self.refuse("E112", "mapping keys must be plain strings", key_node, path)
-            raw = self.scalar(key_node, path)
-            key = raw if isinstance(raw, str) else str(raw).lower() if isinstance(raw, bool) else str(raw)
-            child = _child(path, key)
-            line = key_node.start_mark.line + 1
-            if key in out or key in first_line:
-                raise self.refuse(
-                    "E102",
-                    f"duplicate key {key!r} (first defined on line {first_line[key]})",
-                    key_node,
-                    child,
-                )
-            first_line[key] = line
-            km = key_node.start_mark
-            self.raw[child + "#key"] = km.line << 20 | km.column
-            out[key] = self.build(value_node, child, depth + 1)
-        return out
+_ScalarEvent, _AliasEvent = yaml.ScalarEvent, yaml.AliasEvent
+_MappingStart, _MappingEnd = yaml.MappingStartEvent, yaml.MappingEndEvent
+_SequenceStart, _SequenceEnd = yaml.SequenceStartEvent, yaml.SequenceEndEvent
+_DocumentStart, _DocumentEnd, _StreamEnd = yaml.DocumentStartEvent, yaml.DocumentEndEvent, yaml.StreamEndEvent
 
 
-def load_documents(text: str, file: str) -> tuple[list[Document], list[Diagnostic]]:
-    """Compose every document of ``text`` and construct it strictly.
+# One loop over the parser's events, with its state in locals: split into a function per event
+# kind, it would add a Python call per event to the hot loop every command runs.
+# longer than 60 lines: the hot per-event loop (see above)
+def _document(get: Any, file: str) -> Document:
+    """Build one document from its events (after ``DocumentStart``, through ``DocumentEnd``).
+
+    Streams: no node graph is ever held, only the values and their packed positions. A frame
+    is ``[container, path, pending key, pending child path]``; ``pending key`` is ``None`` for
+    a sequence's frame. Raises :class:`_Refused` (also for an empty document) after consuming
+    the document's remaining events."""
+    marks = Marks(file)
+    raw = marks.raw
+    stack: list[list[Any]] = []
+    root: Value = None
+    root_mark: Any = None
+    nodes = 0
+    try:
+        while True:
+            ev = get()
+            t = type(ev)
+            if stack:
+                frame = stack[-1]
+                container = frame[0]
+                if type(container) is dict:
+                    if frame[3] is None:  # a key, or the end of the mapping
+                        if t is _MappingEnd:
+                            stack.pop()
+                            continue
+                        mark = ev.start_mark
+                        if t is not _ScalarEvent:
+                            if t is _AliasEvent:
+                                raise _refuse("E103", "YAML alias refused (anchors and aliases are not allowed)",
+                                              file, mark, frame[1])
+                            raise _refuse("E112", "mapping keys must be plain strings", file, mark, frame[1])
+                        text = ev.value
+                        path = f"{frame[1]}.{text}" if frame[1] else text
+                        if ev.tag is not None:
+                            raise _refuse("E105", "tags are not allowed, not even on keys", file, mark, path)
+                        tag = _resolve(text) if ev.implicit[0] and text[:1] in _IMPLICIT else _STR
+                        if tag != _STR:
+                            if tag == _MERGE:
+                                raise _refuse("E104", "merge key '<<' refused", file, mark, frame[1])
+                            # ``~: 1`` and ``1.50: 2`` would silently become "None" and "1.5"
+                            raise _refuse("E121", f"mapping key {_quote(text)} is not a string: quote it",
+                                          file, mark, frame[1])
+                        if "\x00" in text:
+                            raise _refuse("E113", "NUL characters are not allowed in values", file, mark, path)
+                        if text in container:
+                            first = (raw[path + "#key"] >> _COL_BITS) + 1
+                            raise _refuse("E102", f"duplicate key {_quote(text)} (first defined on line {first})",
+                                          file, mark, path)
+                        raw[path + "#key"] = mark.line << _COL_BITS | mark.column
+                        frame[2] = text
+                        frame[3] = path
+                        continue
+                    path = frame[3]
+                    frame[3] = None
+                else:
+                    if t is _SequenceEnd:
+                        stack.pop()
+                        continue
+                    path = f"{frame[1]}[{len(container)}]"
+            elif t is _DocumentEnd:
+                break
+            else:
+                path = ""
+                container = None
+            # a node (value position)
+            mark = ev.start_mark
+            if t is _AliasEvent:
+                raise _refuse("E103", "YAML alias refused (anchors and aliases are not allowed)", file, mark, path)
+            if ev.tag is not None:
+                raise _refuse("E105", f"tag {_quote(ev.tag)} is not allowed (no tags, not even core ones like !!str)",
+                              file, mark, path)
+            if len(stack) > MAX_DEPTH:
+                raise _refuse("E116", f"nesting deeper than {MAX_DEPTH} levels", file, mark, path)
+            nodes += 1
+            if nodes > MAX_NODES:
+                raise _refuse("E116", f"document holds more than {MAX_NODES} values", file, mark, path)
+            raw[path] = mark.line << _COL_BITS | mark.column
+            value: Value
+            if t is _ScalarEvent:
+                text = ev.value
+                tag = _resolve(text) if ev.implicit[0] and text[:1] in _IMPLICIT else _STR
+                if container is None and tag == _NULL:
+                    raise _Refused(Diagnostic.make("E108", "empty YAML document", _src(file, mark)))
+                value = _scalar(tag, text, file, mark, path)
+            elif t is _MappingStart:
+                value = {}
+                stack.append([value, path, None, None])
+            elif t is _SequenceStart:
+                value = []
+                stack.append([value, path, None, None])
+            else:  # pragma: no cover - libyaml emits no other event here
+                raise _refuse("E101", f"unexpected YAML event {t.__name__}", file, mark, path)
+            if container is None:
+                root, root_mark = value, mark
+            elif type(container) is dict:
+                container[frame[2]] = value  # ``frame`` is still the parent's
+            else:
+                container.append(value)
+    except _Refused as refused:
+        try:  # skip the rest of this document
+            while (t := type(get())) is not _DocumentEnd and t is not _StreamEnd and t is not type(None):
+                pass
+        except yaml.YAMLError as e:
+            refused.syntax = e  # reported too, after the refusal
+        raise
+    return Document(root, marks, _src(file, root_mark))
+
+
+def iter_documents(text: str, file: str, diags: Collector) -> Iterator[Document]:
+    """Every document of ``text``, built strictly from libyaml's events, as it is read.
 
     A syntax error stops the file (libyaml cannot resume); a refusal inside one document skips
     that document but later documents are still read, so one run reports as much as it can.
     """
-    docs: list[Document] = []
-    diags: list[Diagnostic] = []
-    nodes: Iterator[yaml.Node | None] = yaml.compose_all(text, Loader=_LOADER)
+    loader = _LOADER(text)
+    get = loader.get_event
     try:
-        for node in nodes:
-            if node is None or (isinstance(node, yaml.ScalarNode) and node.tag == _NULL):
-                mark = node.start_mark if node is not None else None
-                diags.append(Diagnostic.make("E108", "empty YAML document", _src(file, mark)))
-                continue
-            builder = _Builder(file, text, node.start_mark.line)
-            try:
-                value = builder.build(node, "", 0)
-            except _Refused as r:
-                diags.append(r.diag)
-                continue
-            docs.append(Document(value, builder.marks, _src(file, node.start_mark)))
+        while True:
+            ev = get()
+            t = type(ev)
+            if t is _DocumentStart:
+                try:
+                    doc = _document(get, file)
+                except _Refused as r:
+                    diags.add(r.diag)
+                    if r.syntax is not None:
+                        raise r.syntax from None
+                    continue
+                yield doc
+            elif t is _StreamEnd or ev is None:
+                return
     except yaml.MarkedYAMLError as e:
         mark = e.problem_mark or e.context_mark
         what = e.problem or "syntax error"
         if e.context:
             what = f"{e.context}: {what}"
-        diags.append(Diagnostic.make("E101", what, _src(file, mark)))
+        diags.add(Diagnostic.make("E101", what, _src(file, mark)))
     except yaml.YAMLError as e:
-        diags.append(Diagnostic.make("E101", str(e).splitlines()[0] if str(e) else "syntax error", SourceRange(file, 1, 1)))
-    return docs, diags
+        diags.add(Diagnostic.make("E101", str(e).splitlines()[0] if str(e) else "syntax error", SourceRange(file, 1, 1)))
+    finally:
+        loader.dispose()
+
+
+def load_documents(text: str, file: str, diags: Collector | None = None) -> tuple[list[Document], Collector]:
+    """All documents of ``text`` at once (see :func:`iter_documents`)."""
+    diags = Collector(file) if diags is None else diags
+    return list(iter_documents(text, file, diags)), diags
 
 
 def decode(data: bytes, file: str, max_size: int = DEFAULT_MAX_FILE_SIZE) -> tuple[str | None, Diagnostic | None]:

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from sqlalchemy.engine import Connection
 
-from expsync.importer.document import document, env_refs, key_for
+from expsync.importer.document import document, env_refs, key_for, render_ref
 from expsync.importer.write import pinned_in, taken_keys, write_all
 from expsync.profiles import NEWEST, PROFILES, GatewayProfile
 from expsync.state.reader import read_actual
@@ -35,13 +35,14 @@ __all__ = ["Imported", "import_experiments", "select_unmanaged"]
 class Imported:
     key: str
     path: Path
-    env_vars: tuple[str, ...]
+    env_vars: tuple[str, ...]  # the api key references written (``env:NAME`` shown as NAME)
 
 
 def import_experiments(conn: Connection, ids: list[uuid.UUID], out_dir: Path, *, now: datetime,
                        byok: bytes | None, keys: Mapping[uuid.UUID, str] | None = None,
-                       profile: GatewayProfile | None = None) -> list[Imported]:
-    """Write one file per experiment in ``ids`` (those ``out_dir`` already pins are skipped)."""
+                       profile: GatewayProfile | None = None, ref_template: str | None = None) -> list[Imported]:
+    """Write one file per experiment in ``ids`` (those ``out_dir`` already pins are skipped);
+    ``ref_template`` shapes the api key references (:func:`~expsync.importer.document.render_ref`)."""
     profile = profile or PROFILES[NEWEST]
     already = pinned_in(out_dir, profile)
     ids = [i for i in ids if i not in already]
@@ -52,8 +53,8 @@ def import_experiments(conn: Connection, ids: list[uuid.UUID], out_dir: Path, *,
     for eid in ids:
         a = actual.experiments[eid]
         key = (keys or {}).get(eid) or key_for(a, taken)
-        refs = env_refs(key, a, byok)
-        out.append(Imported(key, out_dir / f"{key}.yaml", tuple(sorted(set(refs.values())))))
+        refs = {vid: render_ref(ref_template, name) for vid, name in env_refs(key, a, byok).items()}
+        out.append(Imported(key, out_dir / f"{key}.yaml", tuple(sorted({r.removeprefix("env:") for r in refs.values()}))))
         files.append((out_dir / f"{key}.yaml", document(key, a, refs, profile)))
     write_all(files)
     return out

@@ -80,9 +80,23 @@ def _upstream_for(upstream: JsonObject, profile: GatewayProfile, dropped: set[st
     return out
 
 
+def render_ref(template: str | None, default_name: str) -> str:
+    """The reference for one key group: ``env:DEFAULT_NAME``, or ``template`` with ``{KEY}``
+    (upper snake case) or ``{key}`` (lower case, ``-``) replaced by the group's stem: the default
+    variable name without ``_API_KEY`` and ``_PARTNER`` (``FOO_BAR`` for experiment ``foo-bar``;
+    ``FOO_BAR_2`` for its second distinct key; ``FOO_BAR_RC1`` per label without BYOK). A template
+    (``--key-ref-template``, or derived from ``EXPSYNC_SECRET_REFS``) makes what import writes
+    pass the job's allowlist."""
+    if template is None:
+        return f"env:{default_name}"
+    stem = re.sub(r"_PARTNER(?=(_\d+)?\Z)", "", default_name.removesuffix("_API_KEY"))
+    return template.replace("{KEY}", stem).replace("{key}", stem.lower().replace("_", "-"))
+
+
 def document(key: str, a: ActualExperiment, env_refs: Mapping[uuid.UUID, str],
              profile: GatewayProfile | None = None) -> str:
-    """The experiment file's text: modeline, a header comment, then the document."""
+    """The experiment file's text: modeline, a header comment, then the document. ``env_refs``
+    maps each variant id to its full api key reference (:func:`render_ref`)."""
     profile = profile or PROFILES[NEWEST]
     variants = []
     dropped: set[str] = set()
@@ -94,7 +108,7 @@ def document(key: str, a: ActualExperiment, env_refs: Mapping[uuid.UUID, str],
             "weight": v.weight,
             "upstream": _upstream_for(latest.upstream, profile, dropped) if latest
             else {"internal_id": "FILL-ME", "base_url": "https://FILL-ME"},
-            "api_key": f"env:{env_refs[v.id]}",
+            "api_key": env_refs[v.id],
         })
     doc: dict[str, object] = {"id": str(a.id), "key": key, "public_model_id": a.public_model_id, "name": a.name}
     if a.description is not None:

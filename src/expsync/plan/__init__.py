@@ -1,9 +1,10 @@
 """plan stage: (DesiredState, ActualState, key comparisons) -> Plan. Pure: no I/O.
 
 Imports only :mod:`expsync.model`, :mod:`expsync.rules`, :mod:`expsync.diagnostics` and its
-own modules (plus deepdiff for per-object upstream diffs); a test enforces this. One module
-per concern: ``pair``, ``diff``, ``drift``, ``check``, ``explain``, ``order``, ``ops`` (the
-per-op table), composed by ``planner``.
+own modules (plus deepdiff for per-object upstream diffs, and ada-url, the gateway's WHATWG URL
+parser, for upstream origins); a test enforces this. One module per concern: ``pair``, ``diff``,
+``drift``, ``check``, ``explain``, ``order``, ``ops`` (the per-op table), ``security`` (where
+api keys go), ``redact`` (hiding unmanaged experiments' values), composed by ``planner``.
 """
 
 from expsync.plan.drift import last_applied_of

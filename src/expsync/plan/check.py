@@ -33,6 +33,7 @@ from expsync.plan.ops import (
     UpdateFields,
 )
 from expsync.plan.order import order
+from expsync.plan.redact import UNMANAGED
 from expsync.rules import Change
 
 #: a variant's identity is its key: a removal refused next to an addition is probably a rename
@@ -56,7 +57,8 @@ def _change_of(op: Op, d: DesiredExperiment | None) -> tuple[Change, str, str] |
             return Change.VARIANT_LABEL, f"relabel {op.before!r} -> {op.after!r}", f"{path}.label"
         case ChangeWeight():
             path = _variant_path(d, op.variant_key)
-            return Change.VARIANT_SET, f"weight change {op.before} -> {op.after}", f"{path}.weight"
+            before = "(not shown)" if op.before is None else op.before
+            return Change.VARIANT_SET, f"weight change {before} -> {op.after}", f"{path}.weight"
         case InsertVersion():
             what = "new version" if op.base_version_id is not None else "first version"
             return Change.NEW_VERSION, f"{what} of {op.label!r}", f"{_variant_path(d, op.variant_key)}.upstream"
@@ -120,10 +122,12 @@ def _check_fields(r: ExperimentDiff, op: UpdateFields, status: Status) -> Update
     return replace(op, changes=tuple(allowed)) if allowed else None
 
 
-def _final_routing(results: Sequence[ExperimentDiff], actual: ActualState) -> dict[uuid.UUID, tuple[Status | None, str, str]]:
+def _final_routing(results: Sequence[ExperimentDiff], actual: ActualState,
+                   hide_unmanaged: bool) -> dict[uuid.UUID, tuple[Status | None, str, str]]:
     """Who holds which public id once every op has run: id -> (status, public id, label)."""
     final: dict[uuid.UUID, tuple[Status | None, str, str]] = {
-        eid: (a.status, a.public_model_id, f"{a.name!r} ({eid}, not managed by expsync)")
+        eid: (a.status, a.public_model_id,
+              f"{UNMANAGED} ({eid})" if hide_unmanaged else f"{a.name!r} ({eid}, not managed by expsync)")
         for eid, a in actual.experiments.items()
     }
     for m in actual.managed.values():
@@ -136,10 +140,12 @@ def _final_routing(results: Sequence[ExperimentDiff], actual: ActualState) -> di
     return final
 
 
-def check_activations(results: Iterable[ExperimentDiff], actual: ActualState, now: datetime) -> None:
-    """Run the guards of every activation edge; failures are added to its diagnostics."""
+def check_activations(results: Iterable[ExperimentDiff], actual: ActualState, now: datetime, *,
+                      hide_unmanaged: bool = False) -> None:
+    """Run the guards of every activation edge; failures are added to its diagnostics.
+    ``hide_unmanaged``: name an experiment expsync does not manage by its id only."""
     results = list(results)
-    final: Mapping[uuid.UUID, tuple[Status | None, str, str]] = _final_routing(results, actual)
+    final: Mapping[uuid.UUID, tuple[Status | None, str, str]] = _final_routing(results, actual, hide_unmanaged)
     for r in results:
         if r.activation is None:
             continue
@@ -149,3 +155,16 @@ def check_activations(results: Iterable[ExperimentDiff], actual: ActualState, no
         for failure in rules.activation_failures(g):
             r.diagnostics.append(Diagnostic.make(failure.code, failure.message, r.activation_source, path="status",
                                                  experiment=r.pair.key))
+
+
+def check_not_emptied(results: Iterable[ExperimentDiff], actual: ActualState, *, allow_empty: bool) -> Diagnostic | None:
+    """Refuse (E504) a plan that removes every experiment expsync manages, unless allowed: an
+    empty, missing or wrong experiments folder must not prune everything."""
+    removed = sum(1 for r in results if r.pair.desired is None)
+    managed = len(actual.managed)
+    if allow_empty or not rules.removes_every_managed(managed, managed - removed):
+        return None
+    return Diagnostic.make(
+        "E504", f"this plan removes every experiment expsync manages ({managed}): no YAML file names any of them",
+        None, hint="check the experiments folder and the paths given; if removing all of them is intended, "
+        "pass --allow-empty")

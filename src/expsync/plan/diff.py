@@ -45,6 +45,7 @@ from expsync.plan.ops import (
     UpdateFields,
 )
 from expsync.plan.pair import Pair
+from expsync.plan.redact import hide_op
 from expsync.plan.types import DriftItem
 
 KeyChanges = Mapping[tuple[str, str], KeyChange]
@@ -61,6 +62,8 @@ class Context:
     desired_keys: frozenset[str]
     #: experiments in the database, by id
     existing: frozenset[uuid.UUID]
+    #: hide the values of experiments expsync does not manage (``--no-secrets``)
+    redact_unmanaged: bool = False
 
 
 @dataclass
@@ -80,6 +83,8 @@ class ExperimentDiff:
     #: the activation guards' input (other holders filled in by the routing check)
     activation: rules.GuardInput | None = None
     activation_source: SourceRange | None = None
+    #: an experiment expsync does not manage whose database values are not shown
+    hidden: bool = False
 
     def refuse(self, code: str, message: str, path: str = "", hint: str | None = None) -> None:
         d = self.pair.desired
@@ -210,7 +215,8 @@ def _owner_conflict(r: ExperimentDiff, p: Pair, a: ActualExperiment, ctx: Contex
 
 def _update(p: Pair, d: DesiredExperiment, a: ActualExperiment, ctx: Context) -> ExperimentDiff:
     key, eid = p.key, a.id
-    r = ExperimentDiff(p, eid, d.public_model_id, status_after=a.status, archived_after=a.is_archived)
+    r = ExperimentDiff(p, eid, d.public_model_id, status_after=a.status, archived_after=a.is_archived,
+                       hidden=ctx.redact_unmanaged and p.managed is None and a.id not in ctx.managed_by_id)
     if _owner_conflict(r, p, a, ctx):
         return r
     found = drift_mod.drift(key, d, a, p.managed or ctx.managed_by_id.get(a.id))
@@ -230,6 +236,8 @@ def _update(p: Pair, d: DesiredExperiment, a: ActualExperiment, ctx: Context) ->
         r.ops.append(RecordManaged(experiment_key=key, experiment_id=eid, last_applied=record, adopted=p.managed is None))
         if p.managed is None:
             r.notes.append(Reason.ADOPTED)
+    if r.hidden:
+        r.ops = [hide_op(op) for op in r.ops]
     return r
 
 
@@ -263,8 +271,9 @@ def _variants(r: ExperimentDiff, d: DesiredExperiment, a: ActualExperiment, ctx:
         # a completed experiment's keys are not even resolved (rules.keys_matter)
         kc = _key_change(ctx, key, v.key, d.status)
         if av.pending is not None:
+            at = "" if r.hidden else f" effective at {av.pending.effective_at.isoformat()}"
             r.diagnostics.append(Diagnostic.make(
-                "W502", f"variant {v.label!r} has a version effective at {av.pending.effective_at.isoformat()} "
+                "W502", f"variant {v.label!r} has a version{at} "
                 "(future-dated); it supersedes older versions when it takes effect",
                 d.source(f"variants[{i}].upstream"), path=f"variants[{i}].upstream", experiment=key))
         if latest is None or latest.upstream != v.upstream or kc is KeyChange.ROTATED:

@@ -74,7 +74,7 @@ def _shares_after(r: ExperimentDiff, before: tuple[Share, ...]) -> tuple[Share, 
 def explain(r: ExperimentDiff, actual: ActualState, prefix: str) -> ExperimentPlan:
     """The display of one checked experiment: shares, routing impact, cache keys, notes."""
     a = r.pair.actual
-    before = shares([(v.id, v.label, v.weight) for v in a.variants]) if a else ()
+    before = shares([(v.id, v.label, v.weight) for v in a.variants]) if a and not r.hidden else ()
     status_before = a.status if a else None
     pid = r.public_model_id
     impact: list[Explained] = []
@@ -97,10 +97,10 @@ def explain(r: ExperimentDiff, actual: ActualState, prefix: str) -> ExperimentPl
             impact.append(Explained(Reason.MEMBERSHIP_CACHE))
     return ExperimentPlan(
         key=r.pair.key, experiment_id=r.experiment_id, public_model_id=pid,
-        public_model_id_before=a.public_model_id if a else None,
+        public_model_id_before=a.public_model_id if a and not r.hidden else None,
         status_before=status_before, status_after=r.status_after,
         archived_before=a.is_archived if a else None, archived_after=r.archived_after,
         shares_before=before, shares_after=_shares_after(r, before), routing_impact=tuple(impact),
-        cache_keys=cache, ops=order(r.ops), notes=tuple(Explained(n) for n in r.notes),
+        cache_keys=cache, ops=order(r.ops), notes=tuple(Explained(n) for n in r.notes), values_hidden=r.hidden,
     )
 

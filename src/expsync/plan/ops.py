@@ -118,11 +118,12 @@ class AddVariant(_ExperimentOp):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class RemoveVariant(_ExperimentOp):
-    """DELETE of a variant row (cascades to its versions). Only legal in draft."""
+    """DELETE of a variant row (cascades to its versions). Only legal in draft. ``weight`` is
+    ``None`` (and ``label`` the variant id) when the experiment's values are not shown."""
 
     variant_id: uuid.UUID
     label: str
-    weight: int
+    weight: int | None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -135,10 +136,12 @@ class RelabelVariant(_ExperimentOp):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ChangeWeight(_ExperimentOp):
+    """``before`` is ``None`` when the experiment's values are not shown."""
+
     variant_key: str
     variant_id: uuid.UUID
     label: str
-    before: int
+    before: int | None
     after: int
 
 

@@ -9,11 +9,15 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from fractions import Fraction
+from typing import TYPE_CHECKING
 
 from expsync.diagnostics import Diagnostic, has_errors
 from expsync.model import JsonValue, Status
 from expsync.plan.ops import Action, Explained, Op, action_of, touches_gateway
 from expsync.rules import CREATED_AS, exact_shares
+
+if TYPE_CHECKING:
+    from expsync.plan.security import SecurityItem
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +76,9 @@ class ExperimentPlan:
     cache_keys: tuple[str, ...]
     ops: tuple[Op, ...]
     notes: tuple[Explained, ...] = ()
+    #: not managed by expsync and its values are not shown (``--no-secrets``): before-side
+    #: values of its ops are ``None`` (labels: the variant id), ``shares_before`` is empty
+    values_hidden: bool = False
 
     @property
     def status_path(self) -> str:
@@ -98,7 +105,12 @@ class ExperimentPlan:
 class Digests:
     desired: str
     actual: str
+    #: of the ops as the plan file shows them (:func:`expsync.plan.document.ops_digest`)
     ops: str
+    #: keyed digest (HMAC) of the api key values the ops encrypt (``new``/``rotated``), bound
+    #: outside the pure planner (:func:`expsync.crypto.api_keys_digest`); ``""`` when the ops
+    #: write no key or no BYOK key was available to bind them
+    secrets: str = ""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -118,6 +130,10 @@ class Plan:
     cache_keys: tuple[str, ...]
     #: False when api keys were not compared (--no-secrets): such a plan cannot be applied
     secrets_compared: bool = True
+    #: where keys go that they did not go before (display only; every format lists it first)
+    security: tuple[SecurityItem, ...] = ()
+    #: values of experiments expsync does not manage are not shown (``--no-secrets``)
+    values_hidden: bool = False
     #: the gateway profile the desired state was validated and diffed for (display only)
     gateway_profile: str = ""
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 
+from expsync import escape
 from expsync.diagnostics import Diagnostic, Severity
 
 
@@ -14,11 +15,15 @@ TEXT_LIMIT = 200
 ANNOTATION_LIMIT = 50
 
 
+def format_text(d: Diagnostic) -> str:
+    """One diagnostic as text lines; every part that can hold user text (file name, path,
+    message, hint) is escaped for a terminal, so it cannot add a line or a control sequence."""
+    prefix = "error" if d.severity is Severity.ERROR else "warning"
+    return f"{prefix}: {d.format()}"
+
+
 def render_text(diags: Sequence[Diagnostic], limit: int = TEXT_LIMIT) -> str:
-    lines = []
-    for d in diags[:limit]:
-        prefix = "error" if d.severity is Severity.ERROR else "warning"
-        lines.append(f"{prefix}: {d.format()}")
+    lines = [format_text(d) for d in diags[:limit]]
     if len(diags) > limit:
         lines.append(f"... and {len(diags) - limit} more (all of them: --format json)")
     return "\n".join(lines)
@@ -40,27 +45,19 @@ def render_validate_json(diags: Sequence[Diagnostic], *, files: int, experiments
     return json.dumps(payload, indent=2, ensure_ascii=False)
 
 
-def _escape_data(s: str) -> str:
-    return s.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
-
-
-def _escape_prop(s: str) -> str:
-    return _escape_data(s).replace(":", "%3A").replace(",", "%2C")
-
-
 def github_annotations(diags: Sequence[Diagnostic], limit: int = ANNOTATION_LIMIT) -> str:
     """``::error file=F,line=L,col=C,title=CODE::message`` lines (GitHub workflow commands)."""
     out = []
     for d in diags[:limit]:
         level = "error" if d.is_error else "warning"
-        props = [f"title={_escape_prop(d.code)}"]
+        props = [f"title={escape.workflow_property(d.code)}"]
         if d.source:
-            props.insert(0, f"file={_escape_prop(d.source.file)}")
+            props.insert(0, f"file={escape.workflow_property(d.source.file)}")
             if d.source.line:
                 props.insert(1, f"line={d.source.line}")
                 props.insert(2, f"col={d.source.col}")
         msg = f"{d.path}: {d.message}" if d.path else d.message
         if d.hint:
             msg += f" (hint: {d.hint})"
-        out.append(f"::{level} {','.join(props)}::{_escape_data(msg)}")
+        out.append(f"::{level} {','.join(props)}::{escape.workflow_data(msg)}")
     return "\n".join(out)

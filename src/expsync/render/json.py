@@ -8,6 +8,11 @@ version (consumers must ignore what they do not know); removing or renaming a fi
 changing its meaning or type, bumps it. ``schemas/plan.schema.json`` is generated from these
 models by :func:`json_schema` and a test keeps the committed file equal to it.
 
+Security: the top-level ``security`` list (where api keys go that they did not go before) comes
+first in the document. With ``--no-secrets``, an experiment expsync does not manage has
+``values_hidden: true`` and the before-side values of its operations are ``null`` (a label:
+the variant id).
+
 Secrets: an ``insert_version`` op says what happens to the key (``key_change``) and names its
 reference (``api_key_ref``, e.g. ``env:FOO_KEY``). No field can hold a key.
 """
@@ -41,6 +46,7 @@ from expsync.plan.ops import (
     UpdateFields,
     action_of,
 )
+from expsync.plan.security import SecurityItem
 from expsync.plan.types import DriftItem, ExperimentPlan, Plan, Share
 from expsync.render import headline_action, summarize
 
@@ -48,7 +54,8 @@ __all__ = ["FORMAT_VERSION", "PlanOut", "json_schema", "op_model", "render_json"
 
 #: 2: ``routing_impact``, ``notes`` and ``release_experiment.reason`` are reason codes with
 #: values (``{"code": ..., "values": {...}}``) that consumers word, no longer English sentences;
-#: shares carry ``buckets`` (the gateway's exact share)
+#: shares carry ``buckets`` (the gateway's exact share). Added within 2: ``security``,
+#: ``values_hidden``
 FORMAT_VERSION: Final = "2"
 
 ActionName = Literal["create", "update", "transition", "archive", "unarchive", "delete", "manage"]
@@ -59,7 +66,30 @@ ReasonName = Literal["adopted", "released_row_deleted", "released_completed_arch
                      "paused_refuses", "resumes_routing", "stops_routing", "no_longer_refused", "stays_refused",
                      "traffic_moves", "membership_cache"]
 
+SecurityName = Literal["key_ref_changed", "origin_changed", "key_sent_to_new_origin", "new_origin"]
+
 _OUT = ConfigDict(extra="forbid", frozen=True)
+
+
+class SecurityOut(BaseModel):
+    """A variant whose api key goes somewhere it did not go before (see docs/plan-output.md).
+    ``*_before`` is null when unknown, unchanged or not shown; an origin is
+    ``scheme://host[:port]`` as the gateway connects to it."""
+
+    model_config = _OUT
+    code: SecurityName
+    severity: Literal["warning", "notice"]
+    experiment_key: str
+    experiment_id: uuid.UUID
+    variant_key: str
+    label: str
+    api_key_ref_before: str | None
+    api_key_ref: str
+    origin_before: str | None
+    origin: str | None
+    values_hidden: bool
+    file: str | None
+    line: int | None
 
 
 class ShareOut(BaseModel):
@@ -139,10 +169,12 @@ class AddVariantOut(_OpOut):
 
 
 class RemoveVariantOut(_OpOut):
+    """``weight`` is null (``label`` the variant id) when the experiment's values are hidden."""
+
     type: Literal["remove_variant"]
     variant_id: uuid.UUID
     label: str
-    weight: int
+    weight: int | None
 
 
 class RelabelVariantOut(_OpOut):
@@ -154,11 +186,13 @@ class RelabelVariantOut(_OpOut):
 
 
 class ChangeWeightOut(_OpOut):
+    """``before`` is null when the experiment's values are hidden."""
+
     type: Literal["change_weight"]
     variant_key: str
     variant_id: uuid.UUID
     label: str
-    before: int
+    before: int | None
     after: int
 
 
@@ -236,6 +270,9 @@ class ExperimentOut(BaseModel):
     cache_keys: list[str]
     notes: list[ReasonOut]
     operations: list[OperationOut]
+    #: not managed by expsync and its values are not shown (``--no-secrets``): before-side
+    #: values of its operations are null (labels: the variant id), ``shares_before`` is empty
+    values_hidden: bool
 
 
 class DriftOut(BaseModel):
@@ -264,10 +301,15 @@ class DiagnosticOut(BaseModel):
 
 
 class DigestsOut(BaseModel):
+    """``ops`` is recomputable from ``operations`` (:mod:`expsync.plan.document`);
+    ``secrets`` is a keyed digest (HMAC) of the api key values the operations encrypt, empty
+    when they encrypt none: never a value, nothing a value can be learnt from."""
+
     model_config = _OUT
     desired: str
     actual: str
     ops: str
+    secrets: str = ""
 
 
 class SummaryOut(BaseModel):
@@ -289,10 +331,14 @@ class PlanOut(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True, title="expsync plan")
     format_version: Literal["2"]
+    #: where api keys go that they did not go before; listed first, read it first
+    security: list[SecurityOut]
     applyable: bool
     refused: bool
     has_changes: bool
     secrets_compared: bool
+    #: values of experiments expsync does not manage are not shown (``--no-secrets``)
+    values_hidden: bool
     #: the gateway profile the plan was made for (expsync.profiles.PROFILES); null when unknown
     gateway_profile: str | None = None
     summary: SummaryOut
@@ -417,7 +463,16 @@ def _experiment(e: ExperimentPlan) -> ExperimentOut:
         cache_keys=list(e.cache_keys),
         notes=_reasons(e.notes),
         operations=[op_model(op) for op in e.ops],
+        values_hidden=e.values_hidden,
     )
+
+
+def _security(x: SecurityItem) -> SecurityOut:
+    return SecurityOut(code=x.code.value, severity="warning" if x.is_warning else "notice",
+                       experiment_key=x.experiment_key, experiment_id=x.experiment_id, variant_key=x.variant_key,
+                       label=x.label, api_key_ref_before=x.api_key_ref_before, api_key_ref=x.api_key_ref,
+                       origin_before=x.origin_before, origin=x.origin, values_hidden=x.values_hidden,
+                       file=x.source.file if x.source else None, line=x.source.line if x.source and x.source.line else None)
 
 
 def _drift(d: DriftItem) -> DriftOut:
@@ -429,13 +484,16 @@ def plan_model(plan: Plan) -> PlanOut:
     s = summarize(plan)
     return PlanOut(
         format_version=FORMAT_VERSION,
+        security=[_security(x) for x in plan.security],
         applyable=plan.applyable,
         refused=plan.refused,
         has_changes=plan.has_changes,
         secrets_compared=plan.secrets_compared,
+        values_hidden=plan.values_hidden,
         gateway_profile=plan.gateway_profile or None,
         summary=SummaryOut(**s.as_dict()),
-        digests=DigestsOut(desired=plan.digests.desired, actual=plan.digests.actual, ops=plan.digests.ops),
+        digests=DigestsOut(desired=plan.digests.desired, actual=plan.digests.actual, ops=plan.digests.ops,
+                           secrets=plan.digests.secrets),
         experiments=[_experiment(e) for e in sorted(plan.experiments, key=lambda e: e.key)],
         operations=[op_model(op) for op in plan.ops],
         drift=[_drift(d) for d in plan.drift],

@@ -1,7 +1,8 @@
 """Markdown format: one sticky pull-request comment (and ``$GITHUB_STEP_SUMMARY``).
 
-Order (spec §7): summary, errors and warnings, drift ("Changes made outside git"), then one
-collapsible ``<details>`` section per changed experiment with its tables.
+Order (spec §7): summary, security-relevant changes (never collapsed, never dropped), errors and
+warnings, drift ("Changes made outside git"), then one collapsible ``<details>`` section per
+changed experiment with its tables.
 
 The comment must stay under :data:`MAX_CHARS`. Detail is dropped in steps (:class:`Detail`),
 the first that fits wins; a table is never cut in the middle:
@@ -9,7 +10,8 @@ the first that fits wins; a table is never cut in the middle:
 1. ``FULL``: every section, per-field upstream diffs of new versions.
 2. ``NO_UPSTREAM_DIFFS``: a new version is one row naming the changed upstream fields.
 3. ``ONE_LINE``: no ``<details>``; one table row per experiment.
-4. ``TRUNCATED``: as 3, and long tables end at a row boundary with "... and N more".
+4. ``TRUNCATED``: as 3, and long tables end at a row boundary with "... and N more"; the
+   security table is cut last (it gets the room the other tables do not need).
 
 Text from YAML or the database is escaped (code spans or backslash escapes), so a name or label
 cannot inject markup, mentions or HTML into the comment.
@@ -20,11 +22,11 @@ from __future__ import annotations
 import enum
 import functools
 import html
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Final
 
+from expsync import escape
 from expsync.diagnostics import Diagnostic
 from expsync.model import JsonValue
 from expsync.plan.ops import (
@@ -43,6 +45,8 @@ from expsync.plan.ops import (
     touches_gateway,
 )
 from expsync.plan.types import DriftItem, ExperimentPlan, Plan
+from expsync.plan.security import SecurityItem
+from expsync.render.security import SECURITY_TITLE, security_text
 from expsync.render import (
     HEADLINE,
     changed_experiments,
@@ -82,27 +86,19 @@ _DEGRADED_NOTE: Final = {
 
 
 # -- escaping -----------------------------------------------------------------------------------
-_MD_SPECIAL = re.compile(r"([\\`*_\[\]<>|#@~&!])")
-
-
 def _text(s: str) -> str:
-    """Plain text inside markdown (also in a table cell): markup characters escaped."""
-    return _MD_SPECIAL.sub(r"\\\1", " ".join(s.splitlines()))
+    """Plain text inside markdown (also in a table cell): invisible characters escaped
+    visibly, markup characters backslash-escaped."""
+    return escape.markdown_text(s)
 
 
 def _code(s: str) -> str:
-    """A code span that survives any content, also in a table cell (``|`` must be escaped
-    there even inside code, GFM table rule)."""
-    s = " ".join(s.splitlines()).replace("|", "\\|")
-    if not s:
-        return ""
-    ticks = "`" * (max((len(m) for m in re.findall(r"`+", s)), default=0) + 1)
-    pad = " " if s.startswith("`") or s.endswith("`") else ""
-    return f"{ticks}{pad}{s}{pad}{ticks}"
+    """A code span that survives any content, also in a table cell."""
+    return escape.markdown_code(s)
 
 
 def _html(s: str) -> str:
-    return html.escape(" ".join(s.splitlines()), quote=False)
+    return html.escape(escape.visible(s), quote=False)
 
 
 # -- op -> table rows (one registration per op class) -------------------------------------------
@@ -146,9 +142,17 @@ def _(op: CreateExperiment, ctx: RowContext) -> list[Row]:
     return rows
 
 
+_NOT_SHOWN: Final = "_not shown_"
+
+
+def _before(value: JsonValue, ctx: RowContext) -> str:
+    """A value read from the database, or that it is not shown (``--no-secrets``, unmanaged)."""
+    return _NOT_SHOWN if ctx.experiment.values_hidden else _v(value)
+
+
 @op_rows.register
 def _(op: UpdateFields, ctx: RowContext) -> list[Row]:
-    return [Row("~", "update", _code(c.path), _v(c.before), _v(c.after)) for c in op.changes]
+    return [Row("~", "update", _code(c.path), _before(c.before, ctx), _v(c.after)) for c in op.changes]
 
 
 @op_rows.register
@@ -169,23 +173,27 @@ def _(op: AddVariant, ctx: RowContext) -> list[Row]:
 
 @op_rows.register
 def _(op: RemoveVariant, ctx: RowContext) -> list[Row]:
+    if op.weight is None:
+        return [Row("-", "remove variant", _code(str(op.variant_id)), before=_NOT_SHOWN)]
     return [Row("-", "remove variant", _code(op.label), before=f"weight {op.weight}")]
 
 
 @op_rows.register
 def _(op: RelabelVariant, ctx: RowContext) -> list[Row]:
-    return [Row("~", "relabel variant", _code(op.variant_key), _code(op.before), _code(op.after))]
+    before = _NOT_SHOWN if ctx.experiment.values_hidden else _code(op.before)
+    return [Row("~", "relabel variant", _code(op.variant_key), before, _code(op.after))]
 
 
 @op_rows.register
 def _(op: ChangeWeight, ctx: RowContext) -> list[Row]:
-    return [Row("~", "change weight", _code(op.label), str(op.before), str(op.after))]
+    return [Row("~", "change weight", _code(op.label), _NOT_SHOWN if op.before is None else str(op.before),
+                str(op.after))]
 
 
 @op_rows.register
 def _(op: InsertVersion, ctx: RowContext) -> list[Row]:
     first = op.upstream_before is None
-    name = "first version" if first else "new version"
+    name = "first version" if op.base_version_id is None else "new version"
     label = _code(op.label)
     key = f"{_text(key_change_text(op.key_change, secrets_compared=ctx.secrets_compared))}, from {_code(str(op.api_key_ref))}"
     if not ctx.upstream_diffs:
@@ -193,7 +201,8 @@ def _(op: InsertVersion, ctx: RowContext) -> list[Row]:
         upstream = ("upstream: " + ", ".join(_code(f) for f in fields)) if fields else "upstream unchanged"
         return [Row("+", name, label, after=f"{upstream}; api key: {key}")]
     if first:
-        rows = [Row("+", name, f"{label} {_code('upstream.' + k)}", after=_v(op.upstream_after[k]))
+        before = _NOT_SHOWN if op.base_version_id is not None else ""
+        rows = [Row("+", name, f"{label} {_code('upstream.' + k)}", before, after=_v(op.upstream_after[k]))
                 for k in sorted(op.upstream_after)]
     else:
         rows = [Row("+", name, f"{label} {_code('upstream.' + c.path)}", _v(c.before) if c.before is not None else "",
@@ -277,6 +286,14 @@ def _drift_row(d: DriftItem) -> list[str]:
     return [icon, _code(d.experiment_key), _code(d.path), _v(d.last_applied), _v(d.actual), why]
 
 
+def _security_row(item: SecurityItem) -> list[str]:
+    icon = ":warning:" if item.is_warning else ":lock:"
+    return [icon, _code(item.experiment_key), _code(item.label), security_text(item, value=_code, words=_text)]
+
+
+_SECURITY_HEADER: Final = ("", "experiment", "variant", "where the api key goes")
+
+
 _DRIFT_HEADER: Final = ("", "experiment", "field", "last applied", "now in the database", "")
 
 
@@ -288,6 +305,8 @@ def _experiment_details(e: ExperimentPlan, plan: Plan, upstream_diffs: bool) -> 
     summary = (f"<code>{_html(symbol)}</code> <b><code>{_html(e.key)}</code></b> {phrase} · "
                f"<code>{_html(pid)}</code> · {_html(e.status_path)}")
     out = ["", f"<details><summary>{summary}</summary>", ""]
+    if e.values_hidden:
+        out += ["_Its current values are not shown: an experiment not managed by expsync (`--no-secrets`)._", ""]
     if e.archived_before is not None and e.archived_after is not None and e.archived_before != e.archived_after:
         out += [f"**Archived:** {format_value(e.archived_before)} -\\> {format_value(e.archived_after)}", ""]
     if e.shares_before or e.shares_after:
@@ -337,6 +356,8 @@ class _Section:
     header: Sequence[str]
     rows: Sequence[Sequence[str]]
     noun: str
+    #: cut last: gets all the room the sections after it do not need
+    first_class: bool = False
 
 
 def _render(plan: Plan, detail: Detail, budget: int) -> str | None:
@@ -345,6 +366,8 @@ def _render(plan: Plan, detail: Detail, budget: int) -> str | None:
     out = _head(plan, detail)
     experiments = changed_experiments(plan)
     sections = [
+        _Section(f":lock: {SECURITY_TITLE} ({len(plan.security)})", _SECURITY_HEADER,
+                 [_security_row(x) for x in plan.security], "security-relevant changes", first_class=True),
         _Section(f"Errors and warnings ({len(plan.diagnostics)})", _DIAGNOSTIC_HEADER,
                  [_diagnostic_row(d) for d in plan.diagnostics], "diagnostics"),
         _Section(f"Changes made outside git ({len(plan.drift)})", _DRIFT_HEADER,
@@ -386,6 +409,9 @@ def _fit(sections: Sequence[_Section], budget: int) -> list[str]:
     remaining = budget
     for i, s in enumerate(sections):
         share = remaining // (len(sections) - i)
+        if s.first_class:  # the others keep the room for their title and "more" line
+            share = remaining - sum(_size(["", f"#### {o.title}", "", "", _MORE.format(n=len(o.rows), noun=o.noun)])
+                                    for o in sections[i + 1:])
         title = ["", f"#### {s.title}", ""]
         table = _table(s.header, s.rows)
         more_room = len(_MORE.format(n=len(s.rows), noun=s.noun)) + 2

@@ -1,7 +1,8 @@
 """Text format: the default ``expsync plan`` output, shaped like ``terraform plan``.
 
-Sections, in order: drift ("Changes made outside git"), diagnostics, one block per changed
-experiment (sorted by key), then one summary line. Each op becomes lines through the
+Sections, in order: security-relevant changes (where api keys go that they did not go
+before), drift ("Changes made outside git"), diagnostics, one block per changed experiment
+(sorted by key), then one summary line. Each op becomes lines through the
 :func:`op_lines` registry. Colour (ANSI) only when the caller asks for it.
 """
 
@@ -11,7 +12,8 @@ import functools
 from dataclasses import dataclass
 from typing import Final
 
-from expsync.model import JsonObject
+from expsync import escape
+from expsync.model import JsonObject, JsonValue
 from expsync.plan.ops import (
     AddVariant,
     ChangeWeight,
@@ -41,6 +43,7 @@ from expsync.render import (
     summary_line,
 )
 from expsync.render.diagnostics import render_text as render_diagnostics
+from expsync.render.security import SECURITY_TITLE, security_subject, security_text
 
 __all__ = ["Line", "OpContext", "op_lines", "render_text"]
 
@@ -85,9 +88,17 @@ def _(op: CreateExperiment, ctx: OpContext) -> list[Line]:
     return lines
 
 
+_NOT_SHOWN: Final = "(not shown: not managed by expsync)"
+
+
+def _before(value: JsonValue, ctx: OpContext) -> str:
+    """A value read from the database, or that it is not shown (``--no-secrets``, unmanaged)."""
+    return _NOT_SHOWN if ctx.experiment.values_hidden else format_value(value)
+
+
 @op_lines.register
 def _(op: UpdateFields, ctx: OpContext) -> list[Line]:
-    return [Line(f"{c.path}: {format_value(c.before)} -> {format_value(c.after)}", "~") for c in op.changes]
+    return [Line(f"{c.path}: {_before(c.before, ctx)} -> {format_value(c.after)}", "~") for c in op.changes]
 
 
 @op_lines.register
@@ -112,17 +123,22 @@ def _(op: AddVariant, ctx: OpContext) -> list[Line]:
 
 @op_lines.register
 def _(op: RemoveVariant, ctx: OpContext) -> list[Line]:
+    if op.weight is None:
+        return [Line(f"remove variant {op.variant_id} (label and weight not shown; its versions go with it)", "-")]
     return [Line(f"remove variant {format_value(op.label)} (weight {op.weight}; its versions go with it)", "-")]
 
 
 @op_lines.register
 def _(op: RelabelVariant, ctx: OpContext) -> list[Line]:
+    if ctx.experiment.values_hidden:
+        return [Line(f"relabel variant {op.variant_id} -> {format_value(op.after)}", "~")]
     return [Line(f"relabel variant {format_value(op.before)} -> {format_value(op.after)}", "~")]
 
 
 @op_lines.register
 def _(op: ChangeWeight, ctx: OpContext) -> list[Line]:
-    return [Line(f"weight of variant {format_value(op.label)}: {op.before} -> {op.after}", "~")]
+    before = _NOT_SHOWN if op.before is None else str(op.before)
+    return [Line(f"weight of variant {format_value(op.label)}: {before} -> {op.after}", "~")]
 
 
 def _upstream_fields(upstream: JsonObject) -> list[Line]:
@@ -132,7 +148,10 @@ def _upstream_fields(upstream: JsonObject) -> list[Line]:
 @op_lines.register
 def _(op: InsertVersion, ctx: OpContext) -> list[Line]:
     if op.upstream_before is None:
-        lines = [Line(f"first version of variant {format_value(op.label)}", "+")]
+        if op.base_version_id is None:
+            lines = [Line(f"first version of variant {format_value(op.label)}", "+")]
+        else:
+            lines = [Line(f"new version of variant {format_value(op.label)} (current upstream {_NOT_SHOWN[1:-1]})", "+")]
         lines += _upstream_fields(op.upstream_after)
     else:
         lines = [Line(f"new version of variant {format_value(op.label)}", "+")]
@@ -176,6 +195,8 @@ def _(op: RecordManaged, ctx: OpContext) -> list[Line]:
 def _experiment_lines(e: ExperimentPlan, secrets_compared: bool) -> list[Line]:
     symbol, phrase = HEADLINE[headline_action(e)]
     lines = [Line(f"experiment {format_value(e.key)} {phrase}", symbol, indent=0)]
+    if e.values_hidden:
+        lines.append(Line("its current values are not shown: an experiment not managed by expsync (--no-secrets)"))
     if e.public_model_id_before is not None and e.public_model_id_before != e.public_model_id:
         lines.append(Line(f"public model id: {e.public_model_id_before} -> {e.public_model_id}"))
     else:
@@ -216,10 +237,21 @@ def _drift_line(d: DriftItem) -> Line:
     return Line(text, "!" if d.protective else "~")
 
 
+def _security_lines(plan: Plan) -> list[Line]:
+    lines = [Line(f"{SECURITY_TITLE} ({len(plan.security)}):", indent=0)]
+    for item in plan.security:
+        warning = "warning: " if item.is_warning else ""
+        lines.append(Line(f"{warning}{security_subject(item)}: {security_text(item)}", "!"))
+    return lines
+
+
 def render_text(plan: Plan, *, color: bool = False) -> str:
     """The whole plan as text; ANSI colour only when ``color`` (the CLI decides: a TTY and
     ``NO_COLOR`` unset)."""
     out: list[str] = []
+    if plan.security:
+        out += [_format(line, color) for line in _security_lines(plan)]
+        out.append("")
     if plan.drift:
         out.append(_paint("Changes made outside git:", _BOLD, color))
         out += [_format(_drift_line(d), color) for d in sorted(plan.drift, key=_drift_key)]
@@ -258,7 +290,6 @@ def _paint(text: str, code: str, color: bool) -> str:
 
 
 def _safe(text: str) -> str:
-    """Escape control characters so text from YAML or the database cannot drive the terminal."""
-    if text.isprintable():
-        return text
-    return "".join(c if c.isprintable() else f"\\u{ord(c):04x}" for c in text)
+    """Escape control and invisible characters so text from YAML or the database cannot drive
+    the terminal or hide what it says (:func:`expsync.escape.terminal`)."""
+    return escape.terminal(text)

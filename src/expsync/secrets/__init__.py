@@ -7,7 +7,9 @@ Spec §3 defines four reference forms, parsed by :mod:`expsync.secrets.refs`::
     aws-sm:SECRET_ID[#FIELD]       AWS Secrets Manager              (secrets.aws, extra [aws])
     vault:MOUNT/PATH#FIELD         Vault / OpenBao KV v2            (secrets.vault, extra [vault])
 
-:func:`resolve_all` is the one entry point: it resolves each distinct reference once through
+:func:`resolve_all` is the one entry point. It first applies the reference policy of
+:mod:`expsync.secrets.policy` (built-in refusals and the ``EXPSYNC_SECRET_REFS`` allowlist,
+``E408``-``E410``: a refused reference is never resolved), then resolves each distinct reference once through
 the :class:`Resolver` registered for its scheme in :data:`RESOLVERS` and returns
 ``(secrets, diagnostics)``; failures are ``E402``-``E406`` diagnostics, never exceptions.
 Resolved values are :class:`~expsync.model.Secret` objects that refuse to print; a

@@ -144,7 +144,7 @@ class AwsResolver:
             import botocore.exceptions as bexc
         except ImportError:
             return all_failed(refs, Failure(UNAVAILABLE, "boto3 is not installed", hint=INSTALL_HINT))
-        for name in ("AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"):
+        for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"):
             if ctx.environ.get(name):
                 ctx.register(ctx.environ[name])
         try:

@@ -27,6 +27,9 @@ ACCESS_DENIED: Final = "E403"
 FIELD_MISSING: Final = "E404"
 EMPTY: Final = "E405"
 UNAVAILABLE: Final = "E406"
+#: a ``file:`` path the policy never reads (system directory, outside the working directory,
+#: not a regular file): see :mod:`expsync.secrets.policy`
+REFUSED_FILE: Final = "E410"
 
 
 def _ignore(_value: str) -> None:

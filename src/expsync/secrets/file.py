@@ -11,12 +11,17 @@ nothing else is touched. Reads are capped: a reference to a huge file or a devic
 from __future__ import annotations
 
 import errno
+import os
+import stat
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Final
 
 from expsync.model import SecretRef
+from expsync.secrets.policy import file_refusal
 from expsync.secrets.base import (
     ACCESS_DENIED,
+    REFUSED_FILE,
     EMPTY,
     NOT_FOUND,
     UNAVAILABLE,
@@ -39,9 +44,15 @@ class FileResolver:
     def _read(self, ref: SecretRef, ctx: ResolveContext) -> Outcome:
         path = ctx.cwd / ref.locator  # an absolute locator replaces cwd
         what = f"file {path}"
+        why = file_refusal(ref.locator, ctx.cwd)
+        if why is not None:
+            return Failure(REFUSED_FILE, f"{what} is refused: {why}")
         try:
-            with path.open("rb") as fh:
-                raw = fh.read(MAX_BYTES + 1)
+            raw = _read_regular(path, ref.locator, ctx.cwd)
+        except _NotRegular as exc:
+            return Failure(
+                REFUSED_FILE, f"{what} is refused: {exc.args[0]}", hint="point file: at a regular file holding the key"
+            )
         except FileNotFoundError:
             return Failure(NOT_FOUND, f"{what} does not exist")
         except PermissionError:
@@ -65,3 +76,61 @@ class FileResolver:
         value = text.rstrip("\r\n")
         ctx.register(value)
         return text_value(value, what)
+
+
+class _NotRegular(Exception):
+    pass
+
+
+_OPEN_FLAGS = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NOCTTY", 0)
+
+
+def _read_regular(path: Path, locator: str, cwd: Path) -> bytes:
+    """At most ``MAX_BYTES + 1`` bytes of ``path``, which must be a regular file once opened."""
+    fd = os.open(path, _OPEN_FLAGS)
+    try:
+        st = os.fstat(fd)
+        if stat.S_ISDIR(st.st_mode):
+            raise IsADirectoryError(errno.EISDIR, "is a directory")
+        if not stat.S_ISREG(st.st_mode):
+            raise _NotRegular(f"it is not a regular file ({_kind(st.st_mode)})")
+        opened = _opened_path(fd)
+        if opened is not None:
+            # what was opened, after every symlink: a link swapped in after the first check
+            # is caught here
+            rel = os.path.relpath(opened, os.path.realpath(cwd)) if not locator.startswith("/") else opened
+            why = file_refusal(rel, cwd)
+            if why is not None:
+                raise _NotRegular(why)
+        os.set_blocking(fd, True)
+        chunks: list[bytes] = []
+        left = MAX_BYTES + 1
+        while left > 0:
+            chunk = os.read(fd, left)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            left -= len(chunk)
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
+
+
+def _opened_path(fd: int) -> str | None:
+    try:
+        target = os.readlink(f"/proc/self/fd/{fd}")
+    except OSError:  # no /proc (macOS): the check before opening stands
+        return None
+    return target if target.startswith("/") else None
+
+
+def _kind(mode: int) -> str:
+    if stat.S_ISFIFO(mode):
+        return "a FIFO"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    if stat.S_ISDIR(mode):
+        return "a directory"
+    return "not a regular file"

@@ -6,9 +6,9 @@ library's log line, an exception from a third-party client, a CI step echoing ou
 value the resolvers handle is registered as soon as it is fetched, and then:
 
 - :meth:`Redactor.redact` replaces each registered value in a string with ``***``;
-- :meth:`Redactor.logging_filter` returns a :class:`logging.Filter` that does the same to every
-  log record. Attach it to the *handlers* (``handler.addFilter``): a filter on a logger does not
-  see records propagated from child loggers such as ``botocore.*`` or ``urllib3.*``.
+- :func:`redact_every_record` installs a log-record factory so every record is created
+  already masked, whichever handler receives it (records from ``botocore.*`` or ``urllib3.*``
+  included); :meth:`Redactor.logging_filter` does the same as a handler filter.
 - :meth:`Redactor.github_mask_lines` yields ``::add-mask::VALUE`` workflow commands. When
   ``GITHUB_ACTIONS=true`` the CLI prints them to stdout *first*, before any other output of the
   run, so the runner masks the values in the whole job log (its masking also covers steps
@@ -25,13 +25,24 @@ import json
 import logging
 import re
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Final
 
 from expsync.model import Secret
+from expsync.urls import url_secrets
 
 MIN_LENGTH: Final = 4
 MASK: Final = "***"
+#: credentials expsync itself or a store client reads from the environment
+CONFIG_SECRETS: Final = (
+    "BYOK_ENCRYPTION_KEY",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "VAULT_TOKEN",
+    "VAULT_SECRET_ID",
+)
+#: variables holding URLs that may carry a password
+URL_VARS: Final = ("EXPSYNC_DATABASE_URL", "EXPSYNC_REDIS_URL")
 
 
 class Redactor:
@@ -48,6 +59,23 @@ class Redactor:
 
     def __len__(self) -> int:
         return len(self._values)
+
+    def __bool__(self) -> bool:
+        # a redactor is a sink, not a collection: an empty one must not test false, or
+        # `redactor.add if redactor else ...` drops the first values registered
+        return True
+
+    def add_config(self, environ: Mapping[str, str]) -> None:
+        """Register the credentials in expsync's own configuration and the secret stores'
+        credentials (:data:`CONFIG_SECRETS`, and the passwords and credential parameters of the
+        database and Redis URLs), before anything can log them."""
+        for name in CONFIG_SECRETS:
+            if environ.get(name):
+                self.add(environ[name])
+        for name in URL_VARS:
+            if environ.get(name):
+                for value in url_secrets(environ[name]):
+                    self.add(value)
 
     def add(self, value: str | Secret) -> None:
         """Register a value. Besides the value itself, its lines and its JSON- and
@@ -107,17 +135,46 @@ class RedactingFilter(logging.Filter):
         self._redactor = redactor
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if not len(self._redactor):
-            return True
-        try:
-            message = record.getMessage()
-        except Exception:  # a malformed record: logging reports it itself; do not add noise
-            return True
-        record.msg, record.args = self._redactor.redact(message), None
-        if record.exc_info and not record.exc_text:
-            record.exc_text = logging.Formatter().formatException(record.exc_info)
-        if record.exc_text:
-            record.exc_text = self._redactor.redact(record.exc_text)
-        if record.stack_info:
-            record.stack_info = self._redactor.redact(record.stack_info)
+        redact_record(self._redactor, record)
         return True
+
+
+def redact_record(redactor: Redactor, record: logging.LogRecord) -> None:
+    """Replace ``record``'s message (and traceback, stack) by its redacted text, in place."""
+    if not len(redactor):
+        return
+    try:
+        message = record.getMessage()
+    except Exception:  # a malformed record: logging reports it itself; do not add noise
+        return
+    record.msg, record.args = redactor.redact(message), None
+    if record.exc_info and not record.exc_text:
+        record.exc_text = logging.Formatter().formatException(record.exc_info)
+    if record.exc_text:
+        record.exc_text = redactor.redact(record.exc_text)
+    if record.stack_info:
+        record.stack_info = redactor.redact(record.stack_info)
+
+
+_state: dict[str, object] = {}  # "base": the record factory found first; "active": the Redactor
+
+
+def redact_every_record(redactor: Redactor) -> None:
+    """From now on every log record is created already redacted by ``redactor``, so *every*
+    handler - expsync's, a host application's, a test's capture - sees masked text, including
+    records of botocore, urllib3 and hvac and of other threads. Installs one record factory the
+    first time; later calls only switch the redactor (one per CLI run)."""
+    _state["active"] = redactor
+    if "base" in _state:
+        return
+    base = logging.getLogRecordFactory()
+    _state["base"] = base
+
+    def factory(*args: object, **kwargs: object) -> logging.LogRecord:
+        record = base(*args, **kwargs)
+        active = _state.get("active")
+        if isinstance(active, Redactor):
+            redact_record(active, record)
+        return record
+
+    logging.setLogRecordFactory(factory)

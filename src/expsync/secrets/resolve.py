@@ -26,6 +26,7 @@ from typing import Final
 
 from expsync.diagnostics import Diagnostic, SourceRange
 from expsync.model import DesiredState, Secret, SecretRef
+from expsync.secrets import policy
 from expsync.secrets.aws import AwsResolver
 from expsync.secrets.base import UNAVAILABLE, Failure, Outcome, ResolveContext, Resolver
 from expsync.secrets.env import EnvResolver
@@ -79,26 +80,34 @@ def resolve_all(
 ) -> tuple[dict[SecretRef, Secret], list[Diagnostic]]:
     """Resolve each distinct reference once; return the secrets and one diagnostic per failed use.
 
+    References the policy refuses (:class:`~expsync.secrets.policy.Policy`: built-in refusals,
+    the ``EXPSYNC_SECRET_REFS`` allowlist read from ``environ``) are reported and never resolved.
+
     ``environ`` and ``cwd`` are the only view of the outside world the resolvers get (no
     ``os.environ`` reads below the CLI). Every value fetched is registered with ``redactor``
     as soon as it is known. ``resolvers`` is for tests and embedders; it defaults to
     :data:`RESOLVERS`.
     """
     uses = [u if isinstance(u, SecretUse) else SecretUse(u) for u in refs]
+    # the policy first: a refused reference is reported, never resolved
+    rules = policy.Policy(environ, cwd)
+    refused = rules.diagnostics(uses)
     occurrences: dict[SecretRef, list[SecretUse]] = {}
     for use in uses:
-        occurrences.setdefault(use.ref, []).append(use)
+        if rules.verdict(use.ref) is None:
+            occurrences.setdefault(use.ref, []).append(use)
     by_scheme: dict[str, list[SecretRef]] = {}
     for ref in occurrences:
         by_scheme.setdefault(ref.scheme, []).append(ref)
 
-    ctx = ResolveContext(environ=environ, cwd=cwd, register=redactor.add if redactor else _ignore)
+    # `is not None`: an empty Redactor must still receive the store credentials registered first
+    ctx = ResolveContext(environ=environ, cwd=cwd, register=redactor.add if redactor is not None else _ignore)
     outcomes: dict[SecretRef, Outcome] = {}
     for scheme, group in by_scheme.items():
         outcomes.update(_resolve_scheme(resolvers, scheme, group, ctx))
 
     secrets: dict[SecretRef, Secret] = {}
-    diagnostics: list[Diagnostic] = []
+    diagnostics: list[Diagnostic] = list(refused)
     for ref, ref_uses in occurrences.items():
         outcome = outcomes.get(ref) or Failure(UNAVAILABLE, "the resolver returned no result")
         if isinstance(outcome, Secret):

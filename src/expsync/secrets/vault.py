@@ -21,9 +21,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Final
-from urllib.parse import urlsplit
 
 from expsync.model import SecretRef
+from expsync.urls import origin
 from expsync.secrets.base import (
     ACCESS_DENIED,
     NOT_FOUND,
@@ -155,17 +155,5 @@ def _unreachable(addr: str, exc: Exception) -> Failure:
     if isinstance(exc, hexc.VaultError):
         why = f"Vault answered {type(exc).__name__}"
     else:
-        why = f"Vault at {_host(addr)} cannot be reached ({type(exc).__name__})"
+        why = f"Vault at {origin(addr) or 'VAULT_ADDR'} cannot be reached ({type(exc).__name__})"
     return Failure(UNAVAILABLE, why, hint="check VAULT_ADDR, the network and the Vault server's status")
-
-
-def _host(addr: str) -> str:
-    """``scheme://host:port`` of VAULT_ADDR: never repeat userinfo or query parts of a URL."""
-    parts = urlsplit(addr)
-    if not parts.hostname:
-        return "VAULT_ADDR"
-    try:
-        port = f":{parts.port}" if parts.port else ""
-    except ValueError:  # a malformed port: show the host only
-        port = ""
-    return f"{parts.scheme}://{parts.hostname}{port}"

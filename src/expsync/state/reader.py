@@ -12,6 +12,14 @@
    then the newest overall) is *pending*; older versions never leave the database;
 4. every ``expsync_managed`` row.
 
+On Postgres the four go out in one psycopg pipeline, so they cost one round trip together
+(plus, with :func:`read_state` and ``now=None``, ``SELECT now()`` in the same batch): each
+statement names the experiments it needs by the same predicate instead of waiting for the
+first one's ids. Rows are decoded by psycopg itself (no SQLAlchemy result processing), with
+the cyclic garbage collector paused meanwhile (no cycles are made). Elsewhere (SQLite) the
+statements are built with SQLAlchemy Core and run one after the other. Both paths give equal
+:class:`~expsync.model.ActualState`.
+
 Id lists travel as one parameter whatever their length: a Postgres array
 (``= ANY(:ids)``) or, on SQLite, a JSON array expanded with ``json_each`` (SQLite caps bound
 variables per statement, 32,766 by default, so one parameter per id would not scale).
@@ -23,17 +31,19 @@ hold the apply lock.
 
 from __future__ import annotations
 
+import gc
 import json
 import uuid
 from collections import defaultdict
 from collections.abc import Collection, Iterable, Sequence
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import Connection
 
+from expsync.errors import DatabaseUnavailable
 from expsync.model import (
     ActualExperiment,
     ActualState,
@@ -52,7 +62,7 @@ from expsync.state.tables import (
     version,
 )
 
-__all__ = ["read_actual"]
+__all__ = ["read_actual", "read_state"]
 
 # Column order = the positional order of the model dataclasses' fields (see _assemble).
 _EXPERIMENT_COLUMNS = (
@@ -100,6 +110,38 @@ def read_actual(
     """
     if now.tzinfo is None:
         raise ValueError("read_actual needs a tz-aware 'now'")
+    return read_state(conn, experiment_ids=experiment_ids, public_model_ids=public_model_ids, now=now,
+                      with_metadata=with_metadata)[1]
+
+
+def read_state(
+    conn: Connection,
+    *,
+    experiment_ids: Collection[uuid.UUID],
+    public_model_ids: Collection[str],
+    now: datetime | None,
+    with_metadata: bool = False,
+) -> tuple[datetime, ActualState]:
+    """Like :func:`read_actual`, and the clock it used: ``now=None`` means the database's
+    (Postgres ``now()``, the transaction's start, read in the same round trip as the rows);
+    SQLite has no server clock, so it needs an explicit ``now`` there."""
+    if now is not None and now.tzinfo is None:
+        raise ValueError("read_state needs a tz-aware 'now' (or None for the database's clock)")
+    if conn.dialect.name == "postgresql":
+        return _read_pipelined(conn, list(experiment_ids), list(public_model_ids), now, with_metadata)
+    if now is None:
+        raise ValueError(f"{conn.dialect.name} has no server clock: pass 'now'")
+    return now, _read_core(conn, experiment_ids, public_model_ids, now, with_metadata)
+
+
+def _read_core(
+    conn: Connection,
+    experiment_ids: Collection[uuid.UUID],
+    public_model_ids: Collection[str],
+    now: datetime,
+    with_metadata: bool = False,
+) -> ActualState:
+    """The four statements built with SQLAlchemy Core, one after the other (any dialect)."""
     dialect = conn.dialect.name
 
     t = experiment_with_metadata if with_metadata else experiment
@@ -133,6 +175,86 @@ def read_actual(
     managed_rows = conn.execute(sa.select(*_MANAGED_COLUMNS)).all()
 
     return _assemble(exp_rows, var_rows, ver_rows, managed_rows, now)
+
+
+# -- Postgres: one pipelined round trip, rows decoded by psycopg ------------------------------
+
+#: the experiments a plan needs (statement 1's predicate; the others select by it too)
+_PG_WANTED = (
+    "SELECT e.id FROM model_experiment e WHERE e.id = ANY(%(ids)s::uuid[])"
+    " OR (e.public_model_id = ANY(%(pids)s::text[]) AND e.status = ANY(%(routing)s::text[]))"
+    " OR e.id IN (SELECT m.experiment_id FROM expsync_managed m)"
+)
+_PG_EXPERIMENTS = (
+    "SELECT id, public_model_id, name, description, status, is_archived, created_at, updated_at,"
+    " started_at, ended_at, created_by_user_id{metadata} FROM model_experiment WHERE id IN (" + _PG_WANTED + ")"
+)
+_PG_VARIANTS = (
+    "SELECT id, experiment_id, label, weight FROM model_experiment_variant"
+    " WHERE experiment_id IN (" + _PG_WANTED + ")"
+)
+_PG_PICK = (
+    "SELECT (SELECT x.id FROM model_experiment_variant_version x WHERE x.variant_id = v.id"
+    " AND x.effective_at {op} {now} ORDER BY x.effective_at DESC, x.id DESC LIMIT 1)"
+    " FROM model_experiment_variant v WHERE v.experiment_id IN (" + _PG_WANTED + ")"
+)
+_PG_VERSIONS = (
+    "SELECT id, variant_id, upstream, encrypted_api_key, effective_at, created_by, created_at"
+    " FROM model_experiment_variant_version WHERE id IN ("
+    + _PG_PICK.replace("{op}", "<=") + " UNION ALL " + _PG_PICK.replace("{op}", ">") + ")"
+)
+_PG_MANAGED = "SELECT key, experiment_id, last_applied, applied_at FROM expsync_managed"
+
+
+def _read_pipelined(
+    conn: Connection, ids: list[uuid.UUID], pids: list[str], now: datetime | None, with_metadata: bool
+) -> tuple[datetime, ActualState]:
+    """The four statements and ``SELECT now()`` in one psycopg pipeline on the connection's
+    own transaction: one round trip whatever the number of rows."""
+    import psycopg
+
+    raw: psycopg.Connection[Any] = conn.connection.driver_connection  # type: ignore[assignment]
+    params = {"ids": ids, "pids": pids, "routing": list(ROUTING_STATUS_VALUES), "now": now}
+    clock = "now()" if now is None else "%(now)s::timestamptz"
+    statements = [
+        ("SELECT now()", None),
+        (_PG_EXPERIMENTS.replace("{metadata}", ", metadata" if with_metadata else ""), params),
+        (_PG_VARIANTS, params),
+        (_PG_VERSIONS.replace("{now}", clock), params),
+        (_PG_MANAGED, None),
+    ]
+    gc_was_on = gc.isenabled()
+    gc.disable()  # decoding makes ~10 objects per row and no cycles: no reason to rescan the heap
+    try:
+        cursors = []
+        with raw.pipeline():
+            for sql, args in statements:
+                cur = raw.cursor()  # jsonb: psycopg's json.loads (exact for big ints, unlike orjson)
+                cur.execute(sql, args)
+                cursors.append(cur)
+        db_now, exp_rows, var_rows, ver_rows, managed_rows = (c.fetchall() for c in cursors)
+    except psycopg.OperationalError as e:
+        if raw.closed or raw.broken:
+            raise DatabaseUnavailable(f"lost the database connection while reading: {str(e).strip().splitlines()[0]}") from None
+        raise sa.exc.DBAPIError.instance(None, None, e, psycopg.Error) from e
+    except psycopg.Error as e:
+        raise sa.exc.DBAPIError.instance(None, None, e, psycopg.Error) from e
+    else:
+        if raw.info.timezone is not timezone.utc:  # the engine asks for UTC; a host may override it
+            exp_rows = [(*r[:6], *(_utc(x) for x in r[6:10]), *r[10:]) for r in exp_rows]
+            ver_rows = [(*r[:4], _utc(r[4]), r[5], _utc(r[6])) for r in ver_rows]
+            managed_rows = [(*r[:3], _utc(r[3])) for r in managed_rows]
+        clock_now = now if now is not None else _utc(db_now[0][0])
+        assert clock_now is not None
+        state = _assemble(exp_rows, var_rows, ver_rows, managed_rows, clock_now)
+        return clock_now, state
+    finally:
+        if gc_was_on:
+            gc.enable()
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    return None if value is None else value.astimezone(timezone.utc)
 
 
 def _newest_version(newer_than_now: bool, now: sa.BindParameter[datetime]) -> sa.ScalarSelect[Any]:
