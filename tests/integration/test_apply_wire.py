@@ -105,6 +105,9 @@ def _draft(i: int, step: int) -> dict[str, Any] | None:
 
 def _executions_per_step(root: Path, pg_engine: sa.Engine, n: int) -> list[tuple[dict[str, int], int]]:
     repo = Repo(root)
+    # one experiment that stays: a plan removing every managed experiment is refused (E504)
+    repo.put(experiment("anchor", "partner/anchor", "draft", [variant("a", "m-anchor", "env:KEY_A")]))
+    _apply(repo, root, pg_engine)
     out = []
     for step in range(6):
         for i in range(n):
@@ -129,6 +132,7 @@ def test_every_kind_of_write_executes_a_constant_number_of_statements(tmp_path: 
     with pg_engine.begin() as c:  # the same database, emptied: the second run starts where the first did
         c.execute(sa.text("TRUNCATE model_experiment, model_experiment_variant, model_experiment_variant_version, "
                           "expsync_managed, expsync_cache_outbox CASCADE"))
+        c.execute(sa.text("DELETE FROM expsync_audit"))
     large = _executions_per_step(tmp_path / "large", pg_engine, 40)
     assert [ops for ops, _ in small] == [ops for ops, _ in large]
     kinds = {k for ops, _ in small for k in ops}
