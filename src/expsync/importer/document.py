@@ -123,11 +123,11 @@ def document(key: str, a: ActualExperiment, env_refs: Mapping[uuid.UUID, str],
     # a credential another writer stored (a base_url password, an extra_headers Authorization)
     # never lands in a file meant for git: it is written as *** (which validation then refuses,
     # E114/E411, so the engineer moves the key to api_key)
-    stored = [v["upstream"] for v in variants] + ([doc["metadata"]] if "metadata" in doc else [])
+    stored = [written["upstream"] for written in variants] + ([doc["metadata"]] if "metadata" in doc else [])
     header_extra: list[str] = []
     if any(mask_json(x) != x for x in stored):
-        for v in variants:
-            v["upstream"] = mask_json(v["upstream"])
+        for written in variants:
+            written["upstream"] = mask_json(written["upstream"])
         if "metadata" in doc:
             doc["metadata"] = mask_json(doc["metadata"])
         header_extra = ["# Credentials stored in this experiment's upstream or metadata were replaced by ***: "

@@ -13,6 +13,7 @@ from dataclasses import replace
 from typing import Final
 
 from expsync.plan.ops import ChangeWeight, FieldChange, InsertVersion, Op, RelabelVariant, RemoveVariant, UpdateFields
+from expsync.urls import mask_json
 
 #: how an experiment expsync does not manage is named when its values are hidden
 UNMANAGED: Final = "an experiment not managed by expsync"
@@ -33,3 +34,28 @@ def hide_op(op: Op) -> Op:
             return replace(op, upstream_before=None, upstream_diff=())
         case _:
             return op
+
+
+def _masked_before(c: FieldChange) -> FieldChange:
+    before = mask_json(c.before, c.path.rpartition(".")[2].partition("[")[0])
+    return c if before == c.before else FieldChange(c.path, before, c.after)
+
+
+def mask_op(op: Op) -> Op:
+    """``op`` with credentials in the values it read from the database masked (``***``): a
+    ``base_url`` password or key parameter, a value under a credential-named key that another
+    writer stored. Only display fields change (the before side); what apply writes does not.
+    Masked here, in the plan, so every format and the saved plan's ops digest agree."""
+    match op:
+        case UpdateFields():
+            changes = tuple(_masked_before(c) for c in op.changes)
+            return op if changes == op.changes else replace(op, changes=changes)
+        case InsertVersion():
+            before = mask_json(op.upstream_before) if op.upstream_before is not None else None
+            diff = tuple(_masked_before(c) for c in op.upstream_diff)
+            if before == op.upstream_before and diff == op.upstream_diff:
+                return op
+            return replace(op, upstream_before=before, upstream_diff=diff)
+        case _:
+            return op
+

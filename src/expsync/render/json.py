@@ -22,7 +22,7 @@ from __future__ import annotations
 import functools
 import json
 import uuid
-from typing import Annotated, Any, Final, Literal, cast
+from typing import Annotated, Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic import JsonValue as JsonAny
@@ -301,10 +301,15 @@ class DiagnosticOut(BaseModel):
 
 
 class DigestsOut(BaseModel):
+    """``ops`` is recomputable from ``operations`` (:mod:`expsync.plan.document`);
+    ``secrets`` is a keyed digest (HMAC) of the api key values the operations encrypt, empty
+    when they encrypt none: never a value, nothing a value can be learnt from."""
+
     model_config = _OUT
     desired: str
     actual: str
     ops: str
+    secrets: str = ""
 
 
 class SummaryOut(BaseModel):
@@ -351,7 +356,7 @@ def _base(op: Op) -> dict[str, Any]:
 
 
 def _changes(changes: tuple[FieldChange, ...]) -> list[FieldChangeOut]:
-    return [FieldChangeOut(path=c.path, before=masked(c.before, c.path), after=masked(c.after, c.path)) for c in changes]
+    return [FieldChangeOut(path=c.path, before=c.before, after=c.after) for c in changes]
 
 
 @functools.singledispatch
@@ -409,10 +414,8 @@ def _(op: ChangeWeight) -> _OpOut:
 @op_model.register
 def _(op: InsertVersion) -> _OpOut:
     return InsertVersionOut(type="insert_version", **_base(op), variant_key=op.variant_key, variant_id=op.variant_id,
-                            label=op.label, base_version_id=op.base_version_id,
-                            upstream_before=cast("dict[str, Any] | None", masked(op.upstream_before)),
-                            upstream_after=cast("dict[str, Any]", masked(op.upstream_after)),
-                            upstream_diff=_changes(op.upstream_diff),
+                            label=op.label, base_version_id=op.base_version_id, upstream_before=op.upstream_before,
+                            upstream_after=op.upstream_after, upstream_diff=_changes(op.upstream_diff),
                             key_change=op.key_change.value, api_key_ref=str(op.api_key_ref))
 
 
@@ -473,7 +476,8 @@ def _security(x: SecurityItem) -> SecurityOut:
 
 
 def _drift(d: DriftItem) -> DriftOut:
-    return DriftOut(experiment_key=d.experiment_key, path=d.path, last_applied=masked(d.last_applied, d.path), actual=masked(d.actual, d.path),
+    return DriftOut(experiment_key=d.experiment_key, path=d.path, last_applied=masked(d.last_applied, d.path),
+                    actual=masked(d.actual, d.path),
                     protective=d.protective, reverted=d.reverted)
 
 
@@ -489,7 +493,8 @@ def plan_model(plan: Plan) -> PlanOut:
         values_hidden=plan.values_hidden,
         gateway_profile=plan.gateway_profile or None,
         summary=SummaryOut(**s.as_dict()),
-        digests=DigestsOut(desired=plan.digests.desired, actual=plan.digests.actual, ops=plan.digests.ops),
+        digests=DigestsOut(desired=plan.digests.desired, actual=plan.digests.actual, ops=plan.digests.ops,
+                           secrets=plan.digests.secrets),
         experiments=[_experiment(e) for e in sorted(plan.experiments, key=lambda e: e.key)],
         operations=[op_model(op) for op in plan.ops],
         drift=[_drift(d) for d in plan.drift],
