@@ -304,6 +304,16 @@ def show_plan(plan: Plan) -> None:
         click.echo(current().redact(render_diags.github_annotations(plan.diagnostics)), err=True)
 
 
+def with_warnings(plan: Plan, warnings: Sequence[Diagnostic]) -> Plan:
+    """The plan carrying the loader's warnings (e.g. W301, one variant takes all traffic): they
+    belong in the plan a reviewer reads, not only in `validate`."""
+    if not warnings:
+        return plan
+    from expsync.diagnostics import sort_diagnostics
+
+    return replace(plan, diagnostics=tuple(sort_diagnostics([*warnings, *plan.diagnostics])))
+
+
 def write_github_outputs(plan: Plan, settings: Settings, red: Redactor) -> None:
     if settings.github_output:
         from expsync.render import summarize
@@ -436,12 +446,7 @@ def plan_cmd(paths: tuple[str, ...], max_file_size: int, fmt: str, out_file: str
             raise InvalidInput("stored api keys cannot be compared", diagnostics=computed.key_diagnostics)
         emit_diagnostics(computed.key_diagnostics)
     plan = computed.plan
-    if load_warnings:
-        # the loader's warnings (e.g. W301, one variant takes all traffic) belong in the plan a
-        # reviewer reads, not only in `validate`
-        from expsync.diagnostics import sort_diagnostics
-
-        plan = replace(plan, diagnostics=tuple(sort_diagnostics([*load_warnings, *plan.diagnostics])))
+    plan = with_warnings(plan, load_warnings)
     click.echo(red.redact(render_plan(plan, fmt, color=use_color() and fmt == "text")))
     if settings.github_actions:
         from expsync.render import diagnostics as render_diags

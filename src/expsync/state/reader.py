@@ -314,6 +314,14 @@ def _odd_row(what: str) -> InvalidInput:
         hint="fix or remove the row in the gateway's admin UI, then run expsync again")])
 
 
+def _version(row: Sequence[Any]) -> ActualVersion:
+    v = ActualVersion(*row)
+    if not isinstance(v.upstream, dict):
+        raise _odd_row(f"variant {v.variant_id}: its version {v.id} stores an upstream that is "
+                       f"{_json_kind(v.upstream)}, not a JSON object")
+    return v
+
+
 def _metadata(exp_id: uuid.UUID, value: object) -> Any:
     if value is not None and not isinstance(value, dict):
         raise _odd_row(f"experiment {exp_id}: its metadata is {_json_kind(value)}, not a JSON object or NULL")
@@ -333,10 +341,7 @@ def _assemble(
     current: dict[uuid.UUID, ActualVersion] = {}
     pending: dict[uuid.UUID, ActualVersion] = {}
     for row in ver_rows:
-        v = ActualVersion(*row)
-        if not isinstance(v.upstream, dict):
-            raise _odd_row(f"variant {v.variant_id}: its version {v.id} stores an upstream that is "
-                           f"{_json_kind(v.upstream)}, not a JSON object")
+        v = _version(row)
         (pending if v.effective_at > now else current)[v.variant_id] = v
 
     variants: defaultdict[uuid.UUID, list[ActualVariant]] = defaultdict(list)
