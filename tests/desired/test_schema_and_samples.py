@@ -67,3 +67,19 @@ def test_readme_documents_every_code() -> None:
 
     documented = set(re.findall(r"^\| `([EW]\d{3})` \|", readme, re.M))
     assert documented == set(CODES), (set(CODES) - documented, documented - set(CODES))
+
+
+def test_readme_codes_section_is_what_the_script_generates() -> None:
+    """scripts/readme_codes.py runs (every code prefix has a group title) and the README's codes
+    section is exactly its output, titles and hints included."""
+    import importlib.util
+    import re
+
+    spec = importlib.util.spec_from_file_location("readme_codes", ROOT / "scripts" / "readme_codes.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    readme = (ROOT / "README.md").read_text()
+    section = re.search(r"<!-- codes:start -->\n(.*?)<!-- codes:end -->", readme, re.S)
+    assert section is not None
+    assert section.group(1) == module.table() + "\n", "run: .venv/bin/python scripts/readme_codes.py"
