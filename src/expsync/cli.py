@@ -530,30 +530,15 @@ def apply_cmd(paths: tuple[str, ...], max_file_size: int, plan_file: str | None,
 
 
 def read_saved_digests(path: str) -> Digests:
-    import json
-    from pathlib import Path
-
-    from expsync.plan import Digests
-
-    try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
-        if not isinstance(data, dict) or not isinstance(data.get("digests"), dict):
-            raise ValueError("not a plan object")
-        from expsync.render.json import FORMAT_VERSION
-
-        if data.get("format_version") != FORMAT_VERSION:
-            raise ValueError("unsupported format_version")
-        d = data["digests"]
-        digests = Digests(desired=str(d["desired"]), actual=str(d["actual"]), ops=str(d["ops"]))
-        compared = data["secrets_compared"]
-    except (OSError, ValueError, KeyError, TypeError, RecursionError):
-        raise InvalidInput(f"{path}: not a plan file written by `expsync plan --out`") from None
-    if compared is not True:
+    """The digests of a plan saved by ``plan --out``, read by the one plan-file loader
+    (:func:`read_plan_file`); a ``--no-secrets`` plan is refused (exit 3)."""
+    plan = read_plan_file(path)
+    if not plan.secrets_compared:
         # its key changes are `unknown`; for creates the ops digest would still match, so the
         # digests alone cannot tell (README: a --no-secrets plan is never applyable)
         raise InvalidInput(f"{path}: made with `plan --no-secrets` (api keys were not compared), so it cannot be "
                            "applied; run `expsync plan --out FILE` with the secrets available")
-    return digests
+    return plan.digests
 
 
 @cli.group()
