@@ -76,8 +76,18 @@ def _resolve(name: str) -> object:
     return eval(name, vars(rules))  # noqa: S307 - names from the table above, not input
 
 
+#: E5xx codes raised by apply (exit 5) rather than produced by a planning rule: code -> module
+APPLY_TIME_CODES = {"E507": "render/saved.py", "E508": "apply/run.py", "E509": "apply/lock.py"}
+
+
+def test_apply_time_codes_are_raised_where_named() -> None:
+    src = Path(__file__).resolve().parents[1] / "src" / "expsync"
+    for code, module in APPLY_TIME_CODES.items():
+        assert code in CODES and f"[{code}]" in (src / module).read_text(encoding="utf-8"), code
+
+
 def test_every_rule_code_maps_to_an_existing_rule() -> None:
-    rule_codes = {c for c in CODES if re.fullmatch(r"E[235]\d\d", c)}
+    rule_codes = {c for c in CODES if re.fullmatch(r"E[235]\d\d", c)} - set(APPLY_TIME_CODES)
     assert set(rules.PRODUCED_BY) == rule_codes
     for code, names in rules.PRODUCED_BY.items():
         assert names, code

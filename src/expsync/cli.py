@@ -481,7 +481,7 @@ def apply_cmd(paths: tuple[str, ...], max_file_size: int, plan_file: str | None,
               revision: str | None, lock_timeout: float, allow_empty: bool, gateway_profile: str | None) -> ExitCode:
     """Apply the YAML to the database in one transaction, then refresh the Redis cache."""
     from expsync import pipeline
-    from expsync.apply.run import apply
+    from expsync.apply.run import after_commit, apply
     from expsync.config import select_profile
     from expsync.state.db import begin
 
@@ -516,29 +516,24 @@ def apply_cmd(paths: tuple[str, ...], max_file_size: int, plan_file: str | None,
             expect = shown.digests
         result = apply(engine, desired, secrets, settings, lock_timeout=lock_timeout, expect=expect)
         plan = result.plan
-        if not plan.has_changes:
-            click.echo("No changes. The database matches the YAML; nothing was applied.")
-        else:
-            click.echo(red.redact(render_plan(plan, "text", color=use_color())))
-            click.echo(f"Applied in one transaction: {len(plan.ops)} operation(s), {result.statements} statement(s), "
-                       f"{result.seconds:.2f}s.")
-        if plan.gateway_changes or settings.redis_url:
-            refresh_after_commit(engine, settings)
+        with after_commit():  # committed: any failure from here on is exit 6
+            if not plan.has_changes:
+                click.echo("No changes. The database matches the YAML; nothing was applied.")
+            else:
+                click.echo(red.redact(render_plan(plan, "text", color=use_color())))
+                click.echo(f"Applied in one transaction: {len(plan.ops)} operation(s), {result.statements} "
+                           f"statement(s), {result.seconds:.2f}s.")
+            if plan.gateway_changes or settings.redis_url:
+                refresh_after_commit(engine, settings)
     finally:
         engine.dispose()
     return ExitCode.OK
 
 
 def read_saved_digests(path: str) -> Digests:
-    """The digests of a plan saved by ``plan --out``, read by the one plan-file loader
-    (:func:`read_plan_file`); a ``--no-secrets`` plan is refused (exit 3)."""
-    plan = read_plan_file(path)
-    if not plan.secrets_compared:
-        # its key changes are `unknown`; for creates the ops digest would still match, so the
-        # digests alone cannot tell (README: a --no-secrets plan is never applyable)
-        raise InvalidInput(f"{path}: made with `plan --no-secrets` (api keys were not compared), so it cannot be "
-                           "applied; run `expsync plan --out FILE` with the secrets available")
-    return plan.digests
+    from expsync.render.saved import applyable_digests, read_saved_plan
+
+    return applyable_digests(read_saved_plan(path))  # exit 3 (not a plan file) or 5 (edited)
 
 
 @cli.group()

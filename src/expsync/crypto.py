@@ -17,14 +17,17 @@ import base64
 import binascii
 import hmac
 import os
-from collections.abc import Mapping
+import uuid
+from collections.abc import Mapping, Sequence
 from typing import Final
 
 from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from expsync.errors import ConfigError, ExpsyncError
-from expsync.model import Secret
+from expsync.model import Secret, SecretRef
 from expsync.settings import BYOK_ENV_VAR
 
 __all__ = [
@@ -33,6 +36,7 @@ __all__ = [
     "KEY_ENV_VAR",
     "TAG_BYTES",
     "DecryptError",
+    "api_keys_digest",
     "decrypt_api_key",
     "encrypt_api_key",
     "keys_equal",
@@ -148,3 +152,35 @@ def decrypt_api_key(enc: Mapping[str, object], key: bytes) -> Secret:
 def keys_equal(a: Secret, b: Secret) -> bool:
     """Compare two keys in constant time, so timing never reveals how much of a key matched."""
     return hmac.compare_digest(a.reveal().encode("utf-8"), b.reveal().encode("utf-8"))
+
+
+#: HKDF ``info`` of the key that fingerprints api key values for a plan's digests (a key of
+#: its own: the AES key itself is never used for anything but the gateway's format)
+_FINGERPRINT_INFO: Final = b"expsync plan digests: api key fingerprint v1"
+
+
+def _fingerprint_key(byok_key: bytes) -> bytes:
+    _check_key(byok_key)
+    return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=_FINGERPRINT_INFO).derive(byok_key)
+
+
+def api_keys_digest(writes: Sequence[tuple[uuid.UUID, SecretRef]], secrets: Mapping[SecretRef, Secret],
+                    byok_key: bytes) -> str:
+    """A keyed digest binding the value of every api key a plan writes (``(variant id,
+    reference)`` pairs, in plan order) - ``"hmac-sha256:<hex>"``, or ``""`` for none.
+
+    Each value enters only as ``HMAC(K, value)`` with ``K = HKDF(BYOK key, info)``: the digest
+    changes when a value changes, and reveals nothing about a value to anyone without the BYOK
+    key (who could decrypt the stored keys anyway). A reference without a resolved value
+    raises ``KeyError`` naming nothing but the reference.
+    """
+    if not writes:
+        return ""
+    key = _fingerprint_key(byok_key)
+    outer = hmac.new(key, digestmod="sha256")
+    for variant_id, ref in writes:
+        secret = secrets.get(ref)
+        inner = b"unresolved" if secret is None else hmac.new(key, secret.reveal().encode("utf-8"),
+                                                               digestmod="sha256").digest()
+        outer.update(f"{variant_id}\0{ref}\0".encode() + inner + b"\n")
+    return "hmac-sha256:" + outer.hexdigest()

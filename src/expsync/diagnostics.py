@@ -118,6 +118,10 @@ CODES: Final[dict[str, CodeInfo]] = {
     "E502": CodeInfo("managed experiment removed from git", "only drafts (deleted) and completed+archived (unmanaged) may be removed"),
     "E503": CodeInfo("experiment owned by another key", "each database row is managed by one key"),
     "E504": CodeInfo("plan removes every managed experiment", "check the experiments folder; pass --allow-empty if this is intended"),
+    # E507-E509: apply of a saved or confirmed plan (exit 5, printed with the error)
+    "E507": CodeInfo("saved plan file was edited", "re-run plan --out and review the new file"),
+    "E508": CodeInfo("api key value changed since the plan", "re-run plan --out with the current secret values"),
+    "E509": CodeInfo("rows changed by another writer after the re-plan", "re-run plan; nothing was applied"),
     "W501": CodeInfo("changed outside git; the plan reverts it", "update the YAML to keep the change", Severity.WARNING),
     "W502": CodeInfo("a future-dated version is pending", "it supersedes older versions when it takes effect", Severity.WARNING),
     "W503": CodeInfo("api key comparison skipped", "keys are reported as unknown", Severity.WARNING),

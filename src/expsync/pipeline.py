@@ -16,12 +16,13 @@ from datetime import datetime
 
 from sqlalchemy.engine import Connection
 
-from expsync.crypto import load_key
+from expsync.crypto import api_keys_digest, load_key
 from expsync.diagnostics import Diagnostic
 from expsync.errors import ExpsyncError
 from expsync.keycompare import compare_keys, needs_comparison
-from expsync.model import ActualExperiment, ActualState, ActualVersion, DesiredState, Secret, SecretRef
+from expsync.model import ActualExperiment, ActualState, ActualVersion, DesiredState, KeyChange, Secret, SecretRef
 from expsync.plan import Plan, PlanOptions, plan
+from expsync.plan.ops import InsertVersion
 from expsync.profiles import GatewayProfile
 from expsync.settings import Settings
 from expsync.state.db import missing_tables
@@ -106,4 +107,16 @@ def compute_plan(
                             redact_unmanaged=secrets is None, allow_empty=settings.allow_empty,
                             gateway_profile=settings.profile.name if settings.profile else ""),
     )
-    return Computed(p, actual, tuple(key_diags))
+    return Computed(bind_api_keys(p, secrets, settings), actual, tuple(key_diags))
+
+
+def bind_api_keys(p: Plan, secrets: Mapping[SecretRef, Secret] | None, settings: Settings) -> Plan:
+    """``p`` with ``digests.secrets`` set: a keyed digest of every value its ops encrypt, so
+    a value that changes between ``plan --out`` and ``apply --plan`` makes the plan stale even
+    when the key change stays ``rotated``. Unbound (``""``) without secrets or a BYOK key."""
+    writes = [(o.variant_id, o.api_key_ref) for o in p.ops
+              if isinstance(o, InsertVersion) and o.key_change in (KeyChange.NEW, KeyChange.ROTATED)]
+    if not writes or secrets is None or not settings.byok_value:
+        return p
+    bound = api_keys_digest(writes, secrets, load_key(settings.byok_value))
+    return dataclasses.replace(p, digests=dataclasses.replace(p.digests, secrets=bound))

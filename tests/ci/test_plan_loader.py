@@ -8,6 +8,7 @@ import uuid
 
 from expsync.model import Status
 from expsync.rules import Trigger
+from expsync.plan.document import ops_digest
 from expsync.plan.ops import OP_TYPES, Explained, Reason, ReleaseExperiment, Transition
 from expsync.plan.types import Digests, ExperimentPlan, Plan, shares
 from expsync.render import json as render_json
@@ -32,6 +33,25 @@ def test_release_round_trips() -> None:
                        archived_after=True, shares_before=split, shares_after=split,
                        routing_impact=(Explained(Reason.STOPS_ROUTING, (("public_model_id", "p/old"),)),),
                        cache_keys=("k",), ops=ops, notes=(Explained(Reason.MEMBERSHIP_CACHE),))
-    plan = Plan(ops=ops, experiments=(e,), drift=(), diagnostics=(), digests=Digests("d", "a", "o"), cache_keys=("k",))
+    plan = Plan(ops=ops, experiments=(e,), drift=(), diagnostics=(), digests=Digests("d", "a", ops_digest(ops)),
+                cache_keys=("k",))  # the loader recomputes the ops digest from the file
     text = render_json.render_json(plan)
     assert render_json.render_json(load.load_plan(text)) == text
+
+
+def test_show_refuses_a_file_whose_operations_were_edited() -> None:
+    """``show`` loads through the same checks as ``apply --plan``: it never displays operations
+    other than those the file's digest stands for."""
+    import json
+
+    import pytest
+
+    from expsync.render.saved import SavedPlanTampered
+    from tests.render import plans
+
+    data = json.loads(render_json.render_json(plans.hot_swap_on_active()))
+    for op in [*data["operations"], *(o for e in data["experiments"] for o in e["operations"])]:
+        if op["type"] == "insert_version":
+            op["upstream_after"]["internal_id"] = "edited"
+    with pytest.raises(SavedPlanTampered):
+        load.load_plan(json.dumps(data))

@@ -50,7 +50,8 @@ def test_top_level_shape_and_status_flags() -> None:
     assert out["format_version"] == FORMAT_VERSION == "2"
     assert (out["applyable"], out["refused"], out["has_changes"]) == (False, True, True)
     assert out["summary"] == summarize(plan).as_dict()
-    assert out["digests"] == {"desired": plan.digests.desired, "actual": plan.digests.actual, "ops": plan.digests.ops}
+    assert out["digests"] == {"desired": plan.digests.desired, "actual": plan.digests.actual, "ops": plan.digests.ops,
+                              "secrets": plan.digests.secrets}
     assert [d["code"] for d in out["diagnostics"]] == ["E303", "E301"]
     assert out["diagnostics"][0] == plan.diagnostics[0].as_dict()
 

@@ -51,7 +51,8 @@ def test_catalogue_questions_need_no_transaction(pg_engine: sa.Engine) -> None:
         finally:
             engine.dispose()
     # one round trip per question, no BEGIN/ROLLBACK around them
-    assert (after["round_trips"] - before["round_trips"], after["executes"] - before["executes"]) == (3, 3)
+    # + 1: the pool pre-pings the connection checked out again (a server-closed one is replaced)
+    assert (after["round_trips"] - before["round_trips"], after["executes"] - before["executes"]) == (4, 4)
     assert last["round_trips"] - inside["round_trips"] == 1
 
 

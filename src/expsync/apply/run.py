@@ -4,6 +4,7 @@
       Postgres: SET LOCAL lock_timeout; pg_advisory_xact_lock(APPLY_LOCK)   SQLite: BEGIN IMMEDIATE
       read actual state -> compare keys -> plan          (the same code as `expsync plan`)
       refuse: key problems (3), violations (4), digests differ from the saved plan (5)
+      Postgres: lock the changed experiment + variant rows FOR UPDATE, re-check them (5)
       execute ops -> outbox rows -> audit row
     COMMIT
 
@@ -16,7 +17,8 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Final
@@ -28,10 +30,19 @@ from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, OperationalErr
 
 from expsync import rules
 from expsync.apply.execute import ApplyContext, OpResult, execute
+from expsync.apply.lock import lock_and_verify
 from expsync.cache.refresh import enqueue
 from expsync.crypto import load_key
 from expsync.diagnostics import Diagnostic
-from expsync.errors import ApplyConflict, ExpsyncError, InvalidInput, LockTimeout, PlanRefused, StalePlan
+from expsync.errors import (
+    ApplyConflict,
+    CachePending,
+    ExpsyncError,
+    InvalidInput,
+    LockTimeout,
+    PlanRefused,
+    StalePlan,
+)
 from expsync.model import DesiredState, KeyChange, Secret, SecretRef
 from expsync.pipeline import Computed, Settings, check_initialized, compute_plan
 from expsync.plan import Digests, Plan, cache_keys_for
@@ -176,6 +187,9 @@ def apply(
                 computed = compute_plan(conn, desired, secrets, settings, now=datetime.now(timezone.utc))
                 plan = computed.plan
                 _refuse_before_writing(computed, expect)
+                if plan.has_changes:
+                    # rows other writers (the admin UI) could change under this plan: locked, re-checked
+                    lock_and_verify(conn, plan.ops, computed.actual)
                 results = _execute(conn, computed, secrets, settings) if plan.has_changes else ()
                 conn.execute(sa.insert(audit).values(
                     started_at=started_at, finished_at=datetime.now(timezone.utc), actor=settings.actor,
@@ -209,8 +223,12 @@ def _refuse_before_writing(computed: Computed, expect: Digests | None) -> None:
     # whatever the re-plan says now; the fresh plan the user re-runs explains it
     if expect is not None and expect != plan.digests:
         changed = [n for n in ("desired", "actual", "ops") if getattr(expect, n) != getattr(plan.digests, n)]
-        raise StalePlan(f"stale plan: the {' and '.join(changed)} state changed since it was made; "
-                        "re-run plan (nothing was applied)")
+        if changed:
+            raise StalePlan(f"stale plan: the {' and '.join(changed)} state changed since it was made; "
+                            "re-run plan (nothing was applied)")
+        raise StalePlan("stale plan: an api key value the plan encrypts changed since it was made (or the plan was "
+                        "made without BYOK_ENCRYPTION_KEY, which binds the values); re-run plan (nothing was "
+                        "applied) [E508]")
     if plan.refused:
         raise Refused(plan)
 
@@ -239,7 +257,8 @@ def _summary(plan: Plan) -> dict[str, Any]:
         "operations": plan.op_counts(),
         "experiments": [e.key for e in plan.experiments if e.ops],
         "cache_keys": len(plan.cache_keys),
-        "digests": {"desired": plan.digests.desired, "actual": plan.digests.actual, "ops": plan.digests.ops},
+        "digests": {"desired": plan.digests.desired, "actual": plan.digests.actual, "ops": plan.digests.ops,
+                    "secrets": plan.digests.secrets},
     }
 
 
@@ -255,3 +274,20 @@ def _audit_failure(engine: Engine, settings: Settings, plan: Plan | None, starte
                 summary=_summary(plan) if plan else {}, outcome=f"failed: {type(err).__name__}", statements=None))
     except Exception:
         pass
+
+
+@contextmanager
+def after_commit() -> Iterator[None]:
+    """Wrap everything that runs after apply committed (reporting, the cache refresh): any
+    failure there is :class:`CachePending` (exit 6, "applied; cache refresh pending"), never
+    exit 1 - the change is in the database and the outbox still holds its cache keys, which
+    ``expsync cache sync`` or any later run refreshes."""
+    try:
+        yield
+    except CachePending:
+        raise
+    except Exception as e:
+        # an ExpsyncError's text is written to be shown (URLs masked); anything else only by type
+        detail = str(e) if isinstance(e, ExpsyncError) else type(e).__name__
+        raise CachePending(f"applied; cache refresh pending ({detail}); run `expsync cache sync` (any later "
+                           "expsync run also finishes it)") from None

@@ -27,7 +27,9 @@ from expsync.model import ActualState, DesiredState
 from expsync.plan.check import check_activations, check_edits, check_not_emptied
 from expsync.plan.diff import Context, KeyChanges, diff
 from expsync.plan.digest import digest_items
+from expsync.plan.document import ops_digest
 from expsync.plan.explain import cache_keys_for, explain
+from expsync.plan.ops import Op
 from expsync.plan.order import order
 from expsync.plan.pair import pair
 from expsync.plan.security import all_security_items
@@ -47,7 +49,7 @@ class PlanOptions:
     gateway_profile: str = ""
 
 
-def _digests(desired: DesiredState, actual: ActualState, ops: tuple[object, ...]) -> Digests:
+def _digests(desired: DesiredState, actual: ActualState, ops: tuple[Op, ...]) -> Digests:
     return Digests(
         desired=digest_items(desired.experiments[k] for k in sorted(desired.experiments)),
         # the outbox is excluded: draining it between plan and apply is not a change of state
@@ -55,7 +57,7 @@ def _digests(desired: DesiredState, actual: ActualState, ops: tuple[object, ...]
             (actual.experiments[i] for i in sorted(actual.experiments)),
             (actual.managed[k] for k in sorted(actual.managed)),
         )),
-        ops=digest_items(ops),
+        ops=ops_digest(ops),  # of the operations exactly as a saved plan shows them
     )
 
 

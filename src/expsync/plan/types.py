@@ -105,7 +105,12 @@ class ExperimentPlan:
 class Digests:
     desired: str
     actual: str
+    #: of the ops as the plan file shows them (:func:`expsync.plan.document.ops_digest`)
     ops: str
+    #: keyed digest (HMAC) of the api key values the ops encrypt (``new``/``rotated``), bound
+    #: outside the pure planner (:func:`expsync.crypto.api_keys_digest`); ``""`` when the ops
+    #: write no key or no BYOK key was available to bind them
+    secrets: str = ""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -302,10 +302,15 @@ class DiagnosticOut(BaseModel):
 
 
 class DigestsOut(BaseModel):
+    """``ops`` is recomputable from ``operations`` (:mod:`expsync.plan.document`);
+    ``secrets`` is a keyed digest (HMAC) of the api key values the operations encrypt, empty
+    when they encrypt none: never a value, nothing a value can be learnt from."""
+
     model_config = _OUT
     desired: str
     actual: str
     ops: str
+    secrets: str = ""
 
 
 class SummaryOut(BaseModel):
@@ -488,7 +493,8 @@ def plan_model(plan: Plan) -> PlanOut:
         values_hidden=plan.values_hidden,
         gateway_profile=plan.gateway_profile or None,
         summary=SummaryOut(**s.as_dict()),
-        digests=DigestsOut(desired=plan.digests.desired, actual=plan.digests.actual, ops=plan.digests.ops),
+        digests=DigestsOut(desired=plan.digests.desired, actual=plan.digests.actual, ops=plan.digests.ops,
+                           secrets=plan.digests.secrets),
         experiments=[_experiment(e) for e in sorted(plan.experiments, key=lambda e: e.key)],
         operations=[op_model(op) for op in plan.ops],
         drift=[_drift(d) for d in plan.drift],

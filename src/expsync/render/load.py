@@ -17,8 +17,6 @@ import functools
 from fractions import Fraction
 from typing import Any, cast
 
-from pydantic import ValidationError
-
 from expsync.diagnostics import Diagnostic, Severity, SourceRange
 from expsync.model import JsonObject, JsonValue, KeyChange, SecretRef, Status
 from expsync.plan.ops import (
@@ -42,6 +40,7 @@ from expsync.plan.ops import (
 from expsync.plan.security import Security, SecurityItem
 from expsync.plan.types import Digests, DriftItem, ExperimentPlan, Plan, Share
 from expsync.render import json as render_json
+from expsync.render.saved import SavedPlanInvalid, load_saved_plan
 from expsync.rules import BUCKET_SPACE, Trigger
 
 __all__ = ["PlanFileError", "load_plan"]
@@ -52,26 +51,25 @@ class PlanFileError(ValueError):
 
 
 def load_plan(text: str) -> Plan:
-    """Parse a saved JSON plan. Raises :class:`PlanFileError` for anything else."""
+    """Parse a saved JSON plan with the one saved-plan loader (:func:`expsync.render.saved.load_saved_plan`).
+    Raises :class:`PlanFileError` for anything that is not a plan file, and
+    :class:`~expsync.render.saved.SavedPlanTampered` (exit 5) for a file whose operations do
+    not match its own digest: what is shown is what the digest stands for."""
     try:
-        model = render_json.PlanOut.model_validate_json(text)
-    except ValidationError as e:
-        first = e.errors()[0] if e.errors() else {"loc": (), "msg": "invalid"}
-        where = ".".join(str(x) for x in first.get("loc", ())) or "(top level)"
-        raise PlanFileError(f"not a plan file written by `expsync plan --out` ({where}: {first.get('msg')})") from None
-    except (ValueError, RecursionError):
-        raise PlanFileError("not a plan file written by `expsync plan --out` (not JSON)") from None
-    return _plan(model)
+        saved = load_saved_plan(text, name="")
+    except SavedPlanInvalid as e:
+        raise PlanFileError(str(e)) from None
+    return _plan(saved.model, saved.digests)
 
 
-def _plan(m: render_json.PlanOut) -> Plan:
+def _plan(m: render_json.PlanOut, digests: Digests) -> Plan:
     return Plan(
         ops=tuple(_op(o) for o in m.operations),
         experiments=tuple(_experiment(e) for e in m.experiments),
         drift=tuple(DriftItem(experiment_key=d.experiment_key, path=d.path, last_applied=_json(d.last_applied),
                               actual=_json(d.actual), protective=d.protective, reverted=d.reverted) for d in m.drift),
         diagnostics=tuple(_diagnostic(d) for d in m.diagnostics),
-        digests=Digests(desired=m.digests.desired, actual=m.digests.actual, ops=m.digests.ops),
+        digests=digests,
         cache_keys=tuple(m.cache_keys),
         secrets_compared=m.secrets_compared,
         gateway_profile=m.gateway_profile or "",

@@ -136,6 +136,9 @@ def make_engine(url: str, *, create: bool = True, **kwargs: Any) -> Engine:
         if "connect_timeout" not in parsed.query:
             connect_args["connect_timeout"] = 10
         kwargs.setdefault("connect_args", connect_args)
+        # a pooled connection the server closed while idle (idle timeout, failover, a killed
+        # backend) is replaced at checkout instead of failing the next statement
+        kwargs.setdefault("pool_pre_ping", True)
         # expsync stores no hstore: skip the type lookup (three round trips on first connect)
         kwargs.setdefault("use_native_hstore", False)
     elif create:
@@ -265,6 +268,8 @@ def _translate_connection_errors(engine: Engine) -> None:
         # keep their own types for the callers that handle them.
         if ctx.connection is not None and not ctx.is_disconnect:
             return
+        if ctx.is_pre_ping:
+            return  # the pool replaces the dead connection (pool_pre_ping); nothing failed
         reason = str(ctx.original_exception).strip().splitlines()
         text = reason[0] if reason else type(ctx.original_exception).__name__
         text = scrub(text, raw_url)

@@ -1,0 +1,72 @@
+"""An op as the plain JSON document a saved plan shows, and the ops digest computed over it.
+
+``Digests.ops`` is the digest of these documents, so a saved plan file's ``operations`` array
+alone is enough to recompute it: a file whose operations were edited while its digests were
+kept is detected on load (:mod:`expsync.render.saved`), and an edit that also rewrites the
+digest no longer matches apply's re-plan. The JSON format (:mod:`expsync.render.json`) writes
+exactly these documents; a test keeps the two equal for every op type.
+
+A document is ``{"type": <op class in snake_case>, "action": ..., <every compared field>}``
+with UUIDs as strings, enums as their value, a secret reference as its text and nested
+dataclasses as plain objects. Fields apply does not need from the file and no renderer shows
+(:data:`NOT_SHOWN`: the ownership record's copy of the desired document, which the desired
+digest binds already) are left out.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import re
+import uuid
+from collections.abc import Iterable, Mapping
+from typing import Any, Final
+
+from expsync.model import SecretRef
+from expsync.plan.digest import digest_items
+from expsync.plan.ops import Op, RecordManaged, action_of
+
+__all__ = ["NOT_SHOWN", "documents_digest", "op_document", "ops_digest", "type_name"]
+
+#: op class -> fields that are not part of the document (and so not of the ops digest)
+NOT_SHOWN: Final[Mapping[type, frozenset[str]]] = {RecordManaged: frozenset({"last_applied"})}
+
+
+def type_name(op_type: type) -> str:
+    """``InsertVersion`` -> ``insert_version`` (the JSON format's ``type``)."""
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", op_type.__name__).lower()
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, SecretRef):
+        return str(value)
+    if isinstance(value, enum.Enum):
+        return _plain(value.value)
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value) if f.compare}
+    if isinstance(value, (tuple, list)):
+        return [_plain(v) for v in value]
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    return value
+
+
+def op_document(op: Op) -> dict[str, Any]:
+    skip = NOT_SHOWN.get(type(op), frozenset())
+    doc: dict[str, Any] = {"type": type_name(type(op)), "action": action_of(op).value}
+    for f in dataclasses.fields(op):
+        if f.compare and f.name not in skip:
+            doc[f.name] = _plain(getattr(op, f.name))
+    return doc
+
+
+def ops_digest(ops: Iterable[Op]) -> str:
+    """The plan's ``digests.ops``: equal to :func:`documents_digest` of the saved documents."""
+    return digest_items(op_document(op) for op in ops)
+
+
+def documents_digest(documents: Iterable[Mapping[str, Any]]) -> str:
+    """The ops digest recomputed from operation documents as a saved plan holds them."""
+    return digest_items(documents)
