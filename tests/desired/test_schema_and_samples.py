@@ -83,3 +83,18 @@ def test_readme_codes_section_is_what_the_script_generates() -> None:
     section = re.search(r"<!-- codes:start -->\n(.*?)<!-- codes:end -->", readme, re.S)
     assert section is not None
     assert section.group(1) == module.table() + "\n", "run: .venv/bin/python scripts/readme_codes.py"
+
+
+def test_every_environment_variable_read_in_src_is_documented() -> None:
+    """README "Configuration" (or docs/secrets.md for the secret stores' own variables) names
+    every variable the code reads."""
+    import re
+
+    src = "\n".join(p.read_text() for p in (ROOT / "src" / "expsync").rglob("*.py"))
+    read = set(re.findall(r'(?:environ|env)(?:\.get\(|\[)"([A-Z][A-Z0-9_]+)"|envvar="([A-Z][A-Z0-9_]+)"', src))
+    names = {a or b for a, b in read}
+    readme = (ROOT / "README.md").read_text()
+    config = readme.split("### Configuration", 1)[1].split("\n### ", 1)[0]
+    stores = (ROOT / "docs" / "secrets.md").read_text()
+    assert names, "the pattern finds the variables"
+    assert sorted(n for n in names if f"`{n}`" not in config and n not in stores) == []
