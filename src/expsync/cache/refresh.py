@@ -66,10 +66,18 @@ def membership_value(conn: Connection) -> str:
 
 def enqueue(conn: Connection, keys: Iterable[str]) -> int:
     """Record keys to refresh, inside the caller's (apply) transaction."""
-    rows = [{"cache_key": k} for k in dict.fromkeys(keys)]
-    if rows:
-        conn.execute(sa.insert(cache_outbox), rows)
-    return len(rows)
+    unique = list(dict.fromkeys(keys))
+    if not unique:
+        return 0
+    if conn.dialect.name == "postgresql":
+        # one statement and one array parameter whatever the number of keys
+        from sqlalchemy.dialects.postgresql import ARRAY
+
+        each = sa.func.unnest(sa.bindparam("keys", unique, type_=ARRAY(sa.Text()))).table_valued("k").render_derived("w")
+        conn.execute(sa.insert(cache_outbox).from_select(["cache_key"], sa.select(each.c.k)))
+    else:
+        conn.execute(sa.insert(cache_outbox), [{"cache_key": k} for k in unique])
+    return len(unique)
 
 
 REDIS_SCHEMES: Final = ("redis://", "rediss://", "unix://", "redis+cluster://", "rediss+cluster://")

@@ -54,7 +54,10 @@ _JS_SPACE: Final = "\t\n\v\f\r \u00a0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\
 #: the one key the gateway's JSON parsing drops silently (zod records/objects): refused everywhere
 PROTO_KEY: Final = "__proto__"
 
-_STRICT = ConfigDict(extra="forbid", strict=True, frozen=True)
+# defer_build: the base documents and the nested object models are only parts of the one model
+# :func:`experiment_model` builds per profile (its validator includes them); building a
+# validator for each of them at import would cost start-up for nothing
+_STRICT = ConfigDict(extra="forbid", strict=True, frozen=True, defer_build=True)
 
 
 def _custom(code: str, message: str) -> PydanticCustomError:
@@ -290,7 +293,7 @@ class Variant(BaseModel):
 class Experiment(BaseModel):
     """One experiment document (the fields every gateway profile shares)."""
 
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True, title="expsync experiment")
+    model_config = ConfigDict(**_STRICT, title="expsync experiment")
     key: Annotated[str, Field(pattern=KEY_PATTERN, description="identity in git; unique across all files")]
     id: PinnedId = None
     public_model_id: Annotated[
@@ -367,6 +370,7 @@ def experiment_model(profile_name: str = NEWEST) -> type[Experiment]:
     model: type[Experiment] = create_model(
         "Experiment", __base__=Experiment, __config__=None, **fields)
     model.model_config["title"] = f"expsync experiment (gateway profile {profile.name})"
+    model.model_config["defer_build"] = False
     model.model_rebuild(force=True)
     return model
 

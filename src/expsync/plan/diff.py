@@ -11,6 +11,7 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from expsync import rules
 from expsync.diagnostics import Diagnostic, SourceRange
@@ -92,11 +93,41 @@ class ExperimentDiff:
 
 
 def upstream_diff(before: JsonObject | None, after: JsonObject) -> tuple[FieldChange, ...]:
-    """Field changes between two upstream objects (``extra_body.temperature``); ``()`` when equal."""
+    """Field changes between two upstream objects (``extra_body.temperature``); ``()`` when equal.
+
+    Objects are walked here (a hot swap changes one field of an otherwise equal upstream);
+    only two lists that differ go to DeepDiff, whose paths are kept as they were
+    (``remove_from_body[1]``)."""
     if before is None or before == after:
-        return ()  # equal objects: no DeepDiff run (most versions of a large plan are unchanged)
-    # imported here: `validate` and `schema` reach plan/ through render/ and must not pay for
-    # deepdiff (pure computation; used per object, never on the whole state)
+        return ()  # equal objects: nothing to walk (most versions of a large plan are unchanged)
+    changes: list[FieldChange] = []
+    _walk(before, after, "", changes)
+    return tuple(sorted(changes, key=lambda c: c.path))
+
+
+def _walk(before: Any, after: Any, path: str, out: list[FieldChange]) -> None:
+    if isinstance(before, dict) and isinstance(after, dict):
+        for k, v in before.items():
+            if k not in after:
+                out.append(FieldChange(f"{path}.{k}".lstrip("."), v, None))
+        for k, v in after.items():
+            if k not in before:
+                out.append(FieldChange(f"{path}.{k}".lstrip("."), None, v))
+            else:
+                _walk(before[k], v, f"{path}.{k}", out)
+        return
+    if type(before) is type(after) and before == after and repr(before) == repr(after):
+        return  # equal, and no nested 1 vs 1.0 vs True (DeepDiff reports those as type changes)
+    if isinstance(before, list) and isinstance(after, list):
+        out.extend(_list_diff(before, after, path.lstrip(".")))
+        return
+    # a value or type change (DeepDiff's values_changed / type_changes)
+    out.append(FieldChange(path.lstrip("."), before, after))
+
+
+def _list_diff(before: list[Any], after: list[Any], prefix: str) -> list[FieldChange]:
+    # imported here: `validate` and `schema` must not pay for deepdiff, and most plans never
+    # reach it (pure computation; used per list, never on the whole state)
     from deepdiff import DeepDiff
 
     dd = DeepDiff(before, after, verbose_level=2, ignore_order=False)
@@ -104,14 +135,14 @@ def upstream_diff(before: JsonObject | None, after: JsonObject) -> tuple[FieldCh
     for kind, items in dd.items():
         for path, val in items.items():
             p = path.removeprefix("root").replace("']['", ".").replace("['", "").replace("']", "")
-            p = p.lstrip(".")
+            p = (prefix + p).lstrip(".")
             if kind in ("values_changed", "type_changes"):
                 changes.append(FieldChange(p, val.get("old_value"), val.get("new_value")))
             elif kind in ("dictionary_item_added", "iterable_item_added"):
                 changes.append(FieldChange(p, None, val))
             elif kind in ("dictionary_item_removed", "iterable_item_removed"):
                 changes.append(FieldChange(p, val, None))
-    return tuple(sorted(changes, key=lambda c: c.path))
+    return changes
 
 
 def diff(p: Pair, ctx: Context) -> ExperimentDiff:

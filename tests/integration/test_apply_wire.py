@@ -1,0 +1,143 @@
+"""What apply sends to Postgres, counted by a proxy that parses the frontend protocol
+(``bench/pgwire.py``): the server-side executions (Execute + simple Query messages) of an apply
+do not depend on the number of rows it writes. Every write is one multi-row statement whose
+rows travel as array parameters, so 1,000 hot swaps execute exactly as many statements as 10."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+
+from bench.pgwire import WireCounter
+from expsync.apply.run import ApplyResult, apply
+from expsync.desired.loader import LoadOptions, load_desired
+from expsync.pipeline import Settings
+from expsync.secrets import Redactor, resolve_all, uses_in
+from expsync.state.db import make_engine
+from tests.integration.apply_support import Repo, experiment, upstream, url_of, variant
+from tests.integration.gateway import TEST_KEY_B64
+
+SECRETS = {"KEY_A": "sk-wire-a-000111", "KEY_B": "sk-wire-b-000222"}
+
+
+def _apply(repo: Repo, root: Path, engine: sa.Engine) -> ApplyResult:
+    env = {"BYOK_ENCRYPTION_KEY": TEST_KEY_B64, **SECRETS}
+    desired, diags = load_desired([repo.path], LoadOptions())
+    assert not [d for d in diags if d.is_error], diags
+    secrets, diags = resolve_all(uses_in(desired), environ=env, cwd=root, redactor=Redactor())
+    assert not diags
+    return apply(engine, desired, secrets, Settings(environ=env, cwd=root))
+
+
+def _counted(repo: Repo, root: Path, pg_engine: sa.Engine) -> tuple[ApplyResult, dict[str, Any]]:
+    """Apply through the counting proxy; the wire counts of the whole apply transaction."""
+    with WireCounter() as w:
+        engine = make_engine(w.url(url_of(pg_engine)))
+        try:
+            result = _apply(repo, root, engine)
+        finally:
+            engine.dispose()
+        return result, w.stats()
+
+
+def _swap_doc(i: int, tag: str) -> dict[str, Any]:
+    return experiment(f"exp-{i:04d}", f"partner/exp-{i:04d}", "active", [
+        variant("control", upstream(f"m-{i}-control-{tag}", extra_body={"temperature": 0.2}), "env:KEY_A"),
+        variant("candidate", f"m-{i}-candidate", "env:KEY_B"),
+    ])
+
+
+def test_hot_swap_executions_do_not_grow_with_rows(tmp_path: Path, pg_engine: sa.Engine) -> None:
+    repo = Repo(tmp_path)
+    repo.put(*[_swap_doc(i, "r0") for i in range(1000)])
+    _apply(repo, tmp_path, pg_engine)
+
+    seen = {}
+    for n, tag in ((10, "r1"), (1000, "r2")):
+        repo.put(*[_swap_doc(i, tag) for i in range(n)])
+        result, stats = _counted(repo, tmp_path, pg_engine)
+        assert result.plan.op_counts()["InsertVersion"] == n, result.plan.op_counts()
+        seen[n] = stats
+    # the executions the server runs (Execute + Query messages: BEGIN, the lock, the re-plan's
+    # reads, one INSERT ... SELECT copying the keys, one DELETE and one INSERT for the ownership
+    # records, one INSERT of the outbox keys, the audit row, COMMIT) and the round trips
+    assert seen[10]["executes"] == seen[1000]["executes"], (seen[10], seen[1000])
+    assert seen[10]["round_trips"] == seen[1000]["round_trips"], (seen[10], seen[1000])
+    assert seen[1000]["executes"] < 40, seen[1000]
+    with pg_engine.connect() as c:
+        assert c.execute(sa.text("SELECT count(*) FROM model_experiment_variant_version")).scalar_one() == 2000 + 1010
+        rows = c.execute(sa.text(
+            "SELECT v.upstream->>'internal_id' FROM model_experiment_variant_version v "
+            "JOIN model_experiment_variant mv ON mv.id = v.variant_id WHERE mv.label = 'control' "
+            "ORDER BY v.effective_at DESC, v.id LIMIT 1")).scalar_one()
+        assert rows.endswith("-control-r2")
+
+
+def _draft(i: int, step: int) -> dict[str, Any] | None:
+    """Experiment ``i`` at ``step``; every step changes every experiment the same way."""
+    key, pid = f"kind-{i:03d}", f"partner/kind-{i:03d}"
+    if step == 0:  # creates: experiment, 3 variants, 3 fresh versions, ownership records
+        return experiment(key, pid, "draft", [
+            variant("a", f"m-{i}-a", "env:KEY_A", key="va"),
+            variant("b", f"m-{i}-b", "env:KEY_A", key="vb"),
+            variant("c", f"m-{i}-c", "env:KEY_B", key="vc"),
+        ])
+    if step == 1:  # field updates, weights, swapped labels, an upstream copy, a new key
+        return experiment(key, pid, "draft", [
+            variant("a", f"m-{i}-a2", "env:KEY_A", key="va", weight=2),
+            variant("c", f"m-{i}-b", "env:KEY_A", key="vb"),
+            variant("b", f"m-{i}-c", "env:KEY_A", key="vc"),
+        ], name=f"Renamed {i}", description="now described", archived=True)
+    if step == 2:  # a removed variant, unarchive, activation
+        return experiment(key, pid, "active", [
+            variant("a", f"m-{i}-a2", "env:KEY_A", key="va", weight=2),
+            variant("c", f"m-{i}-b", "env:KEY_A", key="vb"),
+        ], name=f"Renamed {i}", description="now described", archived=False)
+    if step in (3, 4):  # pause, then complete and archive
+        return experiment(key, pid, "paused" if step == 3 else "completed", [
+            variant("a", f"m-{i}-a2", "env:KEY_A", key="va", weight=2),
+            variant("c", f"m-{i}-b", "env:KEY_A", key="vb"),
+        ], name=f"Renamed {i}", description="now described", archived=step == 4)
+    return None  # the file is removed: released
+
+
+def _executions_per_step(root: Path, pg_engine: sa.Engine, n: int) -> list[tuple[dict[str, int], int]]:
+    repo = Repo(root)
+    # one experiment that stays: a plan removing every managed experiment is refused (E504)
+    repo.put(experiment("anchor", "partner/anchor", "draft", [variant("a", "m-anchor", "env:KEY_A")]))
+    _apply(repo, root, pg_engine)
+    out = []
+    for step in range(6):
+        for i in range(n):
+            doc = _draft(i, step)
+            if doc is None:
+                repo.remove(f"kind-{i:03d}")
+            else:
+                repo.put(doc)
+            if step == 0:  # a draft deleted in the next step
+                repo.put(experiment(f"gone-{i:03d}", f"partner/gone-{i:03d}", "draft", [variant("a", "m", "env:KEY_A")]))
+            elif step == 1:
+                repo.remove(f"gone-{i:03d}")
+        result, stats = _counted(repo, root, pg_engine)
+        counts = result.plan.op_counts()
+        assert all(v % n == 0 for v in counts.values()), counts  # the same ops for every experiment
+        out.append(({k: v // n for k, v in counts.items()}, stats["executes"]))
+    return out
+
+
+def test_every_kind_of_write_executes_a_constant_number_of_statements(tmp_path: Path, pg_engine: sa.Engine) -> None:
+    small = _executions_per_step(tmp_path / "small", pg_engine, 2)
+    with pg_engine.begin() as c:  # the same database, emptied: the second run starts where the first did
+        c.execute(sa.text("TRUNCATE model_experiment, model_experiment_variant, model_experiment_variant_version, "
+                          "expsync_managed, expsync_cache_outbox CASCADE"))
+        c.execute(sa.text("DELETE FROM expsync_audit"))
+    large = _executions_per_step(tmp_path / "large", pg_engine, 40)
+    assert [ops for ops, _ in small] == [ops for ops, _ in large]
+    kinds = {k for ops, _ in small for k in ops}
+    # every executor ran at least once
+    assert kinds >= {"CreateExperiment", "AddVariant", "InsertVersion", "RecordManaged", "UpdateFields", "ChangeWeight",
+                     "RelabelVariant", "SetArchived", "RemoveVariant", "Transition", "DeleteExperiment",
+                     "ReleaseExperiment"}, kinds
+    assert [x for _, x in small] == [x for _, x in large], (small, large)
