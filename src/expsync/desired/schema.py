@@ -20,12 +20,12 @@ import re
 import uuid
 from typing import Annotated, Any, Final, Literal
 
-import ada_url
 from pydantic import AfterValidator, Strict, BaseModel, BeforeValidator, ConfigDict, Field, create_model, field_validator
 from pydantic.json_schema import GenerateJsonSchema, WithJsonSchema
 from pydantic_core import PydanticCustomError
 from urllib.parse import parse_qsl
 
+from expsync import weburl
 from expsync.credentials import is_credential_name
 from expsync.escape import INVISIBLE, INVISIBLE_CLASS, visible
 from expsync.model import Status
@@ -48,9 +48,6 @@ _KEY_RE = re.compile(KEY_PATTERN)
 _INVISIBLE = INVISIBLE
 #: free text (description, extra_body string values) may also hold line breaks and tabs
 _INVISIBLE_IN_PROSE = re.compile(f"(?![\t\n])[{INVISIBLE_CLASS}]")
-#: what JavaScript's String.prototype.trim() removes (WhiteSpace + LineTerminator)
-_JS_SPACE: Final = "\t\n\v\f\r \u00a0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009\u200a" \
-    "\u2028\u2029\u202f\u205f\u3000\ufeff"
 #: the one key the gateway's JSON parsing drops silently (zod records/objects): refused everywhere
 PROTO_KEY: Final = "__proto__"
 
@@ -168,23 +165,9 @@ PinnedId = Annotated[
 # --------------------------------------------------------------------------------------
 
 
-def _valid_xn_label(label: str) -> bool:
-    """An ``xn--`` label is valid only if it decodes to Unicode and encodes back to itself
-    (ada-url 4.0.0 accepts ``xn--a`` and ``xn--``, which Node 20's Ada refused)."""
-    uni = ada_url.idna_to_unicode(label)
-    if not uni or uni == label:
-        return False
-    back = ada_url.idna_to_ascii(uni)
-    return (back.decode() if isinstance(back, bytes) else str(back)) == label
-
-
 def gateway_parses_url(v: str) -> bool:
     """Whether the gateway's zod ``url()`` check accepts ``v`` (sheet §2 "URL check")."""
-    trimmed = v.strip(_JS_SPACE)
-    if not ada_url.check_url(trimmed):
-        return False
-    host = ada_url.URL(trimmed).hostname or ""
-    return all(_valid_xn_label(lbl) for lbl in host.split(".") if lbl.lower().startswith("xn--"))
+    return weburl.gateway_parses(v)
 
 
 def check_base_url(v: str) -> str:
@@ -195,7 +178,8 @@ def check_base_url(v: str) -> str:
     # invisible, no credentials or secret-looking query parameters (the upstream is not secret)
     if not v.startswith(("http://", "https://")) or "\\" in v or any(c.isspace() for c in v) or _INVISIBLE.search(v):
         raise _custom("E114", "base_url must be an absolute http:// or https:// URL without spaces or backslashes")
-    url = ada_url.URL(v)
+    url = weburl.parse(v)
+    assert url is not None  # checked above
     if url.username or url.password:
         raise _custom("E114", "base_url must not carry credentials (user:password@); use api_key")
     names = {k.lower() for q in (url.search, url.hash) for k, _ in parse_qsl(q.lstrip("?#"), keep_blank_values=True)}

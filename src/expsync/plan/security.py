@@ -20,13 +20,12 @@ every new version is listed as going to an origin not known to be used before.
 from __future__ import annotations
 
 import enum
-import functools
 import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Final
 
-from expsync import rules
+from expsync import rules, weburl
 from expsync.diagnostics import SourceRange
 from expsync.model import ActualExperiment, JsonObject, JsonValue
 from expsync.plan.diff import ExperimentDiff
@@ -75,18 +74,7 @@ def origin_of(base_url: JsonValue) -> str | None:
     IPv4 forms normalised, the default port left out; surrounding whitespace trimmed first, as
     the gateway does. ``None`` when there is no URL the gateway could parse. The one place a
     URL becomes an origin."""
-    return _origin(base_url) if isinstance(base_url, str) else None
-
-
-@functools.lru_cache(maxsize=4096)  # a large plan repeats a few base URLs thousands of times
-def _origin(base_url: str) -> str | None:
-    import ada_url  # only when a key goes somewhere new (the CLI's cold start does not pay for it)
-
-    trimmed = base_url.strip().strip("\ufeff")
-    if not ada_url.check_url(trimmed):
-        return None
-    origin = str(ada_url.URL(trimmed).origin)
-    return origin if origin and origin != "null" else None
+    return weburl.origin(base_url) if isinstance(base_url, str) else None
 
 
 def _upstream_origin(upstream: JsonObject | None) -> str | None:

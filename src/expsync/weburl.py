@@ -1,0 +1,59 @@
+"""The gateway's URL parser: what its zod ``url()`` check accepts and where a request goes.
+
+The gateway trims a ``base_url`` the way JavaScript's ``String.prototype.trim()`` does and
+parses it with Node's WHATWG ``new URL()``, whose parser is Ada; PyPI ``ada-url`` binds the same
+parser (gateway-profiles §2 "URL check"). One caveat of the pinned ada-url 4.0.0: it accepts
+``xn--`` labels that are not valid IDNA (``xn--a``, ``xn--``) which Node 20's Ada refused, so
+such labels are checked here too. :func:`parse` is the one place a URL is parsed the gateway's
+way; validation (``desired/``) and the plan's security section (``plan/``) both use it.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Final
+
+import ada_url
+
+#: what JavaScript's String.prototype.trim() removes (WhiteSpace + LineTerminator)
+JS_SPACE: Final = "\t\n\v\f\r \u00a0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009\u200a" \
+    "\u2028\u2029\u202f\u205f\u3000\ufeff"
+
+
+def _valid_xn_label(label: str) -> bool:
+    """An ``xn--`` label is valid only if it decodes to Unicode and encodes back to itself."""
+    uni = ada_url.idna_to_unicode(label)
+    if not uni or uni == label:
+        return False
+    back = ada_url.idna_to_ascii(uni)
+    return (back.decode() if isinstance(back, bytes) else str(back)) == label
+
+
+def parse(value: str) -> ada_url.URL | None:
+    """``value`` parsed as the gateway parses it (JS trim, then WHATWG), or ``None`` when the
+    gateway would refuse it (and answer 503 for the whole experiment)."""
+    trimmed = value.strip(JS_SPACE)
+    if not ada_url.check_url(trimmed):
+        return None
+    url = ada_url.URL(trimmed)
+    host = url.hostname or ""
+    if not all(_valid_xn_label(lbl) for lbl in host.split(".") if lbl.lower().startswith("xn--")):
+        return None
+    return url
+
+
+def gateway_parses(value: str) -> bool:
+    """Whether the gateway's zod ``url()`` check accepts ``value``."""
+    return parse(value) is not None
+
+
+@functools.lru_cache(maxsize=4096)  # a large plan repeats a few base URLs thousands of times
+def origin(value: str) -> str | None:
+    """The origin a request goes to: ``scheme://host[:port]``, scheme and host lower-cased, IDNA
+    and IPv4 forms normalised, the default port left out. ``None`` when the gateway could not
+    parse ``value``."""
+    url = parse(value)
+    if url is None:
+        return None
+    found = str(url.origin)
+    return found if found and found != "null" else None
