@@ -1,7 +1,7 @@
 """One apply: lock, re-plan inside the transaction, refuse or execute, audit, commit.
 
     BEGIN (READ COMMITTED: a REPEATABLE READ snapshot would predate the lock)
-      Postgres: SET LOCAL lock_timeout; pg_advisory_xact_lock(APPLY_LOCK)   SQLite: BEGIN IMMEDIATE
+      Postgres: lock_timeout (local) + pg_advisory_xact_lock(APPLY_LOCK), one statement   SQLite: BEGIN IMMEDIATE
       read actual state -> compare keys -> plan          (the same code as `expsync plan`)
       refuse: key problems (3), violations (4), digests differ from the saved plan (5)
       Postgres: lock the changed experiment + variant rows FOR UPDATE, re-check them (5)
@@ -148,9 +148,13 @@ def _lock_holder(engine: Engine) -> str:
 def _take_lock(conn: Connection, engine: Engine, lock_timeout: float) -> None:
     if conn.dialect.name != "postgresql":
         return  # SQLite: BEGIN IMMEDIATE already holds the write lock
-    conn.execute(sa.text(f"SET LOCAL lock_timeout = '{max(1, int(lock_timeout * 1000))}ms'"))
+    # one statement, so one round trip: the subquery (OFFSET 0 keeps it from being flattened)
+    # sets the transaction-local lock_timeout before the outer query waits for the lock
     try:
-        conn.execute(sa.select(sa.func.pg_advisory_xact_lock(APPLY_LOCK)))
+        conn.execute(sa.text(
+            "SELECT pg_advisory_xact_lock(:key) FROM "
+            "(SELECT set_config('lock_timeout', :timeout, true) OFFSET 0) AS bounded"),
+            {"key": APPLY_LOCK, "timeout": f"{max(1, int(lock_timeout * 1000))}ms"})
     except OperationalError as e:
         if getattr(e.orig, "sqlstate", None) == "55P03":
             raise LockTimeout(f"could not take the apply lock within {lock_timeout:g}s{_lock_holder(engine)}") from None
