@@ -17,6 +17,7 @@ GROUPS = {
     "E4": "Secrets",
     "E5": "Drift and ownership (plan)",
     "W3": "Warnings on routing (never change the exit code)",
+    "W4": "Secret warnings (never change the exit code)",
     "W5": "Warnings (never change the exit code)",
 }
 

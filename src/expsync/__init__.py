@@ -14,8 +14,9 @@ ground floor (the rule, as a table: ``tests/test_layers.py`` ``LAYERS``, shown i
       apply/    Plan -> one DB transaction                          (+ outbox rows)
       cache/    outbox -> Redis                                     (converges across crashes)
       importer/ database -> YAML files                              (``expsync import``)
+      github    the sticky pull-request comment                     (GitHub REST)
     ground floor: model.py (value types), diagnostics.py, errors.py, settings.py, rules.py,
-                  profiles.py
+                  profiles.py, credentials.py, urls.py, escape.py
 
 Where each rule lives (change it there, nowhere else):
 
@@ -28,7 +29,12 @@ offline checks across files (E2xx)              ``desired/rules.py``
 the file format (fields, patterns, refusals)    ``desired/schema.py`` (JSON Schema from it)
 strict YAML (no tags, aliases, ambiguous ints)  ``desired/yamlload.py``
 secret reference syntax / resolution            ``secrets/refs.py`` / ``secrets/resolve.py``
-what is masked in output                        ``secrets/redact.py``
+allowlist and built-in refusals of references   ``secrets/policy.py`` (``REFUSED_ENV``, ``REFUSED_DIRS``)
+what is masked in output                        ``secrets/redact.py``; URLs: ``urls.py`` ``mask_url``
+what a credential looks like, by name           ``credentials.py`` (``base_url`` query, JSON keys,
+                                                URL query parameters)
+escaping of user text per output sink           ``escape.py`` (refused on input by the schema)
+security-relevant changes, a URL's origin       ``plan/security.py``
 tables, CHECKs, the routing unique index        ``state/tables.py``
 op types: action, phase, rank, executor         ``plan/ops.py`` (the per-op table)
 gateway versions and their YAML/DB rules        ``profiles.py``; which one a run uses: ``config.py``

@@ -55,8 +55,10 @@ class Guard(enum.StrEnum):
 
 #: the gateway's activation accepts one variant (spec gateway-profiles §4)
 MIN_VARIANTS: Final = 1
+#: the gateway's bucket is a uint32: [0, 2^32) is the space a variant's share is counted in
+BUCKET_SPACE: Final = 2**32
 #: buckets are uint32 values: with a larger sum the last variants starve (gateway-profiles §5)
-MAX_WEIGHT_SUM: Final = 2**32
+MAX_WEIGHT_SUM: Final = BUCKET_SPACE
 
 _ACTIVATION: Final = (Guard.MIN_VARIANTS, Guard.POSITIVE_WEIGHTS, Guard.WEIGHT_SUM, Guard.VERSIONS_EFFECTIVE,
                       Guard.PUBLIC_ID_FREE)
@@ -334,7 +336,7 @@ def bucket(experiment_id: str, subject: str, value: str, weights: Sequence[int])
     raise AssertionError("unreachable: x < sum(weights)")
 
 
-def exact_shares(weights: Sequence[int], *, space: int = MAX_WEIGHT_SUM) -> tuple[Fraction, ...]:
+def exact_shares(weights: Sequence[int], *, space: int = BUCKET_SPACE) -> tuple[Fraction, ...]:
     """share_i = #{x in [0, 2^32): C(i-1) <= x mod S < C(i)} / 2^32 (weights in id order;
     ``space`` is 2^32, a parameter only so a test can count a small space by brute force)."""
     total = sum(weights)

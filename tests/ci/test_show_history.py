@@ -116,6 +116,24 @@ def test_history_lists_applies_newest_first(tmp_path: Path, db_engine: sa.Engine
     lines = r.out.splitlines()
     assert lines[0].startswith("started (UTC)") and len(lines) == 3
     assert "carol" in lines[1] and "no changes" in lines[1]
-    assert "1 update" in lines[2] and "\x1b" not in r.out and "bob\\u001b]0;owned\\u0007" in lines[2]
+    assert "1 update" in lines[2] and "\x1b" not in r.out and "bob\\x1b]0;owned\\x07" in lines[2]
     assert "alice" not in r.out
     assert run_cli(["history", "--limit", "0"], env=env).code == 3
+
+
+def test_history_text_escapes_every_invisible_character_the_escape_module_knows() -> None:
+    """The history table uses the one escaping definition: line separators, the Arabic letter
+    mark and Unicode tag characters (which hide text) are shown escaped too."""
+    from datetime import datetime, timezone
+
+    from expsync.escape import INVISIBLE
+    from expsync.render.history import render_history_text
+    from expsync.state.audit import AuditEntry
+
+    actor = "eve\u2028\u061c\U000e0041\u00ad"
+    when = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    entry = AuditEntry(id=1, started_at=when, finished_at=when, actor=actor, revision="r\u2029",
+                       outcome="applied", plan_digest="sha256:x", statements=1, counts={}, experiments=())
+    out = render_history_text([entry])
+    assert INVISIBLE.search(out.replace("\n", "")) is None
+    assert "eve\\u2028\\u061c\\U000e0041\\xad" in out

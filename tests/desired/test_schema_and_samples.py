@@ -67,3 +67,34 @@ def test_readme_documents_every_code() -> None:
 
     documented = set(re.findall(r"^\| `([EW]\d{3})` \|", readme, re.M))
     assert documented == set(CODES), (set(CODES) - documented, documented - set(CODES))
+
+
+def test_readme_codes_section_is_what_the_script_generates() -> None:
+    """scripts/readme_codes.py runs (every code prefix has a group title) and the README's codes
+    section is exactly its output, titles and hints included."""
+    import importlib.util
+    import re
+
+    spec = importlib.util.spec_from_file_location("readme_codes", ROOT / "scripts" / "readme_codes.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    readme = (ROOT / "README.md").read_text()
+    section = re.search(r"<!-- codes:start -->\n(.*?)<!-- codes:end -->", readme, re.S)
+    assert section is not None
+    assert section.group(1) == module.table() + "\n", "run: .venv/bin/python scripts/readme_codes.py"
+
+
+def test_every_environment_variable_read_in_src_is_documented() -> None:
+    """README "Configuration" (or docs/secrets.md for the secret stores' own variables) names
+    every variable the code reads."""
+    import re
+
+    src = "\n".join(p.read_text() for p in (ROOT / "src" / "expsync").rglob("*.py"))
+    read = set(re.findall(r'(?:environ|env)(?:\.get\(|\[)"([A-Z][A-Z0-9_]+)"|envvar="([A-Z][A-Z0-9_]+)"', src))
+    names = {a or b for a, b in read}
+    readme = (ROOT / "README.md").read_text()
+    config = readme.split("### Configuration", 1)[1].split("\n### ", 1)[0]
+    stores = (ROOT / "docs" / "secrets.md").read_text()
+    assert names, "the pattern finds the variables"
+    assert sorted(n for n in names if f"`{n}`" not in config and n not in stores) == []

@@ -27,6 +27,22 @@ BASE_DOC: dict[str, Any] = {
 }
 
 
+#: valid in 2026-05 only (opencode_settings in an upstream)
+ONLY_05 = """\
+key: foo
+public_model_id: partner/foo
+name: Foo
+variants:
+  - label: a
+    weight: 1
+    upstream:
+      internal_id: m
+      base_url: https://api.partner.example/v1
+      opencode_settings: {ai_sdk_provider: anthropic}
+    api_key: env:K
+"""
+
+
 def doc(**top: Any) -> dict[str, Any]:
     d = copy.deepcopy(BASE_DOC)
     d.update(top)

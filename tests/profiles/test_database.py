@@ -5,7 +5,6 @@ writes, and the membership value is sorted the way the gateway sorts it."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -15,27 +14,15 @@ import sqlalchemy as sa
 import yaml
 
 from expsync.cache.refresh import drain, enqueue, membership_json
-from expsync.state.db import has_metadata_column, init_db, make_engine
+from expsync.state.db import has_metadata_column, make_engine
 from expsync.state.reader import read_actual
 from tests.cli_helpers import run_cli
+from tests.profiles.helpers import ONLY_05
 from tests.integration.gateway import TEST_KEY_B64, admin_add_variant, admin_add_version, admin_create_experiment
 
 BASE = "https://api.partner.example/v1"
 KEY = "sk-live-CANARY-profiles-0606"
 
-ONLY_05 = """\
-key: foo
-public_model_id: partner/foo
-name: Foo
-variants:
-  - label: a
-    weight: 1
-    upstream:
-      internal_id: m
-      base_url: https://api.partner.example/v1
-      opencode_settings: {ai_sdk_provider: anthropic}
-    api_key: env:K
-"""
 
 
 def imported_env_names(text: str) -> set[str]:
@@ -51,15 +38,6 @@ def env(engine: sa.Engine, **extra: str) -> dict[str, str | None]:
             "EXPSYNC_GATEWAY_PROFILE": None, "EXPSYNC_REDIS_URL": None, **extra}
 
 
-@pytest.fixture
-def pg_2026_06(pg_url: str) -> Iterator[sa.Engine]:
-    """A fresh Postgres database shaped like today's gateway (model_experiment.metadata)."""
-    engine = make_engine(pg_url)
-    init_db(engine, with_metadata=True)
-    try:
-        yield engine
-    finally:
-        engine.dispose()
 
 
 @pytest.fixture

@@ -5,14 +5,12 @@ a change, and every plan format names the profile."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
 
-from expsync.state.db import init_db, make_engine
 from tests.cli_helpers import run_cli
 from tests.integration.apply_support import Repo, cli_env, experiment, variant
 
@@ -21,14 +19,6 @@ MD = {"context_length": 200000, "max_completion_tokens": 32000,
 SECRETS = {"KEY_A": "sk-meta-0001"}
 
 
-@pytest.fixture
-def pg_2026_06(pg_url: str) -> Iterator[sa.Engine]:
-    engine = make_engine(pg_url)
-    init_db(engine, with_metadata=True)
-    try:
-        yield engine
-    finally:
-        engine.dispose()
 
 
 def doc(status: str = "active", metadata: dict[str, Any] | None = MD) -> dict[str, Any]:

@@ -11,21 +11,8 @@ from expsync.config import find_config, load_config, offline_profile, profile_fo
 from expsync.errors import ConfigError
 from expsync.profiles import NEWEST, PROFILES, ProfileChoice
 from tests.cli_helpers import run_cli
+from tests.profiles.helpers import ONLY_05
 
-#: valid in 2026-05 only (opencode_settings in an upstream)
-ONLY_05 = """\
-key: foo
-public_model_id: partner/foo
-name: Foo
-variants:
-  - label: a
-    weight: 1
-    upstream:
-      internal_id: m
-      base_url: https://api.partner.example/v1
-      opencode_settings: {ai_sdk_provider: anthropic}
-    api_key: env:K
-"""
 
 
 @pytest.fixture

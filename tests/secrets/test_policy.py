@@ -200,3 +200,12 @@ def test_docs_print_the_one_refused_list() -> None:
     text = (Path(__file__).resolve().parents[2] / "docs" / "secrets.md").read_text(encoding="utf-8")
     block = text.split("<!-- refused-env:start -->")[1].split("<!-- refused-env:end -->")[0]
     assert re.findall(r"`([^`]+)`", block) == list(REFUSED_ENV)
+
+
+def test_every_credential_the_redactor_registers_is_also_refused_as_a_reference() -> None:
+    """The two lists of expsync's own credentials agree: what the redactor masks from the start
+    (the encryption key, store credentials, the database and Redis URLs) can never be sent to a
+    partner as an api key either."""
+    from expsync.secrets.redact import CONFIG_SECRETS, URL_VARS
+
+    assert [n for n in (*CONFIG_SECRETS, *URL_VARS) if not is_refused_env(n)] == []

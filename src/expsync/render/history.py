@@ -1,7 +1,8 @@
 """``expsync history`` output: audit entries -> text table or JSON. No database access here.
 
-Every value that came from the database (actor, revision, outcome) has its control, bidi and
-zero-width characters escaped before it reaches a terminal or a CI log.
+Every value that came from the database (actor, revision, outcome) goes through
+:func:`expsync.escape.terminal` (the one definition of what never reaches a terminal or a
+CI log raw) before it is printed.
 """
 
 from __future__ import annotations
@@ -10,26 +11,14 @@ import json
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from expsync.escape import terminal as _safe
+
 if TYPE_CHECKING:
     from expsync.state.audit import AuditEntry
 
 __all__ = ["render_history_json", "render_history_text"]
 
 _COUNTED = ("create", "update", "transition", "delete", "manage")
-
-
-def _safe(s: str) -> str:
-    """Control, bidi and zero-width characters shown as ``\\uXXXX`` (a value from the database
-    must not move the cursor, retitle the terminal or inject a workflow command)."""
-    out = []
-    for ch in s:
-        o = ord(ch)
-        if o < 0x20 or 0x7F <= o < 0xA0 or 0x200B <= o <= 0x200F or 0x202A <= o <= 0x202E or 0x2066 <= o <= 0x2069 \
-                or o == 0xFEFF:
-            out.append(f"\\u{o:04x}")
-        else:
-            out.append(ch)
-    return "".join(out)
 
 
 def _counts(e: AuditEntry) -> str:

@@ -49,6 +49,7 @@ from expsync.plan.ops import (
 from expsync.plan.security import SecurityItem
 from expsync.plan.types import DriftItem, ExperimentPlan, Plan, Share
 from expsync.render import headline_action, summarize
+from expsync.rules import BUCKET_SPACE
 
 __all__ = ["FORMAT_VERSION", "PlanOut", "json_schema", "op_model", "render_json", "schema_text"]
 
@@ -437,7 +438,7 @@ def _(op: RecordManaged) -> _OpOut:
 
 # -- plan -> output model -----------------------------------------------------------------------
 def _shares(shares: tuple[Share, ...]) -> list[ShareOut]:
-    return [ShareOut(label=s.label, weight=s.weight, percent=round(s.percent, 2), buckets=int(s.exact * 2**32))
+    return [ShareOut(label=s.label, weight=s.weight, percent=round(s.percent, 2), buckets=int(s.exact * BUCKET_SPACE))
             for s in shares]
 
 

@@ -41,7 +41,7 @@ from expsync.plan.security import Security, SecurityItem
 from expsync.plan.types import Digests, DriftItem, ExperimentPlan, Plan, Share
 from expsync.render import json as render_json
 from expsync.render.saved import SavedPlanInvalid, load_saved_plan
-from expsync.rules import Trigger
+from expsync.rules import BUCKET_SPACE, Trigger
 
 __all__ = ["PlanFileError", "load_plan"]
 
@@ -92,7 +92,7 @@ def _json(value: Any) -> JsonValue:
 
 def _shares(shares: list[render_json.ShareOut]) -> tuple[Share, ...]:
     total = sum(s.weight for s in shares)
-    return tuple(Share(label=s.label, weight=s.weight, total=total, exact=Fraction(s.buckets, 2**32)) for s in shares)
+    return tuple(Share(label=s.label, weight=s.weight, total=total, exact=Fraction(s.buckets, BUCKET_SPACE)) for s in shares)
 
 
 def _reasons(reasons: list[render_json.ReasonOut]) -> tuple[Explained, ...]:
