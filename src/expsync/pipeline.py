@@ -47,24 +47,25 @@ class Computed:
     key_diagnostics: tuple[Diagnostic, ...]
 
 
-_TABLES: Final = ("model_experiment", "model_experiment_variant", "model_experiment_variant_version",
+#: the tables a plan and an apply need
+REQUIRED_TABLES: Final = ("model_experiment", "model_experiment_variant", "model_experiment_variant_version",
                    "expsync_managed", "expsync_cache_outbox")
 
 
-def _raise_missing(missing: list[str]) -> None:
+def raise_missing(missing: list[str]) -> None:
     if missing:
         raise NotInitialized(f"database is missing tables {', '.join(missing)}: run `expsync db init` first")
 
 
 def check_initialized(conn: Connection) -> None:
-    _raise_missing(missing_tables(conn, _TABLES))
+    raise_missing(missing_tables(conn, REQUIRED_TABLES))
 
 
 def initialized_has_metadata(conn: Connection) -> bool:
     """:func:`check_initialized`, and whether ``model_experiment.metadata`` exists (which
     gateway profile fits): one question to the database."""
-    missing, has_column = missing_tables_and_metadata(conn, _TABLES)
-    _raise_missing(missing)
+    missing, has_column = missing_tables_and_metadata(conn, REQUIRED_TABLES)
+    raise_missing(missing)
     return has_column
 
 
