@@ -139,3 +139,25 @@ def test_keys_equal_compares_values() -> None:
     assert not keys_equal(Secret("sk-a"), Secret("sk-b"))
     assert not keys_equal(Secret("sk-a"), Secret("sk-a "))
     assert keys_equal(Secret("ключ"), Secret("ключ"))  # non-ASCII (compare_digest needs bytes)
+
+
+def test_one_cipher_per_key_however_many_keys_are_compared(monkeypatch: pytest.MonkeyPatch) -> None:
+    from expsync import crypto
+
+    built: list[bytes] = []
+
+    real = crypto.AESGCM
+
+    def counting(key: bytes) -> object:
+        built.append(key)
+        return real(key)
+
+    monkeypatch.setattr(crypto, "AESGCM", counting)
+    crypto._cipher.cache_clear()
+    other = b"\x08" * 32
+    stored = [encrypt_api_key(f"sk-{i}", VECTOR_KEY) for i in range(50)]
+    assert [decrypt_api_key(e, VECTOR_KEY).reveal() for e in stored] == [f"sk-{i}" for i in range(50)]
+    with pytest.raises(DecryptError):  # a different key gets its own cipher: never the cached one
+        decrypt_api_key(stored[0], other)
+    assert built == [VECTOR_KEY, other]
+    crypto._cipher.cache_clear()

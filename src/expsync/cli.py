@@ -138,12 +138,10 @@ def chosen_for_database(engine: Engine, selected: Any) -> ProfileSelection:
     """The run's profile against this database (exit 3 for an impossible pair). Said by the
     caller (after the GitHub mask lines, which must come first)."""
     from expsync.config import profile_for_database
-    from expsync.pipeline import check_initialized
-    from expsync.state.db import has_metadata_column
+    from expsync.pipeline import initialized_has_metadata
 
     with engine.connect() as conn:
-        check_initialized(conn)
-        has_column = has_metadata_column(conn)
+        has_column = initialized_has_metadata(conn)  # one catalogue question
     return profile_for_database(selected, has_column)
 
 

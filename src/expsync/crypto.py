@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import hmac
 import os
 import uuid
@@ -97,6 +98,13 @@ def _check_key(key: bytes) -> None:
         raise ValueError(f"the encryption key must be {KEY_BYTES} bytes; obtain it with load_key()")
 
 
+@functools.lru_cache(maxsize=4)
+def _cipher(key: bytes) -> AESGCM:
+    """One cipher object per key for the process: building one (key schedule) cost more than
+    decrypting a short api key when a plan compares thousands of stored keys."""
+    return AESGCM(key)
+
+
 def encrypt_api_key(plaintext: str | Secret, key: bytes, *, iv: bytes | None = None) -> dict[str, str]:
     """Encrypt an API key for ``encrypted_api_key``: ``{"iv", "data", "authTag"}`` in that order.
 
@@ -109,7 +117,7 @@ def encrypt_api_key(plaintext: str | Secret, key: bytes, *, iv: bytes | None = N
     elif len(iv) != IV_BYTES:
         raise ValueError(f"iv must be {IV_BYTES} bytes")
     text = plaintext.reveal() if isinstance(plaintext, Secret) else plaintext
-    sealed = AESGCM(key).encrypt(iv, text.encode("utf-8"), None)
+    sealed = _cipher(key).encrypt(iv, text.encode("utf-8"), None)
     return {"iv": _b64(iv), "data": _b64(sealed[:-TAG_BYTES]), "authTag": _b64(sealed[-TAG_BYTES:])}
 
 
@@ -138,7 +146,7 @@ def decrypt_api_key(enc: Mapping[str, object], key: bytes) -> Secret:
     if len(tag) != TAG_BYTES:
         raise DecryptError(f"stored api key is malformed: authTag must be {TAG_BYTES} bytes")
     try:
-        plain = AESGCM(key).decrypt(iv, data + tag, None)
+        plain = _cipher(key).decrypt(iv, data + tag, None)
     except InvalidTag:
         raise DecryptError(
             f"stored api key cannot be decrypted: authentication failed (wrong {KEY_ENV_VAR}, or the row was altered)"

@@ -13,6 +13,7 @@ import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Final
 
 from sqlalchemy.engine import Connection
 
@@ -25,7 +26,7 @@ from expsync.plan import Plan, PlanOptions, plan
 from expsync.plan.ops import InsertVersion
 from expsync.profiles import GatewayProfile
 from expsync.settings import Settings
-from expsync.state.db import missing_tables
+from expsync.state.db import missing_tables, missing_tables_and_metadata
 from expsync.state.reader import read_state
 
 
@@ -46,11 +47,26 @@ class Computed:
     key_diagnostics: tuple[Diagnostic, ...]
 
 
-def check_initialized(conn: Connection) -> None:
-    missing = missing_tables(conn, ("model_experiment", "model_experiment_variant", "model_experiment_variant_version",
-                                    "expsync_managed", "expsync_cache_outbox"))
+#: the tables a plan and an apply need
+REQUIRED_TABLES: Final = ("model_experiment", "model_experiment_variant", "model_experiment_variant_version",
+                   "expsync_managed", "expsync_cache_outbox")
+
+
+def raise_missing(missing: list[str]) -> None:
     if missing:
         raise NotInitialized(f"database is missing tables {', '.join(missing)}: run `expsync db init` first")
+
+
+def check_initialized(conn: Connection) -> None:
+    raise_missing(missing_tables(conn, REQUIRED_TABLES))
+
+
+def initialized_has_metadata(conn: Connection) -> bool:
+    """:func:`check_initialized`, and whether ``model_experiment.metadata`` exists (which
+    gateway profile fits): one question to the database."""
+    missing, has_column = missing_tables_and_metadata(conn, REQUIRED_TABLES)
+    raise_missing(missing)
+    return has_column
 
 
 def as_routed(actual: ActualState, profile: GatewayProfile | None) -> ActualState:

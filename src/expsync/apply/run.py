@@ -1,7 +1,7 @@
 """One apply: lock, re-plan inside the transaction, refuse or execute, audit, commit.
 
     BEGIN (READ COMMITTED: a REPEATABLE READ snapshot would predate the lock)
-      Postgres: SET LOCAL lock_timeout; pg_advisory_xact_lock(APPLY_LOCK)   SQLite: BEGIN IMMEDIATE
+      Postgres: lock_timeout (local) + pg_advisory_xact_lock(APPLY_LOCK) + table check, one statement   SQLite: BEGIN IMMEDIATE
       read actual state -> compare keys -> plan          (the same code as `expsync plan`)
       refuse: key problems (3), violations (4), digests differ from the saved plan (5)
       Postgres: lock the changed experiment + variant rows FOR UPDATE, re-check them (5)
@@ -44,7 +44,7 @@ from expsync.errors import (
     StalePlan,
 )
 from expsync.model import DesiredState, KeyChange, Secret, SecretRef
-from expsync.pipeline import Computed, Settings, check_initialized, compute_plan
+from expsync.pipeline import REQUIRED_TABLES, Computed, Settings, check_initialized, compute_plan, raise_missing
 from expsync.plan import Digests, Plan, cache_keys_for
 from expsync.plan.ops import InsertVersion
 from expsync.state.db import begin
@@ -146,15 +146,26 @@ def _lock_holder(engine: Engine) -> str:
 
 
 def _take_lock(conn: Connection, engine: Engine, lock_timeout: float) -> None:
+    """Take the apply lock, then check the tables exist (exit 3 otherwise)."""
     if conn.dialect.name != "postgresql":
+        check_initialized(conn)
         return  # SQLite: BEGIN IMMEDIATE already holds the write lock
-    conn.execute(sa.text(f"SET LOCAL lock_timeout = '{max(1, int(lock_timeout * 1000))}ms'"))
+    # one statement, so one round trip: the subquery (OFFSET 0 keeps it from being flattened)
+    # sets the transaction-local lock_timeout before the outer query waits for the lock; the
+    # same statement lists the required tables that are missing
     try:
-        conn.execute(sa.select(sa.func.pg_advisory_xact_lock(APPLY_LOCK)))
+        row = conn.execute(sa.text(
+            "SELECT pg_advisory_xact_lock(:key), ARRAY(SELECT t FROM unnest(CAST(:names AS TEXT[])) t "
+            "LEFT JOIN pg_catalog.pg_class c ON c.oid = to_regclass(quote_ident(t)) AND c.relkind IN ('r', 'p') "
+            "WHERE c.oid IS NULL ORDER BY t) FROM "
+            "(SELECT set_config('lock_timeout', :timeout, true) OFFSET 0) AS bounded"),
+            {"key": APPLY_LOCK, "timeout": f"{max(1, int(lock_timeout * 1000))}ms",
+             "names": sorted(REQUIRED_TABLES)}).one()
     except OperationalError as e:
         if getattr(e.orig, "sqlstate", None) == "55P03":
             raise LockTimeout(f"could not take the apply lock within {lock_timeout:g}s{_lock_holder(engine)}") from None
         raise
+    raise_missing(list(row[1]))
     # lock_timeout stays set for the rest of the transaction: a long admin-UI transaction
     # holding a row lock must not make apply (holding the apply lock) wait forever
 
@@ -182,8 +193,7 @@ def apply(
     try:
         try:
             with begin(engine, immediate=True, lock_timeout=lock_timeout) as conn:
-                _take_lock(conn, engine, lock_timeout)
-                check_initialized(conn)
+                _take_lock(conn, engine, lock_timeout)  # and the table check
                 computed = compute_plan(conn, desired, secrets, settings, now=datetime.now(timezone.utc))
                 plan = computed.plan
                 _refuse_before_writing(computed, expect)

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import functools
 import json
+import time
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -49,6 +50,7 @@ __all__ = [
     "engine_from_environ",
     "ensure_initialized",
     "has_metadata_column",
+    "missing_tables_and_metadata",
     "head_revision",
     "init_db",
     "is_embedded_default",
@@ -136,9 +138,7 @@ def make_engine(url: str, *, create: bool = True, **kwargs: Any) -> Engine:
         if "connect_timeout" not in parsed.query:
             connect_args["connect_timeout"] = 10
         kwargs.setdefault("connect_args", connect_args)
-        # a pooled connection the server closed while idle (idle timeout, failover, a killed
-        # backend) is replaced at checkout instead of failing the next statement
-        kwargs.setdefault("pool_pre_ping", True)
+        # no pool_pre_ping (a round trip per checkout): see _ping_when_reused_after_idle
         # expsync stores no hstore: skip the type lookup (three round trips on first connect)
         kwargs.setdefault("use_native_hstore", False)
     elif create:
@@ -158,6 +158,8 @@ def make_engine(url: str, *, create: bool = True, **kwargs: Any) -> Engine:
         _configure_sqlite(engine)
     else:
         _fewer_first_connect_queries(engine)
+        if not kwargs.get("pool_pre_ping"):
+            _ping_when_reused_after_idle(engine)
     _translate_connection_errors(engine)
     return engine
 
@@ -256,6 +258,38 @@ def _fewer_first_connect_queries(engine: Engine) -> None:
     dialect._get_default_schema_name = default_schema_name
     dialect.get_default_isolation_level = default_isolation_level
     dialect._set_backslash_escapes = set_backslash_escapes
+
+
+#: a pooled connection idle longer than this (seconds) is pinged before it is used again
+IDLE_PING_SECONDS: Final = 5.0
+
+
+def _ping_when_reused_after_idle(engine: Engine) -> None:
+    """Ping a pooled connection at checkout only when it may have died while idle: after a
+    committed transaction (the cache refresh runs after apply's commit, maybe after slow Redis
+    calls) or after more than :data:`IDLE_PING_SECONDS` in the pool (a confirmation prompt).
+    Within one command the set-up questions, the plan's snapshot and apply's transaction
+    reuse a connection seconds apart: they cost no ping round trip. A dead connection is
+    replaced (``DisconnectionError`` makes the pool retry with a fresh one)."""
+
+    @event.listens_for(engine, "commit")
+    def _committed(conn: Connection) -> None:
+        conn.info["expsync_ping"] = True
+
+    @event.listens_for(engine.pool, "checkin")
+    def _checkin(dbapi_connection: Any, record: Any) -> None:
+        record.info["expsync_idle_since"] = time.monotonic()
+
+    @event.listens_for(engine.pool, "checkout")
+    def _checkout(dbapi_connection: Any, record: Any, proxy: Any) -> None:
+        since = record.info.pop("expsync_idle_since", None)
+        ping = record.info.pop("expsync_ping", False)
+        if not ping and (since is None or time.monotonic() - since <= IDLE_PING_SECONDS):
+            return
+        try:
+            engine.dialect.do_ping(dbapi_connection)
+        except Exception:
+            raise sa.exc.DisconnectionError("pooled connection lost while idle") from None
 
 
 def _translate_connection_errors(engine: Engine) -> None:
@@ -387,6 +421,23 @@ def upgrade_own_tables(conn: Connection) -> None:
     from alembic import command
 
     command.upgrade(alembic_config(conn), "head")
+
+
+def missing_tables_and_metadata(conn: Connection, names: Iterable[str]) -> tuple[list[str], bool]:
+    """:func:`missing_tables` and :func:`has_metadata_column` answered together: one round trip
+    on Postgres (what a run asks before choosing its gateway profile)."""
+    if conn.dialect.name != "postgresql":
+        missing = missing_tables(conn, names)
+        return missing, "model_experiment" not in missing and has_metadata_column(conn)
+    row = _ask(
+        conn,
+        "SELECT ARRAY(SELECT t FROM unnest(%s::text[]) t LEFT JOIN pg_catalog.pg_class c"
+        " ON c.oid = to_regclass(quote_ident(t)) AND c.relkind IN ('r', 'p') WHERE c.oid IS NULL ORDER BY t),"
+        " EXISTS (SELECT 1 FROM pg_catalog.pg_attribute WHERE attrelid ="
+        " to_regclass('model_experiment') AND attname = %s AND NOT attisdropped)",
+        (sorted(set(names)), METADATA_COLUMN),
+    )[0]
+    return list(row[0]), bool(row[1])
 
 
 def has_metadata_column(conn: Connection) -> bool:
