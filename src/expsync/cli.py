@@ -277,6 +277,17 @@ def checked_redis(settings: Settings) -> Settings:
     return settings
 
 
+def checked_text(flag: str, value: str | None) -> str | None:
+    """A flag value written to the database (``created_by*``, the audit row) that the admin UI
+    shows raw: refused (exit 3) when it holds control, bidi or zero-width characters."""
+    from expsync import escape
+
+    if value and escape.INVISIBLE.search(value):
+        raise InvalidInput(f"{flag} holds an invisible or control character ({escape.visible(value)}); "
+                           "it is written to the database as given")
+    return value or None
+
+
 def use_color() -> bool:
     return sys.stdout.isatty() and not current().settings.no_color
 
@@ -500,8 +511,8 @@ def apply_cmd(paths: tuple[str, ...], max_file_size: int, plan_file: str | None,
     from expsync.config import select_profile
     from expsync.state.db import begin
 
-    settings = replace(checked_redis(current().settings), actor=actor or None, revision=revision or None,
-                       allow_empty=allow_empty)
+    settings = replace(checked_redis(current().settings), actor=checked_text("--actor", actor),
+                       revision=checked_text("--revision", revision), allow_empty=allow_empty)
     if not yes and not sys.stdin.isatty():
         # unattended runs must say so explicitly, with or without a saved plan
         raise InvalidInput("apply needs --yes when not run on a terminal")
