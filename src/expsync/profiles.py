@@ -65,6 +65,15 @@ def _obj(description: str = "", **fields: FieldSpec) -> FieldSpec:
     return FieldSpec(Kind.OBJECT, fields=_frozen(fields), description=description)
 
 
+#: The admin API's text lengths (sheet §3), the same in every profile: field -> (min, max) in
+#: UTF-16 code units, as zod counts them.
+TEXT_LENGTHS: Final[Mapping[str, tuple[int, int]]] = MappingProxyType({
+    "name": (1, 200),
+    "description": (0, 2000),
+    "label": (1, 64),
+})
+
+
 # Valid at every gateway commit of both eras (sheet §2).
 _COMMON_UPSTREAM: Final = {
     "internal_id": FieldSpec(Kind.TEXT, required=True, description="model id sent upstream"),

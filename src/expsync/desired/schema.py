@@ -28,8 +28,8 @@ from urllib.parse import parse_qsl
 from expsync import weburl
 from expsync.credentials import is_credential_name
 from expsync.escape import INVISIBLE, INVISIBLE_CLASS, visible
-from expsync.model import Status
-from expsync.profiles import NEWEST, PROFILES, FieldSpec, GatewayProfile, Kind
+from expsync.model import JsonValue, Status
+from expsync.profiles import NEWEST, PROFILES, TEXT_LENGTHS, FieldSpec, GatewayProfile, Kind
 from expsync.secrets.refs import RefSyntaxError, parse_ref
 
 KEY_PATTERN: Final = r"^[a-z0-9][a-z0-9._-]{0,99}$"
@@ -132,7 +132,9 @@ def utf16_len(s: str) -> int:
     return len(s.encode("utf-16-le")) // 2
 
 
-def _units(lo: int, hi: int, what: str) -> AfterValidator:
+def _units(what: str) -> AfterValidator:
+    lo, hi = TEXT_LENGTHS[what]
+
     def check(v: str | None) -> str | None:
         if v is None:
             return v
@@ -142,6 +144,13 @@ def _units(lo: int, hi: int, what: str) -> AfterValidator:
         return v
 
     return AfterValidator(check)
+
+
+def _lengths(what: str) -> dict[str, JsonValue]:
+    """The JSON Schema's length hint (it counts code points: an editor hint, looser than the
+    UTF-16 check for characters outside the BMP)."""
+    lo, hi = TEXT_LENGTHS[what]
+    return {"minLength": lo, "maxLength": hi} if lo else {"maxLength": hi}
 
 
 def _admin_uuid(v: object) -> object:
@@ -251,7 +260,7 @@ class Variant(BaseModel):
     model_config = _STRICT
     key: Annotated[str | None, Field(pattern=KEY_PATTERN, description="stable identity; defaults to the label")] = None
     id: PinnedId = None
-    label: Annotated[str, Field(json_schema_extra={"minLength": 1, "maxLength": 64}), _units(1, 64, "label")]
+    label: Annotated[str, Field(json_schema_extra=_lengths("label")), _units("label")]
     weight: Annotated[int, Field(ge=1, le=2_147_483_647, description="positive integer (fits the integer column); share = weight / sum(weights)")]
     #: replaced per gateway profile by :func:`experiment_model`
     upstream: Any
@@ -300,8 +309,8 @@ class Experiment(BaseModel):
     ]
     # lengths in UTF-16 code units, as the admin API counts (the JSON Schema's maxLength counts
     # code points: an editor hint, looser for characters outside the BMP)
-    name: Annotated[Text, Field(json_schema_extra={"minLength": 1, "maxLength": 200}), _units(1, 200, "name")]
-    description: Annotated[str | None, Field(json_schema_extra={"maxLength": 2000}), _units(0, 2000, "description"),
+    name: Annotated[Text, Field(json_schema_extra=_lengths("name")), _units("name")]
+    description: Annotated[str | None, Field(json_schema_extra=_lengths("description")), _units("description"),
                            AfterValidator(_prose)] = None
     # the values come from the one Status enum; inline in the JSON Schema (no $ref) for editors
     status: Annotated[
