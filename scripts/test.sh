@@ -3,7 +3,9 @@
 # PostgreSQL and Redis are up (scripts/services.sh), then pytest with the given arguments.
 # Fails when pytest fails, and also when it collects no test at all (its exit 5).
 # EXPSYNC_SKIP_SLOW=1 skips the tests marked `slow` (a fresh-virtualenv install, mypy) on a
-# developer's machine; with CI=true they always run.
+# developer's machine; with CI=true they always run. Tests run in EXPSYNC_TEST_WORKERS pytest-xdist
+# workers (default 2, the machine's cores; 0 = in this process): every test has its own database
+# and Redis database or prefix, so workers never share state.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -33,8 +35,11 @@ if [ "${EXPSYNC_SKIP_SLOW:-}" = 1 ]; then
   fi
 fi
 
+workers=(-n "${EXPSYNC_TEST_WORKERS:-2}")
+[ "${EXPSYNC_TEST_WORKERS:-2}" = 0 ] && workers=(-p no:xdist)
+
 status=0
-.venv/bin/python -m pytest "${select[@]}" "$@" || status=$?
+.venv/bin/python -m pytest "${workers[@]}" "${select[@]}" "$@" || status=$?
 if [ "$status" -eq 5 ]; then
   echo "test.sh: pytest collected no tests; that is a failure" >&2
 fi
