@@ -519,14 +519,15 @@ def apply_cmd(paths: tuple[str, ...], max_file_size: int, plan_file: str | None,
     ci_gate(settings, "apply")  # before the database is touched
     selected = select_profile(gateway_profile, settings.environ, settings.cwd)
     # a configured profile is known without the database: bad YAML is reported before connecting
-    early = load_or_raise(paths, max_file_size, selected) if selected is not None else None
+    load_warnings: list[Diagnostic] = []  # W301 ...: shown with the plan, as `plan` shows them
+    early = load_or_raise(paths, max_file_size, selected, load_warnings) if selected is not None else None
     # on a terminal a saved plan is itself the reviewed confirmation (as in Terraform)
     expect = read_saved_digests(plan_file) if plan_file else None
     engine = open_engine(settings, selected)
     try:
         chosen = chosen_for_database(engine, selected)
         settings = replace(settings, profile=chosen.profile)
-        desired = early if early is not None else load_or_raise(paths, max_file_size, chosen)
+        desired = early if early is not None else load_or_raise(paths, max_file_size, chosen, load_warnings)
         red = current().redactor
         secrets = resolve_or_raise(desired, settings, red, "apply")
         say_profile(chosen)
@@ -534,14 +535,15 @@ def apply_cmd(paths: tuple[str, ...], max_file_size: int, plan_file: str | None,
         if expect is None and not yes:
             with begin(engine, snapshot=True) as conn:
                 pipeline.check_initialized(conn)
-                shown = pipeline.compute_plan(conn, desired, secrets, settings, now=_now()).plan
+                shown = with_warnings(pipeline.compute_plan(conn, desired, secrets, settings, now=_now()).plan,
+                                      load_warnings)
             if shown.has_changes and not shown.refused and not _confirmed(shown):
                 return ExitCode.OK
             # bound to what was shown (or not asked about, when there was nothing to confirm):
             # a state that changed meanwhile is stale (exit 5), never applied unconfirmed
             expect = shown.digests
         result = apply(engine, desired, secrets, settings, lock_timeout=lock_timeout, expect=expect)
-        plan = result.plan
+        plan = with_warnings(result.plan, load_warnings)
         with after_commit():  # committed: any failure from here on is exit 6
             if not plan.has_changes:
                 click.echo("No changes. The database matches the YAML; nothing was applied.")

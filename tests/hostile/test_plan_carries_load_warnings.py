@@ -38,3 +38,13 @@ def test_w301_is_in_the_plan(tmp_path: Path) -> None:
     # the saved plan is shown to the same bytes
     r = run_cli(["plan", "--out", "p.json", "--format", "markdown", "experiments"], env=env, cwd=tmp_path)
     assert run_cli(["show", "p.json", "--format", "markdown"], env={}, cwd=tmp_path).out == r.out
+
+
+def test_w301_is_in_what_apply_prints(tmp_path: Path) -> None:
+    (tmp_path / "experiments").mkdir()
+    (tmp_path / "experiments" / "solo.yaml").write_text(DOC)
+    env = {"BYOK_ENCRYPTION_KEY": TEST_KEY_B64, "PARTNER_SOLO_KEY": "k-solo", "EXPSYNC_GATEWAY_PROFILE": "2026-06",
+           "EXPSYNC_DATABASE_URL": f"sqlite:///{tmp_path / 'x.db'}"}
+    assert run_cli(["db", "init"], env=env, cwd=tmp_path).code == 0
+    r = run_cli(["apply", "--yes", "experiments"], env=env, cwd=tmp_path)
+    assert r.code == 0 and "W301" in r.out, r.all
