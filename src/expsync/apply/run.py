@@ -1,7 +1,7 @@
 """One apply: lock, re-plan inside the transaction, refuse or execute, audit, commit.
 
     BEGIN (READ COMMITTED: a REPEATABLE READ snapshot would predate the lock)
-      Postgres: lock_timeout (local) + pg_advisory_xact_lock(APPLY_LOCK) + table check, one statement   SQLite: BEGIN IMMEDIATE
+      Postgres: lock_timeout (local) + pg_advisory_xact_lock(APPLY_LOCK) + table check, one statement (state/locks.py)   SQLite: BEGIN IMMEDIATE
       read actual state -> compare keys -> plan          (the same code as `expsync plan`)
       refuse: key problems (3), violations (4), digests differ from the saved plan (5)
       Postgres: lock the changed experiment + variant rows FOR UPDATE, re-check them (5)
@@ -48,6 +48,7 @@ from expsync.pipeline import REQUIRED_TABLES, Computed, Settings, check_initiali
 from expsync.plan import Digests, Plan, cache_keys_for
 from expsync.plan.ops import InsertVersion
 from expsync.state.db import begin
+from expsync.state.locks import is_lock_timeout, xact_lock
 from expsync.state.tables import audit
 
 #: advisory lock key shared by every expsync apply on a database (bigint: b"expsapp")
@@ -145,27 +146,26 @@ def _lock_holder(engine: Engine) -> str:
     return f" (held by pid {row.pid}, application {row.application_name or '?'!r}, user {row.usename}, since {since})"
 
 
+#: the required tables that do not exist, evaluated by the lock statement itself
+_MISSING_TABLES: Final = (
+    ", ARRAY(SELECT t FROM unnest(CAST(:names AS TEXT[])) t LEFT JOIN pg_catalog.pg_class c "
+    "ON c.oid = to_regclass(quote_ident(t)) AND c.relkind IN ('r', 'p') WHERE c.oid IS NULL ORDER BY t) AS missing")
+
+
 def _take_lock(conn: Connection, engine: Engine, lock_timeout: float) -> None:
     """Take the apply lock, then check the tables exist (exit 3 otherwise)."""
     if conn.dialect.name != "postgresql":
         check_initialized(conn)
         return  # SQLite: BEGIN IMMEDIATE already holds the write lock
-    # one statement, so one round trip: the subquery (OFFSET 0 keeps it from being flattened)
-    # sets the transaction-local lock_timeout before the outer query waits for the lock; the
-    # same statement lists the required tables that are missing
+    # one statement, so one round trip, which also lists the required tables that are missing
     try:
-        row = conn.execute(sa.text(
-            "SELECT pg_advisory_xact_lock(:key), ARRAY(SELECT t FROM unnest(CAST(:names AS TEXT[])) t "
-            "LEFT JOIN pg_catalog.pg_class c ON c.oid = to_regclass(quote_ident(t)) AND c.relkind IN ('r', 'p') "
-            "WHERE c.oid IS NULL ORDER BY t) FROM "
-            "(SELECT set_config('lock_timeout', :timeout, true) OFFSET 0) AS bounded"),
-            {"key": APPLY_LOCK, "timeout": f"{max(1, int(lock_timeout * 1000))}ms",
-             "names": sorted(REQUIRED_TABLES)}).one()
+        row = xact_lock(conn, APPLY_LOCK, lock_timeout, keep_timeout=True, columns=_MISSING_TABLES,
+                        params={"names": sorted(REQUIRED_TABLES)})
     except OperationalError as e:
-        if getattr(e.orig, "sqlstate", None) == "55P03":
+        if is_lock_timeout(e):
             raise LockTimeout(f"could not take the apply lock within {lock_timeout:g}s{_lock_holder(engine)}") from None
         raise
-    raise_missing(list(row[1]))
+    raise_missing(list(row.missing))
     # lock_timeout stays set for the rest of the transaction: a long admin-UI transaction
     # holding a row lock must not make apply (holding the apply lock) wait forever
 
@@ -212,7 +212,7 @@ def apply(
                                f"{str(e.orig).splitlines()[0] if str(e.orig) else 'invalid data'}); nothing was applied") from None
         except OperationalError as e:
             text = str(e.orig).lower()
-            if "database is locked" in text or getattr(e.orig, "sqlstate", None) == "55P03":
+            if "database is locked" in text or is_lock_timeout(e):
                 raise LockTimeout(f"could not take the apply lock within {lock_timeout:g}s, or waited longer for "
                                   "a row lock (another apply, or a long transaction of another writer); nothing "
                                   "was applied") from None

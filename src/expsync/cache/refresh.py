@@ -35,6 +35,7 @@ from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from expsync.errors import CachePending, ConfigError
 from expsync.model import MEMBERSHIP_KEY, PER_ID_KEY_PREFIX, membership_key, per_id_key
 from expsync.state.db import begin
+from expsync.state.locks import is_lock_timeout, xact_lock
 from expsync.state.tables import ROUTING_STATUS_VALUES, cache_outbox, experiment
 
 #: advisory lock key held by a refresh from reading the rows to clearing the outbox (b"expsrfr")
@@ -56,12 +57,31 @@ def membership_json(ids: Iterable[str]) -> str:
                       ensure_ascii=False)
 
 
+def _routing_ids() -> sa.Select[Any]:
+    """The gateway's formula over the database: distinct routing public ids (spec §2.4)."""
+    return sa.select(experiment.c.public_model_id).distinct().where(experiment.c.status.in_(ROUTING_STATUS_VALUES))
+
+
 def membership_value(conn: Connection) -> str:
-    """The gateway's formula over the database: routing public ids (spec §2.4)."""
-    ids: Sequence[str] = conn.execute(
-        sa.select(experiment.c.public_model_id).distinct().where(experiment.c.status.in_(ROUTING_STATUS_VALUES))
-    ).scalars().all()
+    """The membership value the database holds now."""
+    ids: Sequence[str] = conn.execute(_routing_ids()).scalars().all()
     return membership_json(ids)
+
+
+def _pending(conn: Connection) -> tuple[list[tuple[int, str]], str]:
+    """The outbox rows and the membership value, in one statement (one round trip): the
+    outbox rows carry an id, the routing public ids none."""
+    outbox = sa.select(cache_outbox.c.id, cache_outbox.c.cache_key)
+    routing = _routing_ids().subquery()
+    stmt = sa.union_all(outbox, sa.select(sa.cast(sa.null(), cache_outbox.c.id.type), routing.c.public_model_id))
+    rows: list[tuple[int, str]] = []
+    ids: list[str] = []
+    for row_id, text in conn.execute(stmt):
+        if row_id is None:
+            ids.append(text)
+        else:
+            rows.append((row_id, text))
+    return rows, membership_json(ids)
 
 
 def enqueue(conn: Connection, keys: Iterable[str]) -> int:
@@ -135,7 +155,7 @@ def drain(engine: Engine, client: Any, *, prefix: str = "", full: bool = False,
     try:
         return _drain(engine, client, prefix, full, lock_timeout)
     except OperationalError as e:
-        if getattr(e.orig, "sqlstate", None) != "55P03" and "database is locked" not in str(e.orig):
+        if not is_lock_timeout(e) and "database is locked" not in str(e.orig):
             raise
         raise CachePending(
             f"the cache refresh lock was not free within {lock_timeout:g}s (another expsync run holds it); "
@@ -146,12 +166,10 @@ def drain(engine: Engine, client: Any, *, prefix: str = "", full: bool = False,
 def _drain(engine: Engine, client: Any, prefix: str, full: bool, lock_timeout: float) -> RefreshResult:
     with begin(engine, immediate=True, lock_timeout=lock_timeout) as conn:
         if conn.dialect.name == "postgresql":
-            # held until the outbox rows are deleted: refreshes must not interleave (module doc)
-            conn.execute(sa.text(f"SET LOCAL lock_timeout = '{max(1, int(lock_timeout * 1000))}ms'"))
-            conn.execute(sa.select(sa.func.pg_advisory_xact_lock(REFRESH_LOCK)))
-            conn.execute(sa.text("SET LOCAL lock_timeout = 0"))
-        rows = conn.execute(sa.select(cache_outbox.c.id, cache_outbox.c.cache_key)).all()
-        value = membership_value(conn)
+            # held until the outbox rows are deleted: refreshes must not interleave (module doc);
+            # read by the next statement, so its snapshot is taken once the lock is held
+            xact_lock(conn, REFRESH_LOCK, lock_timeout, keep_timeout=False)
+        rows, value = _pending(conn)
         routing = json.loads(value) if full else []
         if not rows and not full:
             return RefreshResult((), value, 0)
@@ -181,6 +199,9 @@ def drain_leftover(engine: Engine, url: str, *, prefix: str = "") -> int:
     caller decides whether that is fatal (plan and apply go on: the outbox stays)."""
     try:
         with engine.connect() as conn:
+            if conn.dialect.name == "postgresql":
+                # one statement outside any transaction: one round trip, not BEGIN + it + ROLLBACK
+                conn = conn.execution_options(isolation_level="AUTOCOMMIT")
             pending: int = conn.execute(sa.select(sa.func.count()).select_from(cache_outbox)).scalar_one()
         if pending:
             drain(engine, connect(url), prefix=prefix)
