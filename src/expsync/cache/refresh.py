@@ -9,7 +9,8 @@ lock (Postgres: advisory lock :data:`REFRESH_LOCK`; SQLite: an immediate transac
    plan: whatever committed last is the truth);
 2. one pipeline (no MULTI: it must work on Redis Cluster, where the keys live in different
    slots) DELetes every per-public-id key and SETs the membership value;
-3. GET the membership key back and compare byte for byte;
+3. GET the membership key back and compare byte for byte (a plain Redis URL uses
+   :mod:`expsync.cache.resp`: the DELs, the SET and the GET go in one write);
 4. delete exactly the outbox rows that were read (rows added meanwhile by another apply stay).
 
 The lock serializes refreshes: without it a refresh that read the rows before another apply
@@ -32,6 +33,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
+from expsync.cache import resp
 from expsync.errors import CachePending, ConfigError
 from expsync.model import MEMBERSHIP_KEY, PER_ID_KEY_PREFIX, membership_key, per_id_key
 from expsync.state.db import begin
@@ -108,22 +110,28 @@ def check_url(url: str) -> None:
     discovering it after the database commit would leave a refresh nobody can finish."""
     if not url.startswith(REDIS_SCHEMES):
         raise ConfigError("EXPSYNC_REDIS_URL must start with " + ", ".join(REDIS_SCHEMES))
-    from redis.connection import parse_url
-
     try:
+        if resp.parse(url) is not None:
+            return  # a plain URL: checked without importing redis-py
+        from redis.connection import parse_url
+
         parse_url(url.replace("+cluster", "", 1))
     except (ValueError, TypeError) as e:
         raise ConfigError(f"EXPSYNC_REDIS_URL is not a valid Redis URL ({type(e).__name__})") from None
 
 
 def connect(url: str) -> Any:
-    """A Redis client for ``url``; ``redis+cluster://`` / ``rediss+cluster://`` mean Redis Cluster.
+    """A Redis client for ``url``: :class:`~expsync.cache.resp.RespClient` for a plain URL,
+    redis-py for the others; ``redis+cluster://`` / ``rediss+cluster://`` mean Redis Cluster.
 
     Raises :class:`ConfigError` for a malformed URL and :class:`CachePending` when a cluster
     client cannot reach any node (it discovers the slots on creation)."""
+    check_url(url)
+    plain = resp.parse(url)
+    if plain is not None:
+        return resp.RespClient(plain)
     import redis
 
-    check_url(url)
     if url.startswith(("redis+cluster://", "rediss+cluster://")):
         from redis.cluster import RedisCluster
 
@@ -134,15 +142,30 @@ def connect(url: str) -> Any:
     return redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=5)
 
 
+#: keys per DEL command of :class:`~expsync.cache.resp.RespClient` (one server, no slots)
+DEL_BATCH: Final = 1000
+
+
 def _write(client: Any, delete: list[str], member_key: str, value: str) -> None:
+    if isinstance(client, resp.RespClient):
+        # one write: the DELs, the SET and the GET that reads it back (replies in order)
+        dels = [["DEL", *delete[i:i + DEL_BATCH]] for i in range(0, len(delete), DEL_BATCH)]
+        got = client.call([*dels, ["SET", member_key, value], ["GET", member_key]])[-1]
+    else:
+        got = _write_redis_py(client, delete, member_key, value)
+    if got is None or got.decode("utf-8") != value:
+        raise CachePending(f"membership key {member_key} read back a different value; run `expsync cache sync`")
+
+
+def _write_redis_py(client: Any, delete: list[str], member_key: str, value: str) -> Any:
+    """One pipeline (no MULTI, and one DEL per key: Redis Cluster keeps the keys in different
+    slots), then the GET."""
     pipe = client.pipeline(transaction=False)
     for k in delete:
         pipe.delete(k)
     pipe.set(member_key, value)
     pipe.execute()
-    got = client.get(member_key)
-    if got is None or got.decode("utf-8") != value:
-        raise CachePending(f"membership key {member_key} read back a different value; run `expsync cache sync`")
+    return client.get(member_key)
 
 
 def drain(engine: Engine, client: Any, *, prefix: str = "", full: bool = False,
