@@ -78,7 +78,8 @@ def _pending(conn: Connection) -> tuple[list[tuple[int, str]], str]:
     stmt = sa.union_all(outbox, sa.select(sa.cast(sa.null(), cache_outbox.c.id.type), routing.c.public_model_id))
     rows: list[tuple[int, str]] = []
     ids: list[str] = []
-    for row_id, text in conn.execute(stmt):
+    for row in conn.execute(stmt):
+        row_id, text = row[0], row[1]
         if row_id is None:
             ids.append(text)
         else:
