@@ -17,7 +17,8 @@ from expsync.desired.loader import LoadOptions, load_desired
 from expsync.pipeline import NotInitialized, Settings
 from expsync.secrets import Redactor, resolve_all, uses_in
 from expsync.state.db import make_engine
-from tests.integration.apply_support import Repo, experiment, upstream, url_of, variant
+from tests.cli_helpers import run_cli
+from tests.integration.apply_support import Repo, cli_env, experiment, upstream, url_of, variant
 from tests.integration.gateway import TEST_KEY_B64
 
 SECRETS = {"KEY_A": "sk-wire-a-000111", "KEY_B": "sk-wire-b-000222"}
@@ -155,3 +156,27 @@ def test_apply_checks_the_tables_in_its_lock_statement(tmp_path: Path, pg_engine
         _apply(repo, tmp_path, pg_engine)
     with pg_engine.connect() as c:
         assert c.execute(sa.text("SELECT count(*) FROM model_experiment")).scalar_one() == 0
+
+
+def test_the_cache_refresh_adds_seven_round_trips_to_the_cli_apply(tmp_path: Path, pg_engine: sa.Engine,
+                                                                   redis_url: str, redis_prefix: str) -> None:
+    """`expsync apply --yes` with Redis vs without, the same hot swap each time: the leftover
+    check (one statement, no transaction), the ping of the connection reused after the commit,
+    and the refresh (BEGIN, the lock statement, one read, the DELETE, COMMIT)."""
+    repo = Repo(tmp_path)
+    repo.put(*[_swap_doc(i, "r0") for i in range(3)])
+    _apply(repo, tmp_path, pg_engine)
+    seen = {}
+    for tag, redis in (("r1", None), ("r2", redis_url)):
+        with pg_engine.begin() as c:  # no refresh left pending by the previous run
+            c.execute(sa.text("DELETE FROM expsync_cache_outbox"))
+        repo.put(*[_swap_doc(i, tag) for i in range(3)])
+        with WireCounter() as w:
+            env = cli_env(pg_engine, SECRETS, EXPSYNC_DATABASE_URL=w.url(url_of(pg_engine)), EXPSYNC_REDIS_URL=redis,
+                          EXPSYNC_REDIS_KEY_PREFIX=redis_prefix)
+            r = run_cli(["apply", "--yes", repo.path], env=env)
+            seen[tag] = w.stats()
+        assert r.code == 0 and "Applied in one transaction" in r.out, r.all
+    assert "cache refreshed" in r.out, r.all
+    assert seen["r2"]["round_trips"] - seen["r1"]["round_trips"] == 7, (seen["r1"], seen["r2"])
+    assert seen["r2"]["executes"] - seen["r1"]["executes"] == 7, (seen["r1"], seen["r2"])

@@ -119,8 +119,12 @@ class RespClient:
         first = self._connect() if self._sock is None else []
         assert self._sock is not None
         every = [*first, *commands]
-        self._sock.sendall(b"".join(_encode(c) for c in every))
-        replies = [self._reply() for _ in every]
+        try:
+            self._sock.sendall(b"".join(_encode(c) for c in every))
+            replies = [self._reply() for _ in every]
+        except BaseException:
+            self.close()  # replies may be left unread: the connection is not reused
+            raise
         for r in replies:
             if isinstance(r, RespError):
                 raise r
