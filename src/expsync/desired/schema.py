@@ -398,6 +398,7 @@ def _public_model_id(profile: GatewayProfile) -> cs.ModelField:
 
 def _experiment_fields(profile: GatewayProfile) -> dict[str, cs.ModelField]:
     variant = _object(_variant_fields(profile), "Variant", result=_all_fields)
+    # the one Status enum, lax like the uuid pins: YAML gives text, validation gives the enum member
     status = cs.enum_schema(Status, list(Status), sub_type="str", strict=False,
                             metadata={"pydantic_js_annotation_functions": [_status_json]})
     # lengths in UTF-16 code units, as the admin API counts (the JSON Schema's maxLength counts
