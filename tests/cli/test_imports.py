@@ -27,7 +27,7 @@ DEEPDIFF = ("deepdiff",)
 ALEMBIC = ("alembic",)
 OFFLINE_FORBIDDEN = DATABASE + CACHE + CRYPTO + SECRET_STORES + DEEPDIFF + ALEMBIC
 
-#: runs ``expsync ARGS`` like the console script, then writes the loaded top-level packages
+#: runs ``expsync ARGS`` like the console script, then writes the names of the loaded modules
 _WRAPPER = """
 import json, sys
 out = sys.argv[1]
@@ -37,11 +37,17 @@ try:
     main()
 finally:
     with open(out, "w") as f:
-        json.dump(sorted({m.split(".")[0] for m in sys.modules}), f)
+        json.dump(sorted(sys.modules), f)
 """
 
 def loaded(args: list[str], tmp_path: Path, env: dict[str, str | None] | None = None) -> tuple[int, set[str], str]:
     """(exit code, top-level packages imported, output) of ``expsync ARGS`` in its own process."""
+    code, modules, output = loaded_modules(args, tmp_path, env)
+    return code, {m.split(".")[0] for m in modules}, output
+
+
+def loaded_modules(args: list[str], tmp_path: Path, env: dict[str, str | None] | None = None) -> tuple[int, set[str], str]:
+    """(exit code, every module imported, output) of ``expsync ARGS`` in its own process."""
     out = tmp_path / f"modules-{len(list(tmp_path.glob('modules-*')))}.json"
     base: dict[str, str | None] = {"EXPSYNC_DATABASE_URL": None, "EXPSYNC_REDIS_URL": None, "NO_COLOR": "1"}
     r = subprocess.run([sys.executable, "-c", _WRAPPER, str(out), *args], cwd=REPO, capture_output=True, text=True,
@@ -128,3 +134,14 @@ def test_schema_errors_load_no_pydantic_either(tmp_path: Path) -> None:
     code, mods, output = loaded(["validate", str(bad)], tmp_path)
     assert code == 3 and "E112" in output, output
     assert "pydantic_core" in mods and "pydantic" not in mods, output
+
+
+def test_validate_loads_no_secret_resolver(tmp_path: Path) -> None:
+    """``validate`` checks references against the policy but resolves none: the resolvers and
+    the stores' modules (``expsync.secrets`` loads its parts on first use) stay unloaded."""
+    code, mods, output = loaded_modules(["validate", "experiments"], tmp_path)
+    assert code == 0, output
+    assert "expsync.secrets.policy" in mods, output
+    resolvers = {"expsync.secrets.resolve", "expsync.secrets.env", "expsync.secrets.file", "expsync.secrets.aws",
+                 "expsync.secrets.vault"}
+    assert sorted(mods & resolvers) == [], output
