@@ -12,11 +12,13 @@ credential (``api_key``, ``X-Api-Key``, ``Authorization``, ``access_token``, ``p
 Names are split into words (on any non-alphanumeric character and on camelCase boundaries), so
 ``max_tokens``, ``cache_key`` or ``author`` are not credentials while ``apiKey``,
 ``x-api-key``, ``subscription-key`` and ``refresh_token`` are. Pure: no I/O, no imports
-beyond the standard library.
+beyond the standard library. Being pure, the verdict is memoised per name (bounded): a folder
+repeats the same few field, header and parameter names thousands of times.
 """
 
 from __future__ import annotations
 
+import functools
 import re
 from typing import Final
 
@@ -46,6 +48,9 @@ CREDENTIAL_FRAGMENTS: Final = (
     "password", "passwd", "passphrase", "secret", "credential", "authorization",
 )
 
+#: distinct names remembered by :func:`is_credential_name`
+CACHE_SIZE: Final = 8192
+
 _WORD = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|[0-9]+")
 
 
@@ -54,6 +59,7 @@ def name_words(name: str) -> list[str]:
     return [w.lower() for w in _WORD.findall(name)]
 
 
+@functools.lru_cache(maxsize=CACHE_SIZE)
 def is_credential_name(name: str) -> bool:
     """Whether ``name`` (a JSON key, a header or a query parameter) names a credential."""
     words = name_words(name)
