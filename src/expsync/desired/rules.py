@@ -160,32 +160,37 @@ def no_credentials_in_upstream(exps: Sequence[DesiredExperiment]) -> Iterable[Di
 
 
 def credential_literals(value: object, path: str) -> Iterator[str]:
-    """Paths of credential-named keys holding a literal (string or number) under ``value``."""
-    if isinstance(value, dict):
-        for k, child in value.items():
-            child_path = f"{path}.{k}"
-            inner = list(credential_literals(child, child_path))
-            if inner:  # the deepest credential-named key holding the literal
-                yield from inner
-            elif is_credential_name(str(k)) and _is_literal(child):
-                yield child_path
-    elif isinstance(value, list):
-        for j, item in enumerate(value):
-            yield from credential_literals(item, f"{path}[{j}]")
+    """Paths of credential-named keys holding a literal (string or number) under ``value``:
+    for each, the deepest credential-named key holding it. One walk of ``value``."""
+    found: list[str] = []
+    _scan(value, path, found)
+    return iter(found)
 
 
-def _is_literal(value: object) -> bool:
-    """A non-blank string or a number, also anywhere inside a list or object (a credential-named
-    key holding ``["sk-..."]`` or ``{value: "sk-..."}`` carries the literal all the same)."""
-    if isinstance(value, bool) or value is None:
-        return False
+def _scan(value: object, path: str, found: list[str]) -> bool:
+    """Append to ``found`` the credential literals under ``value`` (see
+    :func:`credential_literals`); return whether ``value`` is or holds a literal: a non-blank
+    string or a number, also anywhere inside a list or object (a credential-named key holding
+    ``["sk-..."]`` or ``{value: "sk-..."}`` carries the literal all the same)."""
     if isinstance(value, str):
         return bool(value.strip())
     if isinstance(value, dict):
-        return any(_is_literal(v) for v in value.values())
+        literal = False
+        for k, child in value.items():
+            before = len(found)
+            # a scalar holds no key: its path is built only if it is reported
+            child_literal = _scan(child, f"{path}.{k}" if isinstance(child, dict | list) else "", found)
+            if child_literal and len(found) == before and is_credential_name(str(k)):
+                found.append(f"{path}.{k}")
+            literal = literal or child_literal
+        return literal
     if isinstance(value, list):
-        return any(_is_literal(v) for v in value)
-    return isinstance(value, int | float)
+        literal = False
+        for j, item in enumerate(value):
+            if _scan(item, f"{path}[{j}]" if isinstance(item, dict | list) else "", found):
+                literal = True
+        return literal
+    return not isinstance(value, bool) and isinstance(value, int | float)
 
 
 RULES: Final[tuple[Callable[[Sequence[DesiredExperiment]], Iterable[Diagnostic]], ...]] = (
