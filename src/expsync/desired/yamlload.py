@@ -23,6 +23,7 @@ An anchor nothing refers to is harmless and is not refused.
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 import sys
@@ -169,12 +170,22 @@ def _src(file: str, mark: yaml.Mark | None) -> SourceRange:
 _IMPLICIT: Final = {k: tuple(v) for k, v in yaml.resolver.Resolver.yaml_implicit_resolvers.items() if k is not None}
 
 
-def _resolve(value: str) -> str:
-    """The tag of a plain scalar (a plain scalar starting with another character is a string)."""
+def _resolve_text(value: str) -> str:
     for tag, regexp in _IMPLICIT.get(value[:1], ()):
         if regexp.match(value):
             return str(tag)
     return _STR
+
+
+#: plain scalars a document repeats (keys such as ``name``, numbers, ``true``): resolved once
+_resolve_short = functools.lru_cache(maxsize=4096)(_resolve_text)
+#: longer plain scalars are resolved each time (the cache must not hold megabytes of text)
+_SHORT: Final = 64
+
+
+def _resolve(value: str) -> str:
+    """The tag of a plain scalar (a plain scalar starting with another character is a string)."""
+    return _resolve_short(value) if len(value) <= _SHORT else _resolve_text(value)
 
 
 def _refuse(code: str, message: str, file: str, mark: Any, path: str) -> _Refused:
@@ -233,18 +244,23 @@ _DocumentStart, _DocumentEnd, _StreamEnd = yaml.DocumentStartEvent, yaml.Documen
 
 
 # One loop over the parser's events, with its state in locals: split into a function per event
-# kind, it would add a Python call per event to the hot loop every command runs.
+# kind, it would add a Python call per event to the hot loop every command runs. A mapping
+# key and its value are read in the same turn of the loop, so the key needs no frame slot.
 # longer than 60 lines: the hot per-event loop (see above)
 def _document(get: Any, file: str) -> Document:
     """Build one document from its events (after ``DocumentStart``, through ``DocumentEnd``).
 
-    Streams: no node graph is ever held, only the values and their packed positions. A frame
-    is ``[container, path, pending key, pending child path]``; ``pending key`` is ``None`` for
-    a sequence's frame. Raises :class:`_Refused` (also for an empty document) after consuming
-    the document's remaining events."""
+    Streams: no node graph is ever held, only the values and their packed positions.
+    ``container``/``cpath`` are the innermost open mapping or sequence and its path (``None``
+    at the root); ``stack`` holds the enclosing ones, so its length is the nesting depth.
+    Raises :class:`_Refused` (also for an empty document) after consuming the document's
+    remaining events."""
     marks = Marks(file)
     raw = marks.raw
-    stack: list[list[Any]] = []
+    stack: list[tuple[Any, str]] = []
+    container: Any = None
+    cpath = ""
+    key = ""
     root: Value = None
     root_mark: Any = None
     nodes = 0
@@ -252,53 +268,43 @@ def _document(get: Any, file: str) -> Document:
         while True:
             ev = get()
             t = type(ev)
-            if stack:
-                frame = stack[-1]
-                container = frame[0]
-                if type(container) is dict:
-                    if frame[3] is None:  # a key, or the end of the mapping
-                        if t is _MappingEnd:
-                            stack.pop()
-                            continue
-                        mark = ev.start_mark
-                        if t is not _ScalarEvent:
-                            if t is _AliasEvent:
-                                raise _refuse("E103", "YAML alias refused (anchors and aliases are not allowed)",
-                                              file, mark, frame[1])
-                            raise _refuse("E112", "mapping keys must be plain strings", file, mark, frame[1])
-                        text = ev.value
-                        path = f"{frame[1]}.{text}" if frame[1] else text
-                        if ev.tag is not None:
-                            raise _refuse("E105", "tags are not allowed, not even on keys", file, mark, path)
-                        tag = _resolve(text) if ev.implicit[0] and text[:1] in _IMPLICIT else _STR
-                        if tag != _STR:
-                            if tag == _MERGE:
-                                raise _refuse("E104", "merge key '<<' refused", file, mark, frame[1])
-                            # ``~: 1`` and ``1.50: 2`` would silently become "None" and "1.5"
-                            raise _refuse("E121", f"mapping key {_quote(text)} is not a string: quote it",
-                                          file, mark, frame[1])
-                        if "\x00" in text:
-                            raise _refuse("E113", "NUL characters are not allowed in values", file, mark, path)
-                        if text in container:
-                            first = (raw[path + "#key"] >> _COL_BITS) + 1
-                            raise _refuse("E102", f"duplicate key {_quote(text)} (first defined on line {first})",
-                                          file, mark, path)
-                        raw[path + "#key"] = mark.line << _COL_BITS | mark.column
-                        frame[2] = text
-                        frame[3] = path
-                        continue
-                    path = frame[3]
-                    frame[3] = None
-                else:
-                    if t is _SequenceEnd:
-                        stack.pop()
-                        continue
-                    path = f"{frame[1]}[{len(container)}]"
-            elif t is _DocumentEnd:
-                break
-            else:
+            if container is None:
+                if t is _DocumentEnd:
+                    break
                 path = ""
-                container = None
+            elif type(container) is dict:
+                if t is _MappingEnd:
+                    container, cpath = stack.pop()
+                    continue
+                mark = ev.start_mark
+                if t is not _ScalarEvent:
+                    if t is _AliasEvent:
+                        raise _refuse("E103", "YAML alias refused (anchors and aliases are not allowed)",
+                                      file, mark, cpath)
+                    raise _refuse("E112", "mapping keys must be plain strings", file, mark, cpath)
+                key = ev.value
+                path = f"{cpath}.{key}" if cpath else key
+                if ev.tag is not None:
+                    raise _refuse("E105", "tags are not allowed, not even on keys", file, mark, path)
+                if ev.implicit[0] and key[:1] in _IMPLICIT and (tag := _resolve(key)) != _STR:
+                    if tag == _MERGE:
+                        raise _refuse("E104", "merge key '<<' refused", file, mark, cpath)
+                    # ``~: 1`` and ``1.50: 2`` would silently become "None" and "1.5"
+                    raise _refuse("E121", f"mapping key {_quote(key)} is not a string: quote it", file, mark, cpath)
+                if "\x00" in key:
+                    raise _refuse("E113", "NUL characters are not allowed in values", file, mark, path)
+                if key in container:
+                    first = (raw[path + "#key"] >> _COL_BITS) + 1
+                    raise _refuse("E102", f"duplicate key {_quote(key)} (first defined on line {first})",
+                                  file, mark, path)
+                raw[path + "#key"] = mark.line << _COL_BITS | mark.column
+                ev = get()  # the key's value, handled below in this same turn
+                t = type(ev)
+            else:
+                if t is _SequenceEnd:
+                    container, cpath = stack.pop()
+                    continue
+                path = f"{cpath}[{len(container)}]"
             # a node (value position)
             mark = ev.start_mark
             if t is _AliasEvent:
@@ -315,22 +321,30 @@ def _document(get: Any, file: str) -> Document:
             value: Value
             if t is _ScalarEvent:
                 text = ev.value
-                tag = _resolve(text) if ev.implicit[0] and text[:1] in _IMPLICIT else _STR
-                if container is None and tag == _NULL:
-                    raise _Refused(Diagnostic.make("E108", "empty YAML document", _src(file, mark)))
-                value = _scalar(tag, text, file, mark, path)
-            elif t is _MappingStart:
-                value = {}
-                stack.append([value, path, None, None])
-            elif t is _SequenceStart:
-                value = []
-                stack.append([value, path, None, None])
+                if ev.implicit[0] and text[:1] in _IMPLICIT:
+                    tag = _resolve(text)
+                    if container is None and tag == _NULL:
+                        raise _Refused(Diagnostic.make("E108", "empty YAML document", _src(file, mark)))
+                    value = _scalar(tag, text, file, mark, path)
+                else:  # a string: the common case, without a call
+                    value = text if "\x00" not in text else _scalar(_STR, text, file, mark, path)
+            elif t is _MappingStart or t is _SequenceStart:
+                value = {} if t is _MappingStart else []
+                if container is None:
+                    root, root_mark = value, mark
+                elif type(container) is dict:
+                    container[key] = value
+                else:
+                    container.append(value)
+                stack.append((container, cpath))
+                container, cpath = value, path
+                continue
             else:  # pragma: no cover - libyaml emits no other event here
                 raise _refuse("E101", f"unexpected YAML event {t.__name__}", file, mark, path)
             if container is None:
                 root, root_mark = value, mark
             elif type(container) is dict:
-                container[frame[2]] = value  # ``frame`` is still the parent's
+                container[key] = value
             else:
                 container.append(value)
     except _Refused as refused:
