@@ -232,6 +232,8 @@ def proto_keys(doc: Document) -> list[Diagnostic]:
     """``__proto__`` anywhere as a mapping key: the gateway's JSON handling drops it silently,
     so the gateway would send something other than what the plan shows (E142)."""
     out: list[Diagnostic] = []
+    if PROTO_KEY + "#key" not in "\n".join(doc.marks.raw):  # every key's path is recorded there
+        return out
 
     def walk(node: object, path: str) -> None:
         if isinstance(node, dict):
@@ -335,6 +337,12 @@ def display_name(path: Path) -> str:
     """How a file is named in diagnostics: relative to the working directory when inside it."""
     if not path.is_absolute():
         return str(path)
+    text = str(path)
+    here = os.getcwd()
+    if os.sep == "/" and ".." not in path.parts and not text.startswith("//") and text != here:
+        # both are normalised absolute paths: what ``os.path.relpath`` would say, without its splitting
+        inside = here if here.endswith("/") else here + "/"
+        return text[len(inside):] if text.startswith(inside) else text
     rel = os.path.relpath(path)
     return str(path) if rel.startswith("..") else rel
 
@@ -347,25 +355,28 @@ def read_limited(path: Path, name: str, limit: int) -> tuple[bytes | None, Diagn
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
     except OSError as e:
         return None, Diagnostic.make("E100", e.strerror or "cannot read file", SourceRange(name))
-    with os.fdopen(fd, "rb", buffering=0) as f:
-        try:
-            st = os.fstat(fd)
-            if not stat.S_ISREG(st.st_mode):
-                return None, Diagnostic.make("E100", "not a regular file", SourceRange(name))
-            if st.st_size > limit:
-                return None, Diagnostic.make("E106", f"file is {st.st_size} bytes, over the {limit}-byte limit",
-                                             SourceRange(name, 1, 1))
-            chunks = []
-            left = limit + 1
-            while left > 0:
-                chunk = f.read(min(left, 1 << 20))
-                if not chunk:
-                    break
-                chunks.append(chunk)
-                left -= len(chunk)
-        except OSError as e:
-            return None, Diagnostic.make("E100", e.strerror or "cannot read file", SourceRange(name))
-    data = b"".join(chunks)
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            return None, Diagnostic.make("E100", "not a regular file", SourceRange(name))
+        if st.st_size > limit:
+            return None, Diagnostic.make("E106", f"file is {st.st_size} bytes, over the {limit}-byte limit",
+                                         SourceRange(name, 1, 1))
+        chunks = []
+        left = limit + 1
+        want = st.st_size + 1  # the whole file and its end in one read, unless it grows meanwhile
+        while left > 0:
+            chunk = os.read(fd, min(left, want))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            left -= len(chunk)
+            want = 1 << 20
+    except OSError as e:
+        return None, Diagnostic.make("E100", e.strerror or "cannot read file", SourceRange(name))
+    finally:
+        os.close(fd)
+    data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
     if len(data) > limit:
         return None, Diagnostic.make("E106", f"file is over the {limit}-byte limit", SourceRange(name, 1, 1))
     return data, None
