@@ -229,3 +229,44 @@ def test_discovery_makes_no_system_call_per_plain_file(tmp_path: Path, monkeypat
         assert len(files) == n and not diags
         counts.append(calls["n"])
     assert counts[0] == counts[1]
+
+
+# --- the strict YAML loader --------------------------------------------------------------------
+
+
+def test_plain_scalars_are_resolved_once_per_distinct_text() -> None:
+    from expsync.desired import yamlload
+
+    body = "".join(f"k{i}: {{name: true, n: 1, top_p: 0.9, t: treatment}}\n" for i in range(200))
+    long_value = "t" * (yamlload._SHORT + 1)
+    yamlload._resolve_short.cache_clear()
+    docs, diags = yamlload.load_documents(body + f"long: {long_value}\n", "x.yaml")
+    assert not diags and docs[0].value["k7"] == {"name": True, "n": 1, "top_p": 0.9, "t": "treatment"}  # type: ignore[index]
+    info = yamlload._resolve_short.cache_info()
+    # name, true, n, 1, top_p, 0.9, t, treatment: once each; the long scalar is not kept
+    assert info.misses == 8 and info.currsize == 8 and info.hits > 1000
+
+
+def test_an_escaped_proto_key_is_still_found(tmp_path: Path) -> None:
+    """The loader screens a document for ``__proto__`` keys by their recorded paths; a key
+    written with an escape has the same path."""
+    from tests.desired.test_refusals import only, validate_json, write
+
+    text = GOOD.replace("internal_id: foo-rc1", 'internal_id: foo-rc1\n      extra_body: {"\\x5f_proto__": 1}')
+    code, out = validate_json(write(tmp_path, text))
+    d = only(out["diagnostics"], "E142")
+    assert code != 0 and d["line"] == 10 and d["path"] == "variants[0].upstream.extra_body.__proto__"
+
+
+@pytest.mark.parametrize("rel", ["a.yaml", "sub/b.yaml", "../x/c.yaml", "sub/../d.yaml", "."])
+def test_display_name_is_relpath_inside_the_working_directory(rel: str, tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    from expsync.desired.loader import display_name
+
+    here = tmp_path / "repo"
+    here.mkdir()
+    monkeypatch.chdir(here)
+    path = Path(os.path.join(str(here), rel))  # as pathlib spells it: ".." kept, "." dropped
+    want = os.path.relpath(path)
+    assert display_name(path) == (str(path) if want.startswith("..") else want)
+    assert display_name(Path(rel)) == str(Path(rel))
