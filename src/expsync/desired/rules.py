@@ -169,27 +169,37 @@ def credential_literals(value: object, path: str) -> Iterator[str]:
 
 def _scan(value: object, path: str, found: list[str]) -> bool:
     """Append to ``found`` the credential literals under ``value`` (see
-    :func:`credential_literals`); return whether ``value`` is or holds a literal: a non-blank
-    string or a number, also anywhere inside a list or object (a credential-named key holding
-    ``["sk-..."]`` or ``{value: "sk-..."}`` carries the literal all the same)."""
-    if isinstance(value, str):
-        return bool(value.strip())
+    :func:`credential_literals`); return whether ``value`` is or holds a literal (see
+    :func:`_is_scalar_literal`), also anywhere inside a list or object: a credential-named key
+    holding ``["sk-..."]`` or ``{value: "sk-..."}`` carries the literal all the same."""
     if isinstance(value, dict):
         literal = False
         for k, child in value.items():
-            before = len(found)
-            # a scalar holds no key: its path is built only if it is reported
-            child_literal = _scan(child, f"{path}.{k}" if isinstance(child, dict | list) else "", found)
-            if child_literal and len(found) == before and is_credential_name(str(k)):
+            if isinstance(child, dict | list):
+                before = len(found)
+                child_literal = _scan(child, f"{path}.{k}", found)
+                report = child_literal and len(found) == before
+            else:  # a scalar, judged here without a call
+                child_literal = report = _is_scalar_literal(child)
+            if report and is_credential_name(str(k)):
                 found.append(f"{path}.{k}")
             literal = literal or child_literal
         return literal
     if isinstance(value, list):
         literal = False
         for j, item in enumerate(value):
-            if _scan(item, f"{path}[{j}]" if isinstance(item, dict | list) else "", found):
-                literal = True
+            if isinstance(item, dict | list):
+                literal = _scan(item, f"{path}[{j}]", found) or literal
+            elif not literal:
+                literal = _is_scalar_literal(item)
         return literal
+    return _is_scalar_literal(value)
+
+
+def _is_scalar_literal(value: object) -> bool:
+    """A non-blank string or a number (not a boolean, not null)."""
+    if isinstance(value, str):
+        return bool(value.strip())
     return not isinstance(value, bool) and isinstance(value, int | float)
 
 
