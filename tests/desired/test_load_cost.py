@@ -270,3 +270,34 @@ def test_display_name_is_relpath_inside_the_working_directory(rel: str, tmp_path
     want = os.path.relpath(path)
     assert display_name(path) == (str(path) if want.startswith("..") else want)
     assert display_name(Path(rel)) == str(Path(rel))
+
+
+_PIECES = st.sampled_from(["a: 1", "b: 'x\u2029y'", '"c": "d\\ne"', "- x", "  ", "\t", "k: [1, 2]", "m: {n: o}",
+                           "é😀: v", "# c\u00e9", "f: |", "  l1", "---", "q: >", "  folded", "\u0085", "z"])
+_BREAKS = st.sampled_from(["\n", "\r\n", "\r", "\x85", "\u2028", "\u2029"])
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(st.tuples(_PIECES, _BREAKS), max_size=25), st.booleans(), st.booleans(), st.booleans())
+def test_mark_index_gives_the_parsers_line_and_column(parts: list[tuple[str, str]], bom: bool, pure: bool,
+                                                      lf_only: bool) -> None:
+    """Marks keep only a character index; the line and column derived from it are the ones
+    libyaml (and the pure-Python parser) report, whatever the line breaks and characters."""
+    import yaml
+
+    from expsync.desired.yamlload import Lines
+
+    text = ("\ufeff" if bom else "") + "".join(p + ("\n" if lf_only else b) for p, b in parts)
+    loader = (yaml.SafeLoader if pure else yaml.CSafeLoader)(text)
+    lines = Lines(text, libyaml=not pure)
+    seen = 0
+    try:
+        while (ev := loader.get_event()) is not None:
+            m = ev.start_mark
+            assert lines.position(m.index) == (m.line, m.column), (ev, m)
+            seen += 1
+    except yaml.YAMLError:
+        pass  # positions up to the error were checked
+    finally:
+        loader.dispose()
+    assert seen >= 1

@@ -4,7 +4,7 @@ Why not ``yaml.load``: it silently lets the last duplicate key win, expands alia
 bomb" of a few hundred bytes becomes millions of nodes), honours merge keys and tags, and
 forgets where each value came from. Here libyaml's C parser (``CSafeLoader``) produces events
 and :func:`iter_documents` builds each document from them in one pass, without a node graph
-(memory is the values plus one packed position per value, never the whole file's nodes),
+(memory is the values plus one int position per value, never the whole file's nodes),
 refusing:
 
 * any alias (the first ``*name`` is refused where it stands, nothing is expanded)  E103
@@ -23,6 +23,7 @@ An anchor nothing refers to is harmless and is not refused.
 
 from __future__ import annotations
 
+import bisect
 import functools
 import math
 import re
@@ -38,6 +39,7 @@ from expsync.diagnostics import Diagnostic, SourceRange
 
 #: libyaml is the supported configuration; the pure-Python loader is only a fallback.
 _LOADER: Final[type] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_LIBYAML: Final = _LOADER is not yaml.SafeLoader
 
 MAX_DEPTH: Final = 64
 #: values (scalars, lists, mappings) in one document: a real experiment holds a few hundred
@@ -45,10 +47,6 @@ MAX_NODES: Final = 50_000
 #: Python's own int-string limit (``sys.get_int_max_str_digits``), fixed here so a different
 #: interpreter setting cannot change what is valid
 MAX_INT_DIGITS: Final = 4300
-#: a position is packed into one int: the column takes the low bits (a one-line file of a few
-#: MiB still has exact columns)
-_COL_BITS: Final = 32
-_COL_MASK: Final = (1 << _COL_BITS) - 1
 #: diagnostics kept per file; the rest are only counted (:class:`Collector`)
 MAX_DIAGNOSTICS_PER_FILE: Final = 100
 #: how much of an offending value a message quotes
@@ -62,20 +60,60 @@ _ALLOWED_SCALAR_TAGS: Final = frozenset({_STR, _INT, _FLOAT, _BOOL, _NULL, _TIME
 Value: TypeAlias = "None | bool | int | float | str | list[Value] | dict[str, Value]"
 
 
+#: what the parser counts as a line break (YAML 1.1: CRLF, CR, LF, NEL, LS, PS)
+_BREAK: Final = re.compile("\r\n|[\r\n\x85\u2028\u2029]")
+_OTHER_BREAKS: Final = ("\r", "\x85", "\u2028", "\u2029")
+
+
+class Lines:
+    """A file's text, to turn the parser's character index of a mark into its line and column
+    (reading a mark's index costs a third of reading its line and column, and an index is a
+    smaller int). Text with only ``\n`` breaks is searched in place; any other break makes a
+    table of line starts, built once."""
+
+    __slots__ = ("bom", "libyaml", "simple", "starts", "text")
+
+    def __init__(self, text: str, libyaml: bool = True) -> None:
+        self.text = text
+        self.libyaml = libyaml
+        # a leading BOM: libyaml counts it in neither index nor column, the pure-Python parser
+        # counts it in the index only
+        self.bom = 1 if text.startswith("\ufeff") else 0
+        self.simple: bool | None = None  # only \n breaks (decided on first use)
+        self.starts: list[int] | None = None
+
+    def position(self, index: int) -> tuple[int, int]:
+        """0-based (line, column) of the mark at character ``index``."""
+        text = self.text
+        if self.simple is None:
+            self.simple = not any(b in text for b in _OTHER_BREAKS)
+        if self.simple:
+            at = index + self.bom if self.libyaml else index  # -> a position in ``text``
+            start = (text.rfind("\n", 0, at) + 1) or self.bom
+            return text.count("\n", 0, at), max(at - start, 0)
+        if self.starts is None:
+            shift = self.bom if self.libyaml else 0
+            self.starts = [self.bom - shift] + [m.end() - shift for m in _BREAK.finditer(text)]
+            self.text = ""
+        line = max(bisect.bisect_right(self.starts, index) - 1, 0)
+        return line, max(index - self.starts[line], 0)
+
+
 class Marks(Mapping[str, SourceRange]):
-    """path -> :class:`SourceRange`, converted lazily from libyaml marks (most are never read)."""
+    """path -> :class:`SourceRange`, converted lazily from the parser's marks (most are never
+    read): an int (the mark's character index) per path instead of a libyaml Mark object keeps
+    5,000 documents' worth of positions small."""
 
-    __slots__ = ("file", "raw")
+    __slots__ = ("file", "lines", "raw")
 
-    def __init__(self, file: str) -> None:
+    def __init__(self, file: str, lines: Lines) -> None:
         self.file = file
-        # packed (line << _COL_BITS | column), 0-based: an int per path instead of a libyaml Mark
-        # object keeps 5,000 documents' worth of positions small
+        self.lines = lines
         self.raw: dict[str, int] = {}
 
     def __getitem__(self, path: str) -> SourceRange:
-        packed = self.raw[path]
-        return SourceRange(self.file, (packed >> _COL_BITS) + 1, (packed & _COL_MASK) + 1)
+        line, column = self.lines.position(self.raw[path])
+        return SourceRange(self.file, line + 1, column + 1)
 
     def __contains__(self, path: object) -> bool:
         return path in self.raw
@@ -85,6 +123,7 @@ class Marks(Mapping[str, SourceRange]):
 
     def __len__(self) -> int:
         return len(self.raw)
+
 
 _DECIMAL_INT: Final = re.compile(r"[-+]?(0|[1-9][0-9]*)\Z")
 _DECIMAL_FLOAT: Final = re.compile(r"[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?\Z")
@@ -247,15 +286,15 @@ _DocumentStart, _DocumentEnd, _StreamEnd = yaml.DocumentStartEvent, yaml.Documen
 # kind, it would add a Python call per event to the hot loop every command runs. A mapping
 # key and its value are read in the same turn of the loop, so the key needs no frame slot.
 # longer than 60 lines: the hot per-event loop (see above)
-def _document(get: Any, file: str) -> Document:
+def _document(get: Any, file: str, lines: Lines) -> Document:
     """Build one document from its events (after ``DocumentStart``, through ``DocumentEnd``).
 
-    Streams: no node graph is ever held, only the values and their packed positions.
+    Streams: no node graph is ever held, only the values and their positions.
     ``container``/``cpath`` are the innermost open mapping or sequence and its path (``None``
     at the root); ``stack`` holds the enclosing ones, so its length is the nesting depth.
     Raises :class:`_Refused` (also for an empty document) after consuming the document's
     remaining events."""
-    marks = Marks(file)
+    marks = Marks(file, lines)
     raw = marks.raw
     stack: list[tuple[Any, str]] = []
     container: Any = None
@@ -294,10 +333,10 @@ def _document(get: Any, file: str) -> Document:
                 if "\x00" in key:
                     raise _refuse("E113", "NUL characters are not allowed in values", file, mark, path)
                 if key in container:
-                    first = (raw[path + "#key"] >> _COL_BITS) + 1
+                    first = marks[path + "#key"].line
                     raise _refuse("E102", f"duplicate key {_quote(key)} (first defined on line {first})",
                                   file, mark, path)
-                raw[path + "#key"] = mark.line << _COL_BITS | mark.column
+                raw[path + "#key"] = mark.index
                 ev = get()  # the key's value, handled below in this same turn
                 t = type(ev)
             else:
@@ -317,7 +356,7 @@ def _document(get: Any, file: str) -> Document:
             nodes += 1
             if nodes > MAX_NODES:
                 raise _refuse("E116", f"document holds more than {MAX_NODES} values", file, mark, path)
-            raw[path] = mark.line << _COL_BITS | mark.column
+            raw[path] = mark.index
             value: Value
             if t is _ScalarEvent:
                 text = ev.value
@@ -364,6 +403,7 @@ def iter_documents(text: str, file: str, diags: Collector) -> Iterator[Document]
     that document but later documents are still read, so one run reports as much as it can.
     """
     loader = _LOADER(text)
+    lines = Lines(text, _LIBYAML)
     get = loader.get_event
     try:
         while True:
@@ -371,7 +411,7 @@ def iter_documents(text: str, file: str, diags: Collector) -> Iterator[Document]
             t = type(ev)
             if t is _DocumentStart:
                 try:
-                    doc = _document(get, file)
+                    doc = _document(get, file, lines)
                 except _Refused as r:
                     diags.add(r.diag)
                     if r.syntax is not None:
