@@ -33,16 +33,23 @@ _UUID5_SET: Final = (5 << 76) | (0x8000 << 48)
 def uuid5(namespace: uuid.UUID, name: str) -> uuid.UUID:
     """``uuid.uuid5(namespace, name)``, built from the digest as one int (half the cost of the
     standard library's, which every desired experiment and variant pays)."""
-    digest = hashlib.sha1(namespace.bytes + name.encode("utf-8"), usedforsecurity=False).digest()
+    return _uuid5(namespace.bytes, name)
+
+
+def _uuid5(namespace: bytes, name: str) -> uuid.UUID:
+    digest = hashlib.sha1(namespace + name.encode("utf-8"), usedforsecurity=False).digest()
     return uuid.UUID(int=(int.from_bytes(digest[:16], "big") & _UUID5_CLEAR) | _UUID5_SET)
 
 
+_NAMESPACE_BYTES: Final = EXPSYNC_NAMESPACE.bytes
+
+
 def experiment_id_for(key: str) -> uuid.UUID:
-    return uuid5(EXPSYNC_NAMESPACE, key)
+    return _uuid5(_NAMESPACE_BYTES, key)
 
 
 def variant_id_for(experiment_id: uuid.UUID, variant_key: str) -> uuid.UUID:
-    return uuid5(experiment_id, variant_key)
+    return _uuid5(experiment_id.bytes, variant_key)
 
 
 class Status(enum.StrEnum):
@@ -133,7 +140,8 @@ class DesiredExperiment:
     def __post_init__(self) -> None:
         rid = self.id or experiment_id_for(self.key)
         object.__setattr__(self, "_rid", rid)
-        object.__setattr__(self, "_vids", {v.key: v.id or variant_id_for(rid, v.key) for v in self.variants})
+        ns = rid.bytes  # once for all variants (``variant_id_for`` per variant)
+        object.__setattr__(self, "_vids", {v.key: v.id or _uuid5(ns, v.key) for v in self.variants})
 
     @property
     def resolved_id(self) -> uuid.UUID:

@@ -116,6 +116,16 @@ def test_uuid5_is_the_standard_one(namespace: uuid.UUID, name: str) -> None:
     assert uuid5(namespace, name).version == 5
 
 
+def test_deterministic_ids_are_the_standard_uuid5(tmp_path: Path) -> None:
+    from expsync.model import EXPSYNC_NAMESPACE
+
+    state, _ = load_desired([str(_folder(tmp_path, 2))], LoadOptions())
+    for e in state.experiments.values():
+        assert e.resolved_id == uuid.uuid5(EXPSYNC_NAMESPACE, e.key)
+        for v in e.variants:
+            assert e.variant_id(v) == uuid.uuid5(e.resolved_id, v.key)
+
+
 # --- discovery ---------------------------------------------------------------------------------
 
 
