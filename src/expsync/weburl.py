@@ -22,8 +22,10 @@ import ada_url
 #: what JavaScript's String.prototype.trim() removes (WhiteSpace + LineTerminator)
 JS_SPACE: Final = "\t\n\v\f\r \u00a0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009\u200a" \
     "\u2028\u2029\u202f\u205f\u3000\ufeff"
-#: distinct URLs remembered by :func:`parse` (a repository has a few; the bound caps memory)
+#: distinct URLs remembered by :func:`parse` (a repository has a few; the bound caps memory),
+#: and the longest one remembered (a longer one is parsed each time)
 CACHE_SIZE: Final = 4096
+CACHED_LENGTH: Final = 2048
 _PARTS: Final = ("href", "protocol", "username", "password", "host", "hostname", "port", "pathname", "search",
                  "hash", "origin")
 
@@ -54,10 +56,13 @@ def _valid_xn_label(label: str) -> bool:
     return (back.decode() if isinstance(back, bytes) else str(back)) == label
 
 
-@functools.lru_cache(maxsize=CACHE_SIZE)
 def parse(value: str) -> ParsedURL | None:
     """``value`` parsed as the gateway parses it (JS trim, then WHATWG), or ``None`` when the
     gateway would refuse it (and answer 503 for the whole experiment). Memoised: pure."""
+    return parse_cached(value) if len(value) <= CACHED_LENGTH else _parse(value)
+
+
+def _parse(value: str) -> ParsedURL | None:
     trimmed = value.strip(JS_SPACE)
     if not ada_url.check_url(trimmed):
         return None
@@ -66,6 +71,10 @@ def parse(value: str) -> ParsedURL | None:
     if not all(_valid_xn_label(lbl) for lbl in url.hostname.split(".") if lbl.lower().startswith("xn--")):
         return None
     return url
+
+
+#: :func:`_parse` memoised, for URLs up to :data:`CACHED_LENGTH` characters
+parse_cached = functools.lru_cache(maxsize=CACHE_SIZE)(_parse)
 
 
 def gateway_parses(value: str) -> bool:

@@ -36,24 +36,34 @@ def _folder(root: Path, n: int) -> Path:
 
 
 def _load(d: Path) -> None:
-    weburl.parse.cache_clear()
-    credentials.is_credential_name.cache_clear()
+    weburl.parse_cached.cache_clear()
+    credentials.judge_cached.cache_clear()
     state, diags = load_desired([str(d)], LoadOptions())
     assert not diags and len(state.experiments) == len(list(d.iterdir()))
 
 
 def test_each_distinct_base_url_is_parsed_once(tmp_path: Path) -> None:
     _load(_folder(tmp_path, 30))
-    assert weburl.parse.cache_info().misses == len(URLS)
+    assert weburl.parse_cached.cache_info().misses == len(URLS)
 
 
 def test_each_distinct_name_is_judged_once(tmp_path: Path) -> None:
     (tmp_path / "one").mkdir()
     _load(_folder(tmp_path / "one", 1))
-    one = credentials.is_credential_name.cache_info().misses
+    one = credentials.judge_cached.cache_info().misses
     _load(_folder(tmp_path, 30))
-    info = credentials.is_credential_name.cache_info()
+    info = credentials.judge_cached.cache_info()
     assert info.misses == one and info.hits > 0
+
+
+def test_long_strings_are_not_kept_by_the_caches() -> None:
+    weburl.parse_cached.cache_clear()
+    credentials.judge_cached.cache_clear()
+    long_url = "https://api.one.example/" + "a" * weburl.CACHED_LENGTH
+    assert weburl.parse(long_url) is not None and weburl.origin(long_url) == "https://api.one.example"
+    assert credentials.is_credential_name("x" * credentials.CACHED_LENGTH + "_api_key")
+    assert weburl.parse_cached.cache_info().currsize == 0 and credentials.judge_cached.cache_info().currsize == 0
+    assert credentials.is_credential_name("api_key") and credentials.judge_cached.cache_info().currsize == 1
 
 
 def test_parsed_url_is_immutable_and_shared() -> None:
