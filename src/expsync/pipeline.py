@@ -19,7 +19,8 @@ from typing import TYPE_CHECKING
 from expsync.crypto import api_keys_digest, load_key
 from expsync.diagnostics import Diagnostic
 from expsync.keycompare import compare_keys, needs_comparison
-from expsync.model import ActualExperiment, ActualState, ActualVersion, DesiredState, KeyChange, Secret, SecretRef
+from expsync.model import (ActualExperiment, ActualState, ActualVariant, ActualVersion, DesiredState, KeyChange, Secret,
+                           SecretRef)
 from expsync.plan import Plan, PlanOptions, plan
 from expsync.plan.ops import InsertVersion
 from expsync.profiles import GatewayProfile
@@ -67,10 +68,16 @@ def as_routed(actual: ActualState, profile: GatewayProfile | None) -> ActualStat
         routed = profile.as_routed(v.upstream) if v is not None else None
         return v if routed is None or v is None else dataclasses.replace(v, upstream=routed)  # type: ignore[arg-type]
 
+    def variant(v: ActualVariant) -> ActualVariant:
+        current, pending = version(v.current), version(v.pending)
+        return v if current is v.current and pending is v.pending else \
+            dataclasses.replace(v, current=current, pending=pending)
+
     def experiment(e: ActualExperiment) -> ActualExperiment:
-        variants = tuple(dataclasses.replace(v, current=version(v.current), pending=version(v.pending))
-                         for v in e.variants)
-        return e if variants == e.variants else dataclasses.replace(e, variants=variants)
+        # unchanged rows are kept as they are (no copies, no deep comparison): the usual case
+        variants = tuple(variant(v) for v in e.variants)
+        changed = any(a is not b for a, b in zip(variants, e.variants, strict=True))
+        return dataclasses.replace(e, variants=variants) if changed else e
 
     return dataclasses.replace(actual, experiments={k: experiment(e) for k, e in actual.experiments.items()})
 
