@@ -138,3 +138,21 @@ def test_embedded_database_already_migrated_is_not_migrated_again(tmp_path: Path
         runs.append(set(json.loads(out.read_text())))
     assert "alembic" in runs[0] and "alembic" not in runs[1]
     assert os.path.exists(work / ".expsync" / "expsync.db")
+
+
+@pytest.mark.parametrize("args", [["validate", "experiments"], ["validate", "--format", "json", "experiments"]])
+def test_validate_uses_pydantic_core_without_pydantic_models(args: list[str], tmp_path: Path) -> None:
+    """The document schema is a pydantic-core schema: validating never loads pydantic itself
+    (``pydantic.main`` and its schema generation cost more than the rest of ``validate``)."""
+    code, mods, output = loaded(args, tmp_path)
+    assert code == 0, output
+    assert "pydantic_core" in mods and "pydantic" not in mods, output
+
+
+def test_schema_errors_load_no_pydantic_either(tmp_path: Path) -> None:
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "x.yaml").write_text(GOOD.replace("weight: 1\n", "weight: '1'\n", 1))
+    code, mods, output = loaded(["validate", str(bad)], tmp_path)
+    assert code == 3 and "E112" in output, output
+    assert "pydantic_core" in mods and "pydantic" not in mods, output

@@ -25,15 +25,15 @@ import stat
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
-from pydantic import ValidationError
+from pydantic_core import ValidationError
 
 from expsync.diagnostics import Diagnostic, SourceRange, has_errors, sort_diagnostics
 from expsync.model import DesiredExperiment, DesiredState, DesiredVariant, Status
 from expsync.secrets.refs import parse_ref
 from expsync.desired import rules
-from expsync.desired.schema import PROTO_KEY, Experiment, experiment_model
+from expsync.desired.schema import PROTO_KEY, validator
 from expsync.profiles import NEWEST, PROFILES, GatewayProfile
 from expsync.desired.yamlload import (
     DEFAULT_MAX_FILE_SIZE,
@@ -273,30 +273,33 @@ def schema_diagnostics(err: ValidationError, doc: Document, profile: GatewayProf
         yield Diagnostic.make(code, message, where, path=path)
 
 
-def to_desired(model: Experiment, doc: Document) -> DesiredExperiment:
+def to_desired(fields: dict[str, Any], doc: Document) -> DesiredExperiment:
+    """The desired experiment from the validated document (:func:`expsync.desired.schema.validator`):
+    every field present, absent optional ones at their default; ``upstream`` and ``metadata`` hold
+    only what was written. A variant without a ``key`` is identified by its label."""
     variants = []
-    for i, v in enumerate(model.variants):
-        prefix = f"variants[{i}]"
+    for i, v in enumerate(fields["variants"]):
+        key = v["key"]
         variants.append(
             DesiredVariant(
-                key=v.effective_key,
-                label=v.label,
-                weight=v.weight,
-                upstream=v.upstream_json(),
-                api_key=parse_ref(v.api_key, doc.marks.get(prefix + ".api_key")),
-                id=v.id,
+                key=v["label"] if key is None else key,
+                label=v["label"],
+                weight=v["weight"],
+                upstream=v["upstream"],
+                api_key=parse_ref(v["api_key"], doc.marks.get(f"variants[{i}].api_key")),
+                id=v["id"],
             )
         )
     return DesiredExperiment(
-        key=model.key,
-        public_model_id=model.public_model_id,
-        name=model.name,
-        description=model.description,
-        status=Status(model.status),
-        archived=model.archived,
+        key=fields["key"],
+        public_model_id=fields["public_model_id"],
+        name=fields["name"],
+        description=fields["description"],
+        status=Status(fields["status"]),
+        archived=fields["archived"],
         variants=tuple(variants),
-        id=model.id,
-        metadata=model.metadata_json(),
+        id=fields["id"],
+        metadata=fields.get("metadata"),
         sources=doc.marks,
     )
 
@@ -353,7 +356,7 @@ def load_file(path: Path, options: LoadOptions) -> tuple[list[DesiredExperiment]
     diags = Collector(name, MAX_DIAGNOSTICS_PER_FILE)
     experiments = []
     profile = PROFILES[options.profile]
-    model_type = experiment_model(profile.name)
+    schema = validator(profile.name)
     documents = 0
     # each document is validated as soon as it is read, so only valid ones stay in memory
     for doc in iter_documents(text, name, diags):
@@ -370,7 +373,7 @@ def load_file(path: Path, options: LoadOptions) -> tuple[list[DesiredExperiment]
         protos = proto_keys(doc)
         diags.extend(protos)
         try:
-            model = model_type.model_validate(doc.value)
+            fields = schema.validate_python(doc.value)
         except ValidationError as err:
             if diags.full:
                 diags.more += err.error_count()
@@ -379,7 +382,7 @@ def load_file(path: Path, options: LoadOptions) -> tuple[list[DesiredExperiment]
             continue
         if protos:
             continue
-        experiments.append(to_desired(model, doc))
+        experiments.append(to_desired(fields, doc))
     if not documents and not diags:
         diags.add(Diagnostic.make("E108", "file holds no experiment document", SourceRange(name, 1, 1)))
     return experiments, diags.result()
