@@ -27,7 +27,7 @@ DEEPDIFF = ("deepdiff",)
 ALEMBIC = ("alembic",)
 OFFLINE_FORBIDDEN = DATABASE + CACHE + CRYPTO + SECRET_STORES + DEEPDIFF + ALEMBIC
 
-#: runs ``expsync ARGS`` like the console script, then writes the loaded top-level packages
+#: runs ``expsync ARGS`` like the console script, then writes the names of the loaded modules
 _WRAPPER = """
 import json, sys
 out = sys.argv[1]
@@ -37,11 +37,17 @@ try:
     main()
 finally:
     with open(out, "w") as f:
-        json.dump(sorted({m.split(".")[0] for m in sys.modules}), f)
+        json.dump(sorted(sys.modules), f)
 """
 
 def loaded(args: list[str], tmp_path: Path, env: dict[str, str | None] | None = None) -> tuple[int, set[str], str]:
     """(exit code, top-level packages imported, output) of ``expsync ARGS`` in its own process."""
+    code, modules, output = loaded_modules(args, tmp_path, env)
+    return code, {m.split(".")[0] for m in modules}, output
+
+
+def loaded_modules(args: list[str], tmp_path: Path, env: dict[str, str | None] | None = None) -> tuple[int, set[str], str]:
+    """(exit code, every module imported, output) of ``expsync ARGS`` in its own process."""
     out = tmp_path / f"modules-{len(list(tmp_path.glob('modules-*')))}.json"
     base: dict[str, str | None] = {"EXPSYNC_DATABASE_URL": None, "EXPSYNC_REDIS_URL": None, "NO_COLOR": "1"}
     r = subprocess.run([sys.executable, "-c", _WRAPPER, str(out), *args], cwd=REPO, capture_output=True, text=True,
@@ -80,11 +86,39 @@ def test_plan_and_apply_do_not_load_alembic_on_an_initialised_database(tmp_path:
     env = cli_env(pg_engine, {"FOO_KEY": "sk-foo-imports"})
     code, mods, output = loaded(["plan", str(folder)], tmp_path, env)
     assert code == 0, output
-    assert {"sqlalchemy", "psycopg"} <= mods  # it did read the database
+    assert "psycopg" in mods  # it did read the database
     assert sorted(mods & set(ALEMBIC + SECRET_STORES)) == [], output
     code, mods, output = loaded(["apply", "--yes", str(folder)], tmp_path, env)
     assert code == 0 and "Applied in one transaction" in output, output
+    assert {"sqlalchemy", "psycopg"} <= mods  # apply writes through SQLAlchemy Core
     assert sorted(mods & set(ALEMBIC + SECRET_STORES)) == [], output
+
+
+@pytest.mark.parametrize("changed", [False, True])
+def test_plan_on_postgres_does_not_load_sqlalchemy(tmp_path: Path, pg_engine: sa.Engine, changed: bool) -> None:
+    """plan on Postgres reads through psycopg alone: it connects, detects the profile, checks
+    the tables and reads the state without importing SQLAlchemy (with and without changes)."""
+    folder = tmp_path / "experiments"
+    folder.mkdir()
+    (folder / "foo.yaml").write_text(GOOD)
+    env = cli_env(pg_engine, {"FOO_KEY": "sk-foo-imports"})
+    if not changed:
+        assert loaded(["apply", "--yes", str(folder)], tmp_path, env)[0] == 0
+    code, mods, output = loaded(["plan", "--detailed-exitcode", str(folder)], tmp_path, env)
+    assert code == (2 if changed else 0), output
+    assert {"psycopg", "orjson"} <= mods and "sqlalchemy" not in mods, output
+
+
+def test_plan_on_sqlite_still_uses_sqlalchemy(tmp_path: Path) -> None:
+    work = tmp_path / "w"
+    (work / "experiments").mkdir(parents=True)
+    (work / "experiments" / "foo.yaml").write_text(GOOD.replace("status: active", "status: draft"))
+    url = f"sqlite:///{work / 'x.db'}"
+    assert loaded(["db", "init"], tmp_path, {"EXPSYNC_DATABASE_URL": url})[0] == 0
+    code, mods, output = loaded(["plan", "--no-secrets", str(work / "experiments")], tmp_path,
+                                {"EXPSYNC_DATABASE_URL": url, "BYOK_ENCRYPTION_KEY": None})
+    assert code == 0, output
+    assert "sqlalchemy" in mods and "psycopg" not in mods, output
 
 
 def test_db_init_is_what_loads_alembic(tmp_path: Path, pg_url: str) -> None:
@@ -110,3 +144,32 @@ def test_embedded_database_already_migrated_is_not_migrated_again(tmp_path: Path
         runs.append(set(json.loads(out.read_text())))
     assert "alembic" in runs[0] and "alembic" not in runs[1]
     assert os.path.exists(work / ".expsync" / "expsync.db")
+
+
+@pytest.mark.parametrize("args", [["validate", "experiments"], ["validate", "--format", "json", "experiments"]])
+def test_validate_uses_pydantic_core_without_pydantic_models(args: list[str], tmp_path: Path) -> None:
+    """The document schema is a pydantic-core schema: validating never loads pydantic itself
+    (``pydantic.main`` and its schema generation cost more than the rest of ``validate``)."""
+    code, mods, output = loaded(args, tmp_path)
+    assert code == 0, output
+    assert "pydantic_core" in mods and "pydantic" not in mods, output
+
+
+def test_schema_errors_load_no_pydantic_either(tmp_path: Path) -> None:
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "x.yaml").write_text(GOOD.replace("weight: 1\n", "weight: '1'\n", 1))
+    code, mods, output = loaded(["validate", str(bad)], tmp_path)
+    assert code == 3 and "E112" in output, output
+    assert "pydantic_core" in mods and "pydantic" not in mods, output
+
+
+def test_validate_loads_no_secret_resolver(tmp_path: Path) -> None:
+    """``validate`` checks references against the policy but resolves none: the resolvers and
+    the stores' modules (``expsync.secrets`` loads its parts on first use) stay unloaded."""
+    code, mods, output = loaded_modules(["validate", "experiments"], tmp_path)
+    assert code == 0, output
+    assert "expsync.secrets.policy" in mods, output
+    resolvers = {"expsync.secrets.resolve", "expsync.secrets.env", "expsync.secrets.file", "expsync.secrets.aws",
+                 "expsync.secrets.vault"}
+    assert sorted(mods & resolvers) == [], output
