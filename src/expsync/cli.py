@@ -295,14 +295,17 @@ def use_color() -> bool:
 
 
 def render_plan(plan: Plan, fmt: str, *, color: bool = False) -> str:
-    from expsync.render import json as render_json
-    from expsync.render import markdown as render_markdown
-    from expsync.render import text as render_text
-
+    # only the renderer asked for is imported (the JSON one builds pydantic models on import)
     if fmt == "json":
+        from expsync.render import json as render_json
+
         return render_json.render_json(plan)
     if fmt == "markdown":
+        from expsync.render import markdown as render_markdown
+
         return render_markdown.render_markdown(plan)
+    from expsync.render import text as render_text
+
     return render_text.render_text(plan, color=color)
 
 

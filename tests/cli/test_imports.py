@@ -173,3 +173,15 @@ def test_validate_loads_no_secret_resolver(tmp_path: Path) -> None:
     resolvers = {"expsync.secrets.resolve", "expsync.secrets.env", "expsync.secrets.file", "expsync.secrets.aws",
                  "expsync.secrets.vault"}
     assert sorted(mods & resolvers) == [], output
+
+
+def test_a_text_plan_or_apply_loads_only_the_text_renderer(tmp_path: Path, pg_engine: sa.Engine) -> None:
+    """The JSON renderer builds pydantic models on import: text output does not load it."""
+    folder = tmp_path / "experiments"
+    folder.mkdir()
+    (folder / "foo.yaml").write_text(GOOD)
+    env = cli_env(pg_engine, {"FOO_KEY": "sk-foo-imports"})
+    for args in (["plan", str(folder)], ["apply", "--yes", str(folder)], ["plan", "--format", "json", str(folder)]):
+        code, mods, output = loaded(args, tmp_path, env)
+        assert code == 0, output
+        assert ("pydantic" in mods) == ("json" in args), (args, output)
