@@ -50,14 +50,15 @@ class PlanOptions:
 
 
 def _digests(desired: DesiredState, actual: ActualState, ops: tuple[Op, ...]) -> Digests:
+    """The plan's digests, each computed when first read (a text plan reads none)."""
     return Digests(
-        desired=digest_items(desired.experiments[k] for k in sorted(desired.experiments)),
+        desired=lambda: digest_items(desired.experiments[k] for k in sorted(desired.experiments)),
         # the outbox is excluded: draining it between plan and apply is not a change of state
-        actual=digest_items(itertools.chain(
+        actual=lambda: digest_items(itertools.chain(
             (actual.experiments[i] for i in sorted(actual.experiments)),
             (actual.managed[k] for k in sorted(actual.managed)),
         )),
-        ops=ops_digest(ops),  # of the operations exactly as a saved plan shows them
+        ops=lambda: ops_digest(ops),  # of the operations exactly as a saved plan shows them
     )
 
 
