@@ -85,7 +85,7 @@ def plan(
                   desired_keys=frozenset(desired.experiments), existing=frozenset(actual.experiments),
                   redact_unmanaged=options.redact_unmanaged)
     results = [diff(p, ctx) for p in pair(desired, actual)]
-    for r in results:
+    for r in (r for r in results if r.ops):  # nothing to check without an op
         check_edits(r, r.pair.actual.status if r.pair.actual is not None and r.pair.desired is not None else None)
     check_activations(results, actual, now, hide_unmanaged=options.redact_unmanaged)
 
