@@ -48,8 +48,13 @@ class ExperimentField:
 @dataclass(frozen=True, slots=True)
 class VariantField:
     name: str
-    desired: Callable[[DesiredVariant], JsonValue]
+    #: where the value is on a desired variant (an attribute path)
+    desired_path: str
     actual: Callable[[ActualVariant], JsonValue]
+    desired: Callable[[DesiredVariant], JsonValue] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "desired", attrgetter(self.desired_path))
 
 
 def _latest_upstream(v: ActualVariant) -> JsonValue:
@@ -70,20 +75,23 @@ EXPERIMENT_FIELDS: tuple[ExperimentField, ...] = (
 
 #: per-variant fields recorded as applied and watched for drift (upstream: the latest version)
 VARIANT_FIELDS: tuple[VariantField, ...] = (
-    VariantField("label", attrgetter("label"), attrgetter("label")),
-    VariantField("weight", attrgetter("weight"), attrgetter("weight")),
-    VariantField("upstream", attrgetter("upstream"), _latest_upstream),
+    VariantField("label", "label", attrgetter("label")),
+    VariantField("weight", "weight", attrgetter("weight")),
+    VariantField("upstream", "upstream", _latest_upstream),
 )
 
-#: every experiment field of a desired experiment, and of a row, as one tuple
+#: every experiment field of a desired experiment, and of a row, as one tuple; the same for
+#: a desired variant (read in one call each: these run for every experiment of a plan)
 _DESIRED_ROW: Final = attrgetter(*(f.desired_path for f in EXPERIMENT_FIELDS))
 _ACTUAL_ROW: Final = attrgetter(*(f.actual_path for f in EXPERIMENT_FIELDS))
+_DESIRED_VARIANT_ROW: Final = attrgetter(*(f.desired_path for f in VARIANT_FIELDS))
+_VARIANT_NAMES: Final = tuple(f.name for f in VARIANT_FIELDS)
 
 
 def desired_fields(d: DesiredExperiment) -> tuple[object, dict[uuid.UUID, tuple[JsonValue, ...]]]:
     """Every drift field git wants for ``d``, variants by id: comparable with ``==`` to
     :func:`actual_fields` of a row (equal: no field of the row differs from git)."""
-    return _DESIRED_ROW(d), {d.variant_id(v): tuple(f.desired(v) for f in VARIANT_FIELDS) for v in d.variants}
+    return _DESIRED_ROW(d), {d.variant_id(v): _DESIRED_VARIANT_ROW(v) for v in d.variants}
 
 
 def actual_fields(a: ActualExperiment) -> tuple[object, dict[uuid.UUID, tuple[JsonValue, ...]]]:
@@ -94,12 +102,11 @@ def actual_fields(a: ActualExperiment) -> tuple[object, dict[uuid.UUID, tuple[Js
 def last_applied_of(d: DesiredExperiment) -> JsonObject:
     """What expsync records as applied for ``d``: references only, never secret values."""
     out: JsonObject = {"id": str(d.resolved_id)}
-    out.update({f.name: f.desired(d) for f in EXPERIMENT_FIELDS if not (f.omit_none and f.desired(d) is None)})
-    out["variants"] = [
-        {"key": v.key, "id": str(d.variant_id(v)), **{f.name: f.desired(v) for f in VARIANT_FIELDS},
-         "api_key": str(v.api_key)}
-        for v in d.variants
-    ]
+    for f, value in zip(EXPERIMENT_FIELDS, _DESIRED_ROW(d)):
+        if value is not None or not f.omit_none:
+            out[f.name] = value
+    out["variants"] = [{"key": v.key, "id": str(d.variant_id(v)), **dict(zip(_VARIANT_NAMES, _DESIRED_VARIANT_ROW(v))),
+                        "api_key": str(v.api_key)} for v in d.variants]
     return out
 
 
