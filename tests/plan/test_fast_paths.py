@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from expsync.model import ActualExperiment, ActualState, DesiredExperiment, KeyChange, Status
-from expsync.plan import Plan, check, diff, digest
+from expsync.plan import Plan, check, diff, digest, planner
 from expsync.plan import drift as drift_mod
 from expsync.plan.types import Digests
 from expsync.render.text import render_text
@@ -132,10 +132,11 @@ def test_an_experiment_in_sync_is_not_walked_field_by_field(monkeypatch: pytest.
     views = _count(monkeypatch, drift_mod, "views")
     variants = _count(monkeypatch, diff, "_variants")
     routing = _count(monkeypatch, check, "_final_routing")
+    edits = _count(monkeypatch, planner, "check_edits")
     exps = [dataclasses.replace(_base(), key=f"e{i}", public_model_id=f"p/{i}") for i in range(5)]
     p = run(desired(*exps), actual(*(actual_of(e) for e in exps), managed=tuple(exps)))
     assert not p.has_changes
-    assert (len(drifts), len(views), len(variants), len(routing)) == (0, 0, 0, 0)
+    assert (len(drifts), len(views), len(variants), len(routing), len(edits)) == (0, 0, 0, 0, 0)
 
 
 def test_a_changed_experiment_still_takes_the_full_diff(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -11,8 +11,8 @@ same digests. A composition of one function per concern:
    final routing picture;
    :func:`~expsync.plan.check.check_not_emptied` refuses removing every managed experiment;
 4. :func:`~expsync.plan.explain.explain` each experiment, order all ops
-   (:mod:`expsync.plan.order`), derive the cache keys and the digests; list the
-   security-relevant changes (:mod:`expsync.plan.security`).
+   (:mod:`expsync.plan.order`), derive the cache keys and the digests (each computed when
+   first read); list the security-relevant changes (:mod:`expsync.plan.security`).
 """
 
 from __future__ import annotations
