@@ -25,11 +25,12 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import EXPSYNC, bench_env, corpus, fmt_wire, med, run, sa_url, scratch_db, seed, summary  # noqa: E402
+from common import EXPSYNC, bench_env, compile_bytecode, corpus, fmt_wire, med, run, sa_url, scratch_db, seed, summary  # noqa: E402
 from pgwire import WireCounter  # noqa: E402
 
 
 def main() -> None:
+    compile_bytecode()
     ap = argparse.ArgumentParser()
     ap.add_argument("--n", type=int, default=5000)
     ap.add_argument("--swaps", type=int, default=1000)

@@ -19,10 +19,11 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import PEER, USER  # noqa: E402
+from common import PEER, USER, compile_bytecode  # noqa: E402
 
 
 def main() -> None:
+    compile_bytecode()
     ap = argparse.ArgumentParser()
     ap.add_argument("--n", default="10,100,1000")
     ap.add_argument("--reps", default="3")

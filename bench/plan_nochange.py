@@ -20,6 +20,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import (  # noqa: E402
+    compile_bytecode,
     CPU,
     EXPSYNC,
     FLOOR,
@@ -63,6 +64,7 @@ def one(n: int, reps: int) -> str:
 
 
 def main(argv: list[str]) -> None:
+    compile_bytecode()
     reps = 5
     if "--reps" in argv:
         i = argv.index("--reps")
