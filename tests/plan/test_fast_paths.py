@@ -190,3 +190,13 @@ def test_deferred_digests_equal_the_same_digests_given_as_strings() -> None:
     assert p.digests == again.digests and repr(p.digests) == repr(again.digests)
     with pytest.raises(TypeError):
         Digests("d")  # desired, actual and ops have no default
+
+
+def test_binding_the_secrets_digest_computes_no_other_digest(monkeypatch: pytest.MonkeyPatch) -> None:
+    encoded = _count(monkeypatch, digest, "_encode")
+    d, a = _state(2)
+    p = run(d, a)
+    bound = p.digests.with_secrets("hmac-sha256:x")
+    assert len(encoded) == 0
+    assert bound == dataclasses.replace(p.digests, secrets="hmac-sha256:x") and bound.secrets == "hmac-sha256:x"
+    assert p.digests.secrets == ""

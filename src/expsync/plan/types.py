@@ -147,6 +147,13 @@ class Digests:
     #: write no key or no BYOK key was available to bind them
     secrets: _Digest = _Digest("")
 
+    def with_secrets(self, secrets: str) -> Digests:
+        """These digests with ``secrets`` bound, the others still computed when first read
+        (``dataclasses.replace`` would read, and so compute, every one)."""
+        out = Digests.__new__(Digests)
+        out.__dict__.update(self.__dict__, secrets=secrets)
+        return out
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Plan:
