@@ -12,11 +12,13 @@ credential (``api_key``, ``X-Api-Key``, ``Authorization``, ``access_token``, ``p
 Names are split into words (on any non-alphanumeric character and on camelCase boundaries), so
 ``max_tokens``, ``cache_key`` or ``author`` are not credentials while ``apiKey``,
 ``x-api-key``, ``subscription-key`` and ``refresh_token`` are. Pure: no I/O, no imports
-beyond the standard library.
+beyond the standard library. Being pure, the verdict is memoised per name (bounded): a folder
+repeats the same few field, header and parameter names thousands of times.
 """
 
 from __future__ import annotations
 
+import functools
 import re
 from typing import Final
 
@@ -46,6 +48,11 @@ CREDENTIAL_FRAGMENTS: Final = (
     "password", "passwd", "passphrase", "secret", "credential", "authorization",
 )
 
+#: distinct names remembered by :func:`is_credential_name`, and the longest one remembered
+#: (a longer name is judged each time: the cache holds no megabyte keys)
+CACHE_SIZE: Final = 8192
+CACHED_LENGTH: Final = 128
+
 _WORD = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|[0-9]+")
 
 
@@ -56,6 +63,10 @@ def name_words(name: str) -> list[str]:
 
 def is_credential_name(name: str) -> bool:
     """Whether ``name`` (a JSON key, a header or a query parameter) names a credential."""
+    return judge_cached(name) if len(name) <= CACHED_LENGTH else _judge(name)
+
+
+def _judge(name: str) -> bool:
     words = name_words(name)
     if not words:
         return False
@@ -65,6 +76,10 @@ def is_credential_name(name: str) -> bool:
     if any(w in CREDENTIAL_WORDS for w in words):
         return True
     return "key" in words and any(w in KEY_QUALIFIERS for w in words)
+
+
+#: :func:`_judge` memoised (pure), for names up to :data:`CACHED_LENGTH` characters
+judge_cached = functools.lru_cache(maxsize=CACHE_SIZE)(_judge)
 
 
 __all__ = ["is_credential_name", "name_words"]

@@ -8,6 +8,7 @@ ciphertext JSON. Resolved plaintext lives only in :class:`Secret`, which refuses
 from __future__ import annotations
 
 import enum
+import hashlib
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field as dc_field
@@ -24,12 +25,31 @@ JsonObject: TypeAlias = "dict[str, JsonValue]"
 EXPSYNC_NAMESPACE: Final = uuid.UUID("6f1b7e0c-3c55-5d8a-9a43-2d1f4c7e8a10")
 
 
+#: RFC 4122 version 5: the version nibble and the variant bits a SHA-1 digest is masked with
+_UUID5_CLEAR: Final = ~((0xF000 << 64) | (0xC000 << 48)) & ((1 << 128) - 1)
+_UUID5_SET: Final = (5 << 76) | (0x8000 << 48)
+
+
+def uuid5(namespace: uuid.UUID, name: str) -> uuid.UUID:
+    """``uuid.uuid5(namespace, name)``, built from the digest as one int (half the cost of the
+    standard library's, which every desired experiment and variant pays)."""
+    return _uuid5(namespace.bytes, name)
+
+
+def _uuid5(namespace: bytes, name: str) -> uuid.UUID:
+    digest = hashlib.sha1(namespace + name.encode("utf-8"), usedforsecurity=False).digest()
+    return uuid.UUID(int=(int.from_bytes(digest[:16], "big") & _UUID5_CLEAR) | _UUID5_SET)
+
+
+_NAMESPACE_BYTES: Final = EXPSYNC_NAMESPACE.bytes
+
+
 def experiment_id_for(key: str) -> uuid.UUID:
-    return uuid.uuid5(EXPSYNC_NAMESPACE, key)
+    return _uuid5(_NAMESPACE_BYTES, key)
 
 
 def variant_id_for(experiment_id: uuid.UUID, variant_key: str) -> uuid.UUID:
-    return uuid.uuid5(experiment_id, variant_key)
+    return _uuid5(experiment_id.bytes, variant_key)
 
 
 class Status(enum.StrEnum):
@@ -120,7 +140,8 @@ class DesiredExperiment:
     def __post_init__(self) -> None:
         rid = self.id or experiment_id_for(self.key)
         object.__setattr__(self, "_rid", rid)
-        object.__setattr__(self, "_vids", {v.key: v.id or variant_id_for(rid, v.key) for v in self.variants})
+        ns = rid.bytes  # once for all variants (``variant_id_for`` per variant)
+        object.__setattr__(self, "_vids", {v.key: v.id or _uuid5(ns, v.key) for v in self.variants})
 
     @property
     def resolved_id(self) -> uuid.UUID:

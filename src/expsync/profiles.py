@@ -7,8 +7,9 @@ and how strictly the gateway parses. Stages consult a :class:`GatewayProfile` va
 compares profile names.
 
 The field specs are a tiny type language (:class:`Kind`) that :mod:`expsync.desired.schema`
-turns into pydantic models and JSON Schemas. Nothing here is nullable: the gateway refuses
-``null`` for every optional field, so an optional field is either absent or of its type.
+turns into a pydantic-core schema (validation) and JSON Schemas. Nothing here is nullable: the
+gateway refuses ``null`` for every optional field, so an optional field is either absent or of
+its type.
 """
 
 from __future__ import annotations

@@ -6,11 +6,15 @@ parser (gateway-profiles §2 "URL check"). One caveat of the pinned ada-url 4.0.
 ``xn--`` labels that are not valid IDNA (``xn--a``, ``xn--``) which Node 20's Ada refused, so
 such labels are checked here too. :func:`parse` is the one place a URL is parsed the gateway's
 way; validation (``desired/``) and the plan's security section (``plan/``) both use it.
+
+A folder repeats a handful of base URLs thousands of times, so :func:`parse` is memoised
+(bounded) and returns an immutable :class:`ParsedURL` snapshot that is safe to share.
 """
 
 from __future__ import annotations
 
 import functools
+from dataclasses import dataclass
 from typing import Final
 
 import ada_url
@@ -18,6 +22,29 @@ import ada_url
 #: what JavaScript's String.prototype.trim() removes (WhiteSpace + LineTerminator)
 JS_SPACE: Final = "\t\n\v\f\r \u00a0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009\u200a" \
     "\u2028\u2029\u202f\u205f\u3000\ufeff"
+#: distinct URLs remembered by :func:`parse` (a repository has a few; the bound caps memory),
+#: and the longest one remembered (a longer one is parsed each time)
+CACHE_SIZE: Final = 4096
+CACHED_LENGTH: Final = 2048
+_PARTS: Final = ("href", "protocol", "username", "password", "host", "hostname", "port", "pathname", "search",
+                 "hash", "origin")
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedURL:
+    """The WHATWG components of a parsed URL (the attribute names of ``ada_url.URL``)."""
+
+    href: str
+    protocol: str
+    username: str
+    password: str
+    host: str
+    hostname: str
+    port: str
+    pathname: str
+    search: str
+    hash: str
+    origin: str
 
 
 def _valid_xn_label(label: str) -> bool:
@@ -29,17 +56,25 @@ def _valid_xn_label(label: str) -> bool:
     return (back.decode() if isinstance(back, bytes) else str(back)) == label
 
 
-def parse(value: str) -> ada_url.URL | None:
+def parse(value: str) -> ParsedURL | None:
     """``value`` parsed as the gateway parses it (JS trim, then WHATWG), or ``None`` when the
-    gateway would refuse it (and answer 503 for the whole experiment)."""
+    gateway would refuse it (and answer 503 for the whole experiment). Memoised: pure."""
+    return parse_cached(value) if len(value) <= CACHED_LENGTH else _parse(value)
+
+
+def _parse(value: str) -> ParsedURL | None:
     trimmed = value.strip(JS_SPACE)
     if not ada_url.check_url(trimmed):
         return None
-    url = ada_url.URL(trimmed)
-    host = url.hostname or ""
-    if not all(_valid_xn_label(lbl) for lbl in host.split(".") if lbl.lower().startswith("xn--")):
+    parts: dict[str, object] = dict(ada_url.parse_url(trimmed, _PARTS))
+    url = ParsedURL(*(str(parts[p]) for p in _PARTS))
+    if not all(_valid_xn_label(lbl) for lbl in url.hostname.split(".") if lbl.lower().startswith("xn--")):
         return None
     return url
+
+
+#: :func:`_parse` memoised, for URLs up to :data:`CACHED_LENGTH` characters
+parse_cached = functools.lru_cache(maxsize=CACHE_SIZE)(_parse)
 
 
 def gateway_parses(value: str) -> bool:
@@ -47,7 +82,6 @@ def gateway_parses(value: str) -> bool:
     return parse(value) is not None
 
 
-@functools.lru_cache(maxsize=4096)  # a large plan repeats a few base URLs thousands of times
 def origin(value: str) -> str | None:
     """The origin a request goes to: ``scheme://host[:port]``, scheme and host lower-cased, IDNA
     and IPv4 forms normalised, the default port left out. ``None`` when the gateway could not
@@ -55,5 +89,5 @@ def origin(value: str) -> str | None:
     url = parse(value)
     if url is None:
         return None
-    found = str(url.origin)
+    found = url.origin
     return found if found and found != "null" else None

@@ -27,7 +27,7 @@ DEEPDIFF = ("deepdiff",)
 ALEMBIC = ("alembic",)
 OFFLINE_FORBIDDEN = DATABASE + CACHE + CRYPTO + SECRET_STORES + DEEPDIFF + ALEMBIC
 
-#: runs ``expsync ARGS`` like the console script, then writes the loaded top-level packages
+#: runs ``expsync ARGS`` like the console script, then writes the names of the loaded modules
 _WRAPPER = """
 import json, sys
 out = sys.argv[1]
@@ -37,11 +37,17 @@ try:
     main()
 finally:
     with open(out, "w") as f:
-        json.dump(sorted({m.split(".")[0] for m in sys.modules}), f)
+        json.dump(sorted(sys.modules), f)
 """
 
 def loaded(args: list[str], tmp_path: Path, env: dict[str, str | None] | None = None) -> tuple[int, set[str], str]:
     """(exit code, top-level packages imported, output) of ``expsync ARGS`` in its own process."""
+    code, modules, output = loaded_modules(args, tmp_path, env)
+    return code, {m.split(".")[0] for m in modules}, output
+
+
+def loaded_modules(args: list[str], tmp_path: Path, env: dict[str, str | None] | None = None) -> tuple[int, set[str], str]:
+    """(exit code, every module imported, output) of ``expsync ARGS`` in its own process."""
     out = tmp_path / f"modules-{len(list(tmp_path.glob('modules-*')))}.json"
     base: dict[str, str | None] = {"EXPSYNC_DATABASE_URL": None, "EXPSYNC_REDIS_URL": None, "NO_COLOR": "1"}
     r = subprocess.run([sys.executable, "-c", _WRAPPER, str(out), *args], cwd=REPO, capture_output=True, text=True,
@@ -110,3 +116,32 @@ def test_embedded_database_already_migrated_is_not_migrated_again(tmp_path: Path
         runs.append(set(json.loads(out.read_text())))
     assert "alembic" in runs[0] and "alembic" not in runs[1]
     assert os.path.exists(work / ".expsync" / "expsync.db")
+
+
+@pytest.mark.parametrize("args", [["validate", "experiments"], ["validate", "--format", "json", "experiments"]])
+def test_validate_uses_pydantic_core_without_pydantic_models(args: list[str], tmp_path: Path) -> None:
+    """The document schema is a pydantic-core schema: validating never loads pydantic itself
+    (``pydantic.main`` and its schema generation cost more than the rest of ``validate``)."""
+    code, mods, output = loaded(args, tmp_path)
+    assert code == 0, output
+    assert "pydantic_core" in mods and "pydantic" not in mods, output
+
+
+def test_schema_errors_load_no_pydantic_either(tmp_path: Path) -> None:
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "x.yaml").write_text(GOOD.replace("weight: 1\n", "weight: '1'\n", 1))
+    code, mods, output = loaded(["validate", str(bad)], tmp_path)
+    assert code == 3 and "E112" in output, output
+    assert "pydantic_core" in mods and "pydantic" not in mods, output
+
+
+def test_validate_loads_no_secret_resolver(tmp_path: Path) -> None:
+    """``validate`` checks references against the policy but resolves none: the resolvers and
+    the stores' modules (``expsync.secrets`` loads its parts on first use) stay unloaded."""
+    code, mods, output = loaded_modules(["validate", "experiments"], tmp_path)
+    assert code == 0, output
+    assert "expsync.secrets.policy" in mods, output
+    resolvers = {"expsync.secrets.resolve", "expsync.secrets.env", "expsync.secrets.file", "expsync.secrets.aws",
+                 "expsync.secrets.vault"}
+    assert sorted(mods & resolvers) == [], output

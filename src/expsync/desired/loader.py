@@ -25,15 +25,15 @@ import stat
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
-from pydantic import ValidationError
+from pydantic_core import ValidationError
 
 from expsync.diagnostics import Diagnostic, SourceRange, has_errors, sort_diagnostics
 from expsync.model import DesiredExperiment, DesiredState, DesiredVariant, Status
 from expsync.secrets.refs import parse_ref
 from expsync.desired import rules
-from expsync.desired.schema import PROTO_KEY, Experiment, experiment_model
+from expsync.desired.schema import PROTO_KEY, validator
 from expsync.profiles import NEWEST, PROFILES, GatewayProfile
 from expsync.desired.yamlload import (
     DEFAULT_MAX_FILE_SIZE,
@@ -94,7 +94,7 @@ def discover(paths: Sequence[str]) -> tuple[list[Path], list[Diagnostic]]:
     """The YAML files to read. Anything that cannot be read is an ``E100`` error, never
     skipped: a silently missing file would look like "removed from git" and the plan would
     delete or release what it describes."""
-    files: list[Path] = []
+    found: list[tuple[Path, Path]] = []  # (as named, resolved)
     diags: list[Diagnostic] = []
     cwd = Path.cwd().resolve()
     for raw in paths or DEFAULT_PATHS:
@@ -108,66 +108,96 @@ def discover(paths: Sequence[str]) -> tuple[list[Path], list[Diagnostic]]:
             diags.append(Diagnostic.make("E100", _why(p, e), SourceRange(str(p))))
             continue
         if stat.S_ISDIR(st.st_mode):
-            _walk(p, repository_root(p.resolve(), cwd), files, diags)
+            here = p.resolve()
+            _Walk(repository_root(here, cwd), found, diags).folder(p, str(p), here)
         elif stat.S_ISREG(st.st_mode):
-            files.append(p)
+            found.append((p, p.resolve()))
         else:
             diags.append(Diagnostic.make("E100", "not a regular file or directory", SourceRange(str(p))))
     seen: set[Path] = set()
     unique = []
-    for f in files:
-        r = f.resolve()
+    for f, r in found:
         if r not in seen:
             seen.add(r)
             unique.append(f)
     return unique, diags
 
 
-def _walk(top: Path, repo: Path, files: list[Path], diags: list[Diagnostic]) -> None:
-    """The YAML files under ``top``, sorted. Links are followed (a linked folder of
-    experiments must not look deleted), but only inside ``repo`` and never round a loop."""
+class _Walk:
+    """The YAML files under a folder, sorted, as ``os.walk`` (top-down, following links) would
+    list them, from one ``scandir`` per folder. Links are followed (a linked folder of
+    experiments must not look deleted), but only inside ``repo`` and never round a loop. A
+    plain regular file costs no system call beyond the listing; links and anything odd take
+    the careful path (``stat``, ``resolve``)."""
 
-    def unreadable(path: str, why: str) -> None:
-        diags.append(Diagnostic.make("E100", why, SourceRange(path)))
+    def __init__(self, repo: Path, found: list[tuple[Path, Path]], diags: list[Diagnostic]) -> None:
+        self.repo = repo
+        self.found = found
+        self.diags = diags
+        self.visited: set[Path] = set()
 
-    def on_error(err: OSError) -> None:
-        unreadable(str(err.filename or top), err.strerror or "cannot be read")
+    def unreadable(self, path: str, why: str) -> None:
+        self.diags.append(Diagnostic.make("E100", why, SourceRange(path)))
 
-    visited: set[Path] = set()
-    for root, dirnames, names in os.walk(top, onerror=on_error, followlinks=True):
-        here = Path(root).resolve()
-        if here in visited:  # a second link to a folder already read
-            dirnames[:] = []
-            continue
-        visited.add(here)
-        keep = []
-        for d in sorted(dirnames):
-            sub = Path(root) / d
-            if sub.is_symlink():
-                target = sub.resolve()
-                if not target.is_relative_to(repo):
-                    unreadable(str(sub), f"symbolic link to a folder outside the repository ({repo})")
-                    continue
-                if here.is_relative_to(target):
-                    unreadable(str(sub), "symbolic link loop (points to a folder that contains it)")
-                    continue
-            keep.append(d)
-        dirnames[:] = keep
-        for name in sorted(names):
-            if not name.endswith(SUFFIXES):
-                continue
-            f = Path(root) / name
+    def folder(self, path: Path, name: str, here: Path) -> None:
+        """``path`` (``name`` as ``os.walk`` spells it), whose resolved form is ``here``."""
+        if here in self.visited:  # a second link to a folder already read
+            return
+        try:
+            with os.scandir(name) as it:
+                entries = sorted(it, key=lambda e: e.name)
+        except OSError as err:
+            self.unreadable(str(err.filename or name), err.strerror or "cannot be read")
+            return
+        self.visited.add(here)
+        subfolders = []
+        files = []
+        for entry in entries:
             try:
-                fst = f.stat()
-            except OSError as e:
-                unreadable(str(f), _why(f, e))
-                continue
-            if f.is_symlink() and not f.resolve().is_relative_to(repo):
-                unreadable(str(f), f"symbolic link to a file outside the repository ({repo})")
-            elif stat.S_ISREG(fst.st_mode):
-                files.append(f)
-            else:
-                unreadable(str(f), "not a regular file")
+                is_dir = entry.is_dir()
+            except OSError:
+                is_dir = False
+            if is_dir:
+                kept = self._subfolder(path, entry, here)
+                if kept is not None:
+                    subfolders.append(kept)
+            elif entry.name.endswith(SUFFIXES):
+                files.append(entry)
+        for entry in files:
+            self._file(path, entry, here)
+        for sub, sub_here, entry in subfolders:
+            self.folder(sub, os.path.join(name, entry.name), sub_here)
+
+    def _subfolder(self, path: Path, entry: os.DirEntry[str], here: Path
+                   ) -> tuple[Path, Path, os.DirEntry[str]] | None:
+        sub = path / entry.name
+        if not entry.is_symlink():
+            return sub, here / entry.name, entry
+        target = sub.resolve()
+        if not target.is_relative_to(self.repo):
+            self.unreadable(str(sub), f"symbolic link to a folder outside the repository ({self.repo})")
+            return None
+        if here.is_relative_to(target):
+            self.unreadable(str(sub), "symbolic link loop (points to a folder that contains it)")
+            return None
+        return sub, target, entry
+
+    def _file(self, path: Path, entry: os.DirEntry[str], here: Path) -> None:
+        f = path / entry.name
+        if not entry.is_symlink() and entry.is_file(follow_symlinks=False):
+            self.found.append((f, here / entry.name))
+            return
+        try:
+            fst = f.stat()
+        except OSError as e:
+            self.unreadable(str(f), _why(f, e))
+            return
+        if f.is_symlink() and not f.resolve().is_relative_to(self.repo):
+            self.unreadable(str(f), f"symbolic link to a file outside the repository ({self.repo})")
+        elif stat.S_ISREG(fst.st_mode):
+            self.found.append((f, f.resolve()))
+        else:
+            self.unreadable(str(f), "not a regular file")
 
 
 def repository_root(folder: Path, cwd: Path) -> Path:
@@ -202,6 +232,8 @@ def proto_keys(doc: Document) -> list[Diagnostic]:
     """``__proto__`` anywhere as a mapping key: the gateway's JSON handling drops it silently,
     so the gateway would send something other than what the plan shows (E142)."""
     out: list[Diagnostic] = []
+    if PROTO_KEY + "#key" not in "\n".join(doc.marks.raw):  # every key's path is recorded there
+        return out
 
     def walk(node: object, path: str) -> None:
         if isinstance(node, dict):
@@ -273,30 +305,33 @@ def schema_diagnostics(err: ValidationError, doc: Document, profile: GatewayProf
         yield Diagnostic.make(code, message, where, path=path)
 
 
-def to_desired(model: Experiment, doc: Document) -> DesiredExperiment:
+def to_desired(fields: dict[str, Any], doc: Document) -> DesiredExperiment:
+    """The desired experiment from the validated document (:func:`expsync.desired.schema.validator`):
+    every field present, absent optional ones at their default; ``upstream`` and ``metadata`` hold
+    only what was written. A variant without a ``key`` is identified by its label."""
     variants = []
-    for i, v in enumerate(model.variants):
-        prefix = f"variants[{i}]"
+    for i, v in enumerate(fields["variants"]):
+        key = v["key"]
         variants.append(
             DesiredVariant(
-                key=v.effective_key,
-                label=v.label,
-                weight=v.weight,
-                upstream=v.upstream_json(),
-                api_key=parse_ref(v.api_key, doc.marks.get(prefix + ".api_key")),
-                id=v.id,
+                key=v["label"] if key is None else key,
+                label=v["label"],
+                weight=v["weight"],
+                upstream=v["upstream"],
+                api_key=parse_ref(v["api_key"], doc.marks.get(f"variants[{i}].api_key")),
+                id=v["id"],
             )
         )
     return DesiredExperiment(
-        key=model.key,
-        public_model_id=model.public_model_id,
-        name=model.name,
-        description=model.description,
-        status=Status(model.status),
-        archived=model.archived,
+        key=fields["key"],
+        public_model_id=fields["public_model_id"],
+        name=fields["name"],
+        description=fields["description"],
+        status=Status(fields["status"]),
+        archived=fields["archived"],
         variants=tuple(variants),
-        id=model.id,
-        metadata=model.metadata_json(),
+        id=fields["id"],
+        metadata=fields.get("metadata"),
         sources=doc.marks,
     )
 
@@ -305,6 +340,12 @@ def display_name(path: Path) -> str:
     """How a file is named in diagnostics: relative to the working directory when inside it."""
     if not path.is_absolute():
         return str(path)
+    text = str(path)
+    here = os.getcwd()
+    if os.sep == "/" and ".." not in path.parts and not text.startswith("//") and text != here:
+        # both are normalised absolute paths: what ``os.path.relpath`` would say, without its splitting
+        inside = here if here.endswith("/") else here + "/"
+        return text[len(inside):] if text.startswith(inside) else text
     rel = os.path.relpath(path)
     return str(path) if rel.startswith("..") else rel
 
@@ -317,25 +358,28 @@ def read_limited(path: Path, name: str, limit: int) -> tuple[bytes | None, Diagn
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
     except OSError as e:
         return None, Diagnostic.make("E100", e.strerror or "cannot read file", SourceRange(name))
-    with os.fdopen(fd, "rb", buffering=0) as f:
-        try:
-            st = os.fstat(fd)
-            if not stat.S_ISREG(st.st_mode):
-                return None, Diagnostic.make("E100", "not a regular file", SourceRange(name))
-            if st.st_size > limit:
-                return None, Diagnostic.make("E106", f"file is {st.st_size} bytes, over the {limit}-byte limit",
-                                             SourceRange(name, 1, 1))
-            chunks = []
-            left = limit + 1
-            while left > 0:
-                chunk = f.read(min(left, 1 << 20))
-                if not chunk:
-                    break
-                chunks.append(chunk)
-                left -= len(chunk)
-        except OSError as e:
-            return None, Diagnostic.make("E100", e.strerror or "cannot read file", SourceRange(name))
-    data = b"".join(chunks)
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            return None, Diagnostic.make("E100", "not a regular file", SourceRange(name))
+        if st.st_size > limit:
+            return None, Diagnostic.make("E106", f"file is {st.st_size} bytes, over the {limit}-byte limit",
+                                         SourceRange(name, 1, 1))
+        chunks = []
+        left = limit + 1
+        want = st.st_size + 1  # the whole file and its end in one read, unless it grows meanwhile
+        while left > 0:
+            chunk = os.read(fd, min(left, want))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            left -= len(chunk)
+            want = 1 << 20
+    except OSError as e:
+        return None, Diagnostic.make("E100", e.strerror or "cannot read file", SourceRange(name))
+    finally:
+        os.close(fd)
+    data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
     if len(data) > limit:
         return None, Diagnostic.make("E106", f"file is over the {limit}-byte limit", SourceRange(name, 1, 1))
     return data, None
@@ -353,7 +397,7 @@ def load_file(path: Path, options: LoadOptions) -> tuple[list[DesiredExperiment]
     diags = Collector(name, MAX_DIAGNOSTICS_PER_FILE)
     experiments = []
     profile = PROFILES[options.profile]
-    model_type = experiment_model(profile.name)
+    schema = validator(profile.name)
     documents = 0
     # each document is validated as soon as it is read, so only valid ones stay in memory
     for doc in iter_documents(text, name, diags):
@@ -370,7 +414,7 @@ def load_file(path: Path, options: LoadOptions) -> tuple[list[DesiredExperiment]
         protos = proto_keys(doc)
         diags.extend(protos)
         try:
-            model = model_type.model_validate(doc.value)
+            fields = schema.validate_python(doc.value)
         except ValidationError as err:
             if diags.full:
                 diags.more += err.error_count()
@@ -379,7 +423,7 @@ def load_file(path: Path, options: LoadOptions) -> tuple[list[DesiredExperiment]
             continue
         if protos:
             continue
-        experiments.append(to_desired(model, doc))
+        experiments.append(to_desired(fields, doc))
     if not documents and not diags:
         diags.add(Diagnostic.make("E108", "file holds no experiment document", SourceRange(name, 1, 1)))
     return experiments, diags.result()

@@ -160,32 +160,47 @@ def no_credentials_in_upstream(exps: Sequence[DesiredExperiment]) -> Iterable[Di
 
 
 def credential_literals(value: object, path: str) -> Iterator[str]:
-    """Paths of credential-named keys holding a literal (string or number) under ``value``."""
+    """Paths of credential-named keys holding a literal (string or number) under ``value``:
+    for each, the deepest credential-named key holding it. One walk of ``value``."""
+    found: list[str] = []
+    _scan(value, path, found)
+    return iter(found)
+
+
+def _scan(value: object, path: str, found: list[str]) -> bool:
+    """Append to ``found`` the credential literals under ``value`` (see
+    :func:`credential_literals`); return whether ``value`` is or holds a literal (see
+    :func:`_is_scalar_literal`), also anywhere inside a list or object: a credential-named key
+    holding ``["sk-..."]`` or ``{value: "sk-..."}`` carries the literal all the same."""
     if isinstance(value, dict):
+        literal = False
         for k, child in value.items():
-            child_path = f"{path}.{k}"
-            inner = list(credential_literals(child, child_path))
-            if inner:  # the deepest credential-named key holding the literal
-                yield from inner
-            elif is_credential_name(str(k)) and _is_literal(child):
-                yield child_path
-    elif isinstance(value, list):
+            if isinstance(child, dict | list):
+                before = len(found)
+                child_literal = _scan(child, f"{path}.{k}", found)
+                report = child_literal and len(found) == before
+            else:  # a scalar, judged here without a call
+                child_literal = report = _is_scalar_literal(child)
+            if report and is_credential_name(str(k)):
+                found.append(f"{path}.{k}")
+            literal = literal or child_literal
+        return literal
+    if isinstance(value, list):
+        literal = False
         for j, item in enumerate(value):
-            yield from credential_literals(item, f"{path}[{j}]")
+            if isinstance(item, dict | list):
+                literal = _scan(item, f"{path}[{j}]", found) or literal
+            elif not literal:
+                literal = _is_scalar_literal(item)
+        return literal
+    return _is_scalar_literal(value)
 
 
-def _is_literal(value: object) -> bool:
-    """A non-blank string or a number, also anywhere inside a list or object (a credential-named
-    key holding ``["sk-..."]`` or ``{value: "sk-..."}`` carries the literal all the same)."""
-    if isinstance(value, bool) or value is None:
-        return False
+def _is_scalar_literal(value: object) -> bool:
+    """A non-blank string or a number (not a boolean, not null)."""
     if isinstance(value, str):
         return bool(value.strip())
-    if isinstance(value, dict):
-        return any(_is_literal(v) for v in value.values())
-    if isinstance(value, list):
-        return any(_is_literal(v) for v in value)
-    return isinstance(value, int | float)
+    return not isinstance(value, bool) and isinstance(value, int | float)
 
 
 RULES: Final[tuple[Callable[[Sequence[DesiredExperiment]], Iterable[Diagnostic]], ...]] = (

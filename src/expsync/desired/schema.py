@@ -1,29 +1,38 @@
-"""Pydantic v2 models of one experiment document (spec §3) per gateway profile.
+"""The schema of one experiment document (spec §3) per gateway profile, as a pydantic-core schema.
 
-The common part of the format is :class:`Experiment` and :class:`Variant`; what differs per
-gateway era (the upstream fields, the experiment's ``metadata``, reserved public-id prefixes)
-comes from a :class:`~expsync.profiles.GatewayProfile` through :func:`experiment_model`, which
-builds (once per profile) the full model from the profile's field specs. Validation, the
-committed JSON Schemas (``schemas/experiment-<profile>.schema.json``) and the README reference
-all come from these models.
+The document is described once, with :mod:`pydantic_core.core_schema` builders (pydantic v2's
+validation engine, without pydantic's model classes): the fields every gateway profile shares
+(:func:`_experiment_fields`, :func:`_variant_fields`) plus what differs per gateway era (the
+upstream fields, the experiment's ``metadata``, reserved public-id prefixes), which comes from a
+:class:`~expsync.profiles.GatewayProfile`'s field specs. From that one description come
 
-They are strict: unknown keys are refused at every depth, ``null`` is never a value of an
-optional field, and no type coercion happens (``"1"`` is not a weight). Field-specific refusals
-raise :class:`PydanticCustomError` whose *type* is an ``expsync_E...`` code, which
-:mod:`expsync.desired.loader` turns into a diagnostic.
+- :func:`validator`: the :class:`~pydantic_core.SchemaValidator` of a profile, built once and
+  only for the profile in use; it returns plain dicts (an optional object field that was not
+  written is absent, never ``None``), which :mod:`expsync.desired.loader` turns into
+  :class:`~expsync.model.DesiredExperiment` values;
+- :func:`json_schema`: the committed JSON Schemas (``schemas/experiment-<profile>.schema.json``)
+  and ``expsync schema`` (only they import :mod:`pydantic.json_schema`).
+
+Building a validator from a core schema skips pydantic's model machinery (``pydantic.main``,
+``GenerateSchema``), which used to cost more start-up than the rest of ``validate``.
+
+The schema is strict: unknown keys are refused at every depth, ``null`` is never a value of an
+optional field of an object, and no type coercion happens (``"1"`` is not a weight).
+Field-specific refusals raise :class:`PydanticCustomError` whose *type* is an ``expsync_E...``
+code, which :mod:`expsync.desired.loader` turns into a diagnostic.
 """
 
 from __future__ import annotations
 
 import functools
+import math
 import re
-import uuid
-from typing import Annotated, Any, Final, Literal
-
-from pydantic import AfterValidator, Strict, BaseModel, BeforeValidator, ConfigDict, Field, create_model, field_validator
-from pydantic.json_schema import GenerateJsonSchema, WithJsonSchema
-from pydantic_core import PydanticCustomError
+from collections.abc import Callable, Mapping
+from typing import Any, Final
 from urllib.parse import parse_qsl
+
+from pydantic_core import CoreSchema, PydanticCustomError, PydanticKnownError, SchemaValidator
+from pydantic_core import core_schema as cs
 
 from expsync import weburl
 from expsync.credentials import is_credential_name
@@ -41,20 +50,18 @@ ADMIN_UUID_PATTERN: Final = (
     r"|00000000-0000-0000-0000-000000000000|[fF]{8}-[fF]{4}-[fF]{4}-[fF]{4}-[fF]{12})$"
 )
 _ADMIN_UUID_RE = re.compile(ADMIN_UUID_PATTERN)
-_KEY_RE = re.compile(KEY_PATTERN)
 #: C0/C1 controls and invisible format characters (zero-width space, bidi overrides, BOM ...):
 #: they make ids that look alike but never match, and can rewrite a terminal showing a plan
 #: One definition, shared with output escaping (:data:`expsync.escape.INVISIBLE`).
 _INVISIBLE = INVISIBLE
 #: free text (description, extra_body string values) may also hold line breaks and tabs
 _INVISIBLE_IN_PROSE = re.compile(f"(?![\t\n])[{INVISIBLE_CLASS}]")
+#: what ``str.isspace`` calls whitespace (both use the same Unicode table), without a Python loop
+_SPACE: Final = re.compile(r"\s")
 #: the one key the gateway's JSON parsing drops silently (zod records/objects): refused everywhere
 PROTO_KEY: Final = "__proto__"
-
-# defer_build: the base documents and the nested object models are only parts of the one model
-# :func:`experiment_model` builds per profile (its validator includes them); building a
-# validator for each of them at import would cost start-up for nothing
-_STRICT = ConfigDict(extra="forbid", strict=True, frozen=True, defer_build=True)
+#: strict everywhere (no coercion), unknown keys refused; the few lax parts say so themselves
+_CONFIG: Final = cs.CoreConfig(strict=True, extra_fields_behavior="forbid")
 
 
 def _custom(code: str, message: str) -> PydanticCustomError:
@@ -123,16 +130,25 @@ def _record_keys(v: dict[str, Any]) -> dict[str, Any]:
     return v
 
 
-#: one-line text shown to reviewers (names, labels, model ids sent upstream)
-Text = Annotated[str, AfterValidator(_text)]
+def _non_empty(v: str) -> str:
+    # the error pydantic's ``min_length=1`` raises after a validator (kept: diagnostics say it)
+    if not v:
+        raise PydanticKnownError("too_short", {"field_type": "Value", "min_length": 1, "actual_length": 0})
+    return v
+
+
+def _finite(v: float) -> float:
+    if not math.isfinite(v):
+        raise PydanticKnownError("finite_number")
+    return v
 
 
 def utf16_len(s: str) -> int:
     """Length as the admin API (JavaScript) counts it: UTF-16 code units."""
-    return len(s.encode("utf-16-le")) // 2
+    return len(s) if s.isascii() else len(s.encode("utf-16-le")) // 2
 
 
-def _units(what: str) -> AfterValidator:
+def _units(what: str) -> Callable[[str | None], str | None]:
     lo, hi = TEXT_LENGTHS[what]
 
     def check(v: str | None) -> str | None:
@@ -143,7 +159,7 @@ def _units(what: str) -> AfterValidator:
             raise _custom("E143", f"{what} must be {lo}-{hi} UTF-16 code units long (as the admin API counts), got {n}")
         return v
 
-    return AfterValidator(check)
+    return check
 
 
 def _lengths(what: str) -> dict[str, JsonValue]:
@@ -162,11 +178,46 @@ def _admin_uuid(v: object) -> object:
     return v
 
 
-PinnedId = Annotated[
-    Annotated[uuid.UUID, Strict(False)] | None,
-    BeforeValidator(_admin_uuid),
-    Field(description="pinned database id (adoption)", json_schema_extra={"pattern": ADMIN_UUID_PATTERN}),
-]
+def _secret_ref(v: str) -> str:
+    _check_visible(v)  # names only the character, never the value
+    try:
+        parse_ref(v)
+    except RefSyntaxError as e:
+        raise _custom("E401", str(e)) from None
+    return v
+
+
+def _visible_label(v: str) -> str:
+    _check_visible(v)
+    if not v.strip():
+        raise _custom("E113", "label must be visible text (not only spaces)")
+    return v
+
+
+def public_model_id_routable(v: str) -> str:
+    """E204: the gateway lowercases the requested id before lookup, so an upper-case id never routes."""
+    if not v or v != v.lower() or _SPACE.search(v) or _INVISIBLE.search(v):
+        raise _custom("E204", "public_model_id must be non-empty lower case without whitespace or control characters")
+    return v
+
+
+def _ecma_escape(text: str) -> str:
+    """Escape for an ECMAScript regex in a JSON Schema (Python's re.escape adds escapes like
+    ``\\-`` that ECMAScript's unicode mode refuses)."""
+    return re.sub(r"([.^$*+?()\[\]{}|\\])", r"\\\1", text)
+
+
+def reserved_prefixes(prefixes: tuple[str, ...]) -> Callable[[str], str]:
+    """E220: a ``public_model_id`` must not start with a prefix the profile reserves."""
+
+    def check(v: str) -> str:
+        hit = next((p for p in prefixes if v.startswith(p)), None)
+        if hit is not None:
+            raise _custom("E220", f"public_model_id must not start with a reserved prefix ({', '.join(prefixes)}): "
+                                  f"{hit!r} belongs to the gateway's own models")
+        return v
+
+    return check
 
 
 # --------------------------------------------------------------------------------------
@@ -180,75 +231,126 @@ def gateway_parses_url(v: str) -> bool:
 
 
 def check_base_url(v: str) -> str:
-    if not gateway_parses_url(v):
-        raise _custom("E114", "base_url is not a URL the gateway can parse (WHATWG URL, as Node's `new URL()`): "
-                              "the gateway would answer 503 for the whole experiment")
-    # expsync's stricter rules (intended): http(s) only, written out with //, nothing padded or
-    # invisible, no credentials or secret-looking query parameters (the upstream is not secret)
-    if not v.startswith(("http://", "https://")) or "\\" in v or any(c.isspace() for c in v) or _INVISIBLE.search(v):
-        raise _custom("E114", "base_url must be an absolute http:// or https:// URL without spaces or backslashes")
-    url = weburl.parse(v)
-    assert url is not None  # checked above
-    if url.username or url.password:
-        raise _custom("E114", "base_url must not carry credentials (user:password@); use api_key")
-    names = {k.lower() for q in (url.search, url.hash) for k, _ in parse_qsl(q.lstrip("?#"), keep_blank_values=True)}
-    if any(is_credential_name(n) for n in names):
-        raise _custom("E114", "base_url must not carry a key or token in its query string; use api_key")
+    problem = base_url_problem(v)
+    if problem is not None:
+        raise _custom("E114", problem)
     return v
 
 
+@functools.lru_cache(maxsize=4096)
+def base_url_problem(v: str) -> str | None:
+    """Why ``v`` is not a base_url expsync accepts (the E114 message), or None. Memoised: the
+    verdict depends on the text alone, and a folder repeats a few upstream URLs in every file."""
+    if not gateway_parses_url(v):
+        return ("base_url is not a URL the gateway can parse (WHATWG URL, as Node's `new URL()`): "
+                "the gateway would answer 503 for the whole experiment")
+    # expsync's stricter rules (intended): http(s) only, written out with //, nothing padded or
+    # invisible, no credentials or secret-looking query parameters (the upstream is not secret)
+    if not v.startswith(("http://", "https://")) or "\\" in v or _SPACE.search(v) or _INVISIBLE.search(v):
+        return "base_url must be an absolute http:// or https:// URL without spaces or backslashes"
+    url = weburl.parse(v)
+    assert url is not None  # checked above
+    if url.username or url.password:
+        return "base_url must not carry credentials (user:password@); use api_key"
+    names = {k.lower() for q in (url.search, url.hash) for k, _ in parse_qsl(q.lstrip("?#"), keep_blank_values=True)}
+    if any(is_credential_name(n) for n in names):
+        return "base_url must not carry a key or token in its query string; use api_key"
+    return None
+
+
 # --------------------------------------------------------------------------------------
-# Profile field specs -> pydantic types
+# Core-schema building blocks
 # --------------------------------------------------------------------------------------
+
+
+def _after(*checks: Callable[[Any], Any], schema: CoreSchema, json: dict[str, Any] | None = None) -> CoreSchema:
+    """``schema`` followed by ``checks`` in order (the first that raises is the error); ``json``
+    is added to the JSON Schema of the result."""
+    *first, last = checks
+    for check in first:
+        schema = cs.no_info_after_validator_function(check, schema)
+    return cs.no_info_after_validator_function(last, schema, metadata={"pydantic_js_updates": json} if json else None)
+
+
+def _field(schema: CoreSchema, *, required: bool = True, default: Any = None, description: str = "",
+           extra: Mapping[str, Any] | None = None) -> cs.ModelField:
+    """One field; an optional one gets ``default`` when absent (a None default is never
+    validated, so an explicit null is still refused where the type is not nullable)."""
+    if not required:
+        schema = cs.with_default_schema(schema, default=default)
+    metadata: dict[str, Any] = {}
+    if description:
+        metadata["pydantic_js_updates"] = {"description": description}
+    if extra:
+        metadata["pydantic_js_extra"] = dict(extra)
+    return cs.model_field(schema, metadata=metadata)
+
+
+def _written(value: tuple[dict[str, Any], Any, set[str]]) -> dict[str, Any]:
+    """An object's fields as written (absent optional fields stay absent)."""
+    fields, _, given = value
+    return fields if len(given) == len(fields) else {k: v for k, v in fields.items() if k in given}
+
+
+def _all_fields(value: tuple[dict[str, Any], Any, set[str]]) -> dict[str, Any]:
+    """An object's fields, absent optional ones at their default."""
+    return value[0]
+
+
+def _object(fields: dict[str, cs.ModelField], name: str, *, title: str = "", description: str = "",
+            ref: bool = True, result: Callable[[Any], dict[str, Any]] = _written) -> CoreSchema:
+    """A strict object; ``name`` is what type errors call it ("... or instance of <name>") and
+    its definition name in the JSON Schema (``ref``)."""
+    js: dict[str, Any] = {"title": title or name, "additionalProperties": False}
+    if description:
+        js["description"] = description
+    inner = cs.model_fields_schema(fields, model_name=name, extra_behavior="forbid",
+                                   metadata={"pydantic_js_updates": js})
+    return cs.no_info_after_validator_function(result, inner, ref=name if ref else None)
+
+
+#: records: the JSON Schema refuses __proto__ keys too (the loader reports them as E142)
+_RECORD_KEYS_JSON: Final = {"propertyNames": {"not": {"const": PROTO_KEY}}}
 
 
 def _model_name(parts: tuple[str, ...]) -> str:
     return "".join(p.replace("_", " ").title().replace(" ", "") for p in parts)
 
 
-def _annotation(spec: FieldSpec, parts: tuple[str, ...]) -> Any:
+def _value(spec: FieldSpec, parts: tuple[str, ...]) -> tuple[CoreSchema, Mapping[str, Any] | None]:
+    """(core schema, JSON Schema extra) of one profile field spec."""
     kind = spec.kind
     if kind is Kind.TEXT:
-        return Annotated[Text, Field(min_length=1, description=spec.description or None)]
+        return _after(_text, _non_empty, schema=cs.str_schema(), json={"minLength": 1}), None
     if kind is Kind.URL:
-        return Annotated[str, AfterValidator(check_base_url),
-                         Field(description=spec.description or None, json_schema_extra={"pattern": "^https?://"})]
+        return _after(check_base_url, schema=cs.str_schema()), {"pattern": "^https?://"}
     if kind is Kind.BOOL:
-        return Annotated[bool, Field(description=spec.description or None)]
+        return cs.bool_schema(), None
     if kind is Kind.NUMBER:
-        return Annotated[int | float, Field(allow_inf_nan=False, description=spec.description or None)]
+        return _after(_finite, schema=cs.union_schema([cs.int_schema(), cs.float_schema()])), None
     if kind is Kind.ENUM:
-        return Annotated[Literal[spec.values], Field(description=spec.description or None)]
+        return cs.literal_schema(list(spec.values)), None
     if kind is Kind.TEXT_LIST:
-        return Annotated[list[Text], Field(description=spec.description or None)]
-    # records: the JSON Schema refuses __proto__ keys too (the loader reports them as E142)
-    extra: dict[str, Any] = {"propertyNames": {"not": {"const": PROTO_KEY}}}
+        return cs.list_schema(_after(_text, schema=cs.str_schema())), None
     if kind is Kind.JSON_RECORD:
-        return Annotated[dict[str, Any], AfterValidator(_visible_json),
-                         Field(description=spec.description or None, json_schema_extra=extra)]
+        return _after(_visible_json, schema=cs.dict_schema(cs.str_schema(), cs.any_schema())), _RECORD_KEYS_JSON
     if kind is Kind.TEXT_RECORD:
-        return Annotated[dict[str, str], AfterValidator(_header_record),
-                         Field(description=spec.description or None, json_schema_extra=extra)]
+        return _after(_header_record, schema=cs.dict_schema(cs.str_schema(), cs.str_schema())), _RECORD_KEYS_JSON
     if kind is Kind.RECORD:
         assert spec.item is not None
-        return Annotated[dict[str, _annotation(spec.item, parts)],  # type: ignore[misc]
-                         AfterValidator(_record_keys),
-                         Field(description=spec.description or None, json_schema_extra=extra)]
+        item, _ = _value(spec.item, parts)
+        return _after(_record_keys, schema=cs.dict_schema(cs.str_schema(), item)), _RECORD_KEYS_JSON
     assert kind is Kind.OBJECT
-    return _object_model(spec.fields, parts, spec.description)
+    return _spec_object(spec.fields, parts, spec.description), None
 
 
-def _object_model(fields: Any, parts: tuple[str, ...], description: str = "") -> type[BaseModel]:
-    defs: dict[str, Any] = {}
+def _spec_object(fields: Mapping[str, FieldSpec], parts: tuple[str, ...], description: str = "") -> CoreSchema:
+    """A profile's object (upstream, metadata, their nested objects) from its field specs."""
+    out: dict[str, cs.ModelField] = {}
     for name, spec in fields.items():
-        ann = _annotation(spec, (*parts, name))
-        # optional fields are absent rather than null: a None default is never validated, so
-        # an explicit null is refused as the wrong type instead of reaching the database
-        defs[name] = (ann, ...) if spec.required else (ann, Field(default=None))
-    model: type[BaseModel] = create_model(
-        _model_name(parts), __config__=ConfigDict(**_STRICT, title=_model_name(parts)), __doc__=description or None, **defs
-    )
-    return model
+        schema, extra = _value(spec, (*parts, name))
+        out[name] = _field(schema, required=spec.required, description=spec.description, extra=extra)
+    return _object(out, _model_name(parts), description=description)
 
 
 # --------------------------------------------------------------------------------------
@@ -256,141 +358,87 @@ def _object_model(fields: Any, parts: tuple[str, ...], description: str = "") ->
 # --------------------------------------------------------------------------------------
 
 
-class Variant(BaseModel):
-    model_config = _STRICT
-    key: Annotated[str | None, Field(pattern=KEY_PATTERN, description="stable identity; defaults to the label")] = None
-    id: PinnedId = None
-    label: Annotated[str, Field(json_schema_extra=_lengths("label")), _units("label")]
-    weight: Annotated[int, Field(ge=1, le=2_147_483_647, description="positive integer (fits the integer column); share = weight / sum(weights)")]
-    #: replaced per gateway profile by :func:`experiment_model`
-    upstream: Any
-    api_key: Annotated[
-        str, Field(description="secret reference, never a literal key", json_schema_extra={"pattern": SECRET_REF_PATTERN})
-    ]
-
-    @field_validator("api_key")
-    @classmethod
-    def _secret_ref(cls, v: str) -> str:
-        _check_visible(v)  # names only the character, never the value
-        try:
-            parse_ref(v)
-        except RefSyntaxError as e:
-            raise _custom("E401", str(e)) from None
-        return v
-
-    @field_validator("label")
-    @classmethod
-    def _visible_label(cls, v: str) -> str:
-        _check_visible(v)
-        if not v.strip():
-            raise _custom("E113", "label must be visible text (not only spaces)")
-        return v
-
-    @property
-    def effective_key(self) -> str:
-        if self.key is not None:
-            return self.key
-        return self.label
-
-    def upstream_json(self) -> dict[str, Any]:
-        up = self.upstream
-        assert isinstance(up, BaseModel)
-        return up.model_dump(mode="json", exclude_unset=True)
+def _pinned_id() -> cs.ModelField:
+    schema = cs.no_info_before_validator_function(_admin_uuid, cs.nullable_schema(cs.uuid_schema(strict=False)))
+    return _field(schema, required=False, description="pinned database id (adoption)",
+                  extra={"pattern": ADMIN_UUID_PATTERN})
 
 
-class Experiment(BaseModel):
-    """One experiment document (the fields every gateway profile shares)."""
+def _variant_fields(profile: GatewayProfile) -> dict[str, cs.ModelField]:
+    upstream = _spec_object(profile.upstream, ("upstream",),
+                            "model_experiment_variant_version.upstream. Never holds a secret (no api_key).")
+    return {
+        "key": _field(cs.nullable_schema(cs.str_schema(pattern=KEY_PATTERN)), required=False,
+                      description="stable identity; defaults to the label"),
+        "id": _pinned_id(),
+        "label": _field(_after(_units("label"), _visible_label, schema=cs.str_schema()), extra=_lengths("label")),
+        "weight": _field(cs.int_schema(ge=1, le=2_147_483_647),
+                         description="positive integer (fits the integer column); share = weight / sum(weights)"),
+        "upstream": _field(upstream),
+        "api_key": _field(_after(_secret_ref, schema=cs.str_schema()), description="secret reference, never a literal key",
+                          extra={"pattern": SECRET_REF_PATTERN}),
+    }
 
-    model_config = ConfigDict(**_STRICT, title="expsync experiment")
-    key: Annotated[str, Field(pattern=KEY_PATTERN, description="identity in git; unique across all files")]
-    id: PinnedId = None
-    public_model_id: Annotated[
-        str, Field(description="public model id clients send", json_schema_extra={"pattern": PUBLIC_ID_PATTERN})
-    ]
+
+def _status_json(_schema: Any, _handler: Any) -> dict[str, Any]:
+    # inline (no $ref) for editors; the values come from the one Status enum
+    return {"enum": [s.value for s in Status], "title": "Status", "type": "string"}
+
+
+def _public_model_id(profile: GatewayProfile) -> cs.ModelField:
+    prefixes = profile.reserved_public_id_prefixes
+    if not prefixes:
+        return _field(_after(public_model_id_routable, schema=cs.str_schema()), description="public model id clients send",
+                      extra={"pattern": PUBLIC_ID_PATTERN})
+    return _field(_after(reserved_prefixes(prefixes), public_model_id_routable, schema=cs.str_schema()),
+                  description="public model id clients send; must not start with " + ", ".join(prefixes),
+                  extra={"pattern": PUBLIC_ID_PATTERN,
+                         "not": {"pattern": "^(" + "|".join(map(_ecma_escape, prefixes)) + ")"}})
+
+
+def _experiment_fields(profile: GatewayProfile) -> dict[str, cs.ModelField]:
+    variant = _object(_variant_fields(profile), "Variant", result=_all_fields)
+    # the one Status enum, lax like the uuid pins: YAML gives text, validation gives the enum member
+    status = cs.enum_schema(Status, list(Status), sub_type="str", strict=False,
+                            metadata={"pydantic_js_annotation_functions": [_status_json]})
     # lengths in UTF-16 code units, as the admin API counts (the JSON Schema's maxLength counts
     # code points: an editor hint, looser for characters outside the BMP)
-    name: Annotated[Text, Field(json_schema_extra=_lengths("name")), _units("name")]
-    description: Annotated[str | None, Field(json_schema_extra=_lengths("description")), _units("description"),
-                           AfterValidator(_prose)] = None
-    # the values come from the one Status enum; inline in the JSON Schema (no $ref) for editors
-    status: Annotated[
-        Status,
-        Field(strict=False),
-        WithJsonSchema({"enum": [s.value for s in Status], "title": "Status", "type": "string"}),
-    ] = Status.DRAFT
-    archived: bool = False
-    #: replaced per gateway profile by :func:`experiment_model`
-    variants: list[Variant] = Field(default_factory=list)
-
-    @field_validator("public_model_id")
-    @classmethod
-    def _routable(cls, v: str) -> str:
-        # the gateway lowercases the requested id before lookup: an upper-case id never routes
-        if not v or v != v.lower() or any(c.isspace() for c in v) or _INVISIBLE.search(v):
-            raise _custom("E204", "public_model_id must be non-empty lower case without whitespace or control characters")
-        return v
-
-    def metadata_json(self) -> dict[str, Any] | None:
-        """The experiment's ``metadata`` as JSON, or None when absent (or the profile has none)."""
-        md = getattr(self, "metadata", None)
-        return md.model_dump(mode="json", exclude_unset=True) if isinstance(md, BaseModel) else None
+    fields = {
+        "key": _field(cs.str_schema(pattern=KEY_PATTERN), description="identity in git; unique across all files"),
+        "id": _pinned_id(),
+        "public_model_id": _public_model_id(profile),
+        "name": _field(_after(_text, _units("name"), schema=cs.str_schema()), extra=_lengths("name")),
+        "description": _field(_after(_units("description"), _prose, schema=cs.nullable_schema(cs.str_schema())),
+                              required=False, extra=_lengths("description")),
+        "status": _field(status, required=False, default=Status.DRAFT),
+        "archived": _field(cs.bool_schema(), required=False, default=False),
+        "variants": cs.model_field(cs.with_default_schema(cs.list_schema(variant), default_factory=list)),
+    }
+    if profile.metadata is not None:
+        fields["metadata"] = _field(_spec_object(profile.metadata, ("metadata",),
+                                                 "model_experiment.metadata (CustomLlmMetadata): read by the model "
+                                                 "catalog, never by routing"), required=False)
+    return fields
 
 
-def _ecma_escape(text: str) -> str:
-    """Escape for an ECMAScript regex in a JSON Schema (Python's re.escape adds escapes like
-    ``\\-`` that ECMAScript's unicode mode refuses)."""
-    return re.sub(r"([.^$*+?()\[\]{}|\\])", r"\\\1", text)
-
-
-def _reserved_prefixes(prefixes: tuple[str, ...]) -> AfterValidator:
-    def check(v: str) -> str:
-        hit = next((p for p in prefixes if v.startswith(p)), None)
-        if hit is not None:
-            raise _custom("E220", f"public_model_id must not start with a reserved prefix ({', '.join(prefixes)}): "
-                                  f"{hit!r} belongs to the gateway's own models")
-        return v
-
-    return AfterValidator(check)
+def core_schema(profile_name: str = NEWEST) -> CoreSchema:
+    """The document's core schema for one gateway profile (validation and JSON Schema)."""
+    profile = PROFILES[profile_name]
+    return _object(_experiment_fields(profile), "Experiment", title=f"expsync experiment (gateway profile {profile.name})",
+                   ref=False, result=_all_fields)
 
 
 @functools.cache
-def experiment_model(profile_name: str = NEWEST) -> type[Experiment]:
-    """The document model for one gateway profile (built from its field specs, once)."""
-    profile: GatewayProfile = PROFILES[profile_name]
-    upstream = _object_model(profile.upstream, ("upstream",),
-                             "model_experiment_variant_version.upstream. Never holds a secret (no api_key).")
-    variant = create_model(
-        "Variant", __base__=Variant, upstream=(upstream, ...))
-    fields: dict[str, Any] = {"variants": (list[variant], Field(default_factory=list))}
-    if profile.reserved_public_id_prefixes:
-        prefixes = profile.reserved_public_id_prefixes
-        fields["public_model_id"] = (
-            Annotated[str, _reserved_prefixes(prefixes), Field(
-                description="public model id clients send; must not start with " + ", ".join(prefixes),
-                json_schema_extra={"pattern": PUBLIC_ID_PATTERN,
-                                   "not": {"pattern": "^(" + "|".join(map(_ecma_escape, prefixes)) + ")"}})],
-            ...,
-        )
-    if profile.metadata is not None:
-        fields["metadata"] = (_object_model(profile.metadata, ("metadata",),
-                                            "model_experiment.metadata (CustomLlmMetadata): read by the model catalog, "
-                                            "never by routing"), Field(default=None))
-    model: type[Experiment] = create_model(
-        "Experiment", __base__=Experiment, __config__=None, **fields)
-    model.model_config["title"] = f"expsync experiment (gateway profile {profile.name})"
-    model.model_config["defer_build"] = False
-    model.model_rebuild(force=True)
-    return model
+def validator(profile_name: str = NEWEST) -> SchemaValidator:
+    """The validator of one profile (built once, on first use). ``validate_python`` returns the
+    document's fields as a dict (variants: dicts; upstream and metadata: as written) or raises
+    :class:`pydantic_core.ValidationError`."""
+    return SchemaValidator(core_schema(profile_name), _CONFIG)
 
 
-class _Draft07(GenerateJsonSchema):
-    """Draft-07 flavour for yaml-language-server: ``definitions`` instead of ``$defs``."""
-
-    def generate(self, schema: Any, mode: Any = "validation") -> Any:
-        out = super().generate(schema, mode=mode)
-        out["$schema"] = "http://json-schema.org/draft-07/schema#"
-        _drop_null_defaults(out)
-        return out
+# --------------------------------------------------------------------------------------
+# JSON Schema (the `schema` command and the committed files)
+# --------------------------------------------------------------------------------------
 
 
 def _drop_null_defaults(node: Any) -> None:
@@ -409,8 +457,12 @@ def schema_file_name(profile_name: str) -> str:
 
 
 def json_schema(profile_name: str = NEWEST) -> dict[str, Any]:
-    schema = experiment_model(profile_name).model_json_schema(
-        ref_template="#/definitions/{model}", schema_generator=_Draft07)
+    """Draft-07 JSON Schema of the document (for yaml-language-server: ``definitions``, not ``$defs``)."""
+    from pydantic.json_schema import GenerateJsonSchema
+
+    schema = GenerateJsonSchema(ref_template="#/definitions/{model}").generate(core_schema(profile_name))
+    schema["$schema"] = "http://json-schema.org/draft-07/schema#"
+    _drop_null_defaults(schema)
     if "$defs" in schema:
         schema["definitions"] = schema.pop("$defs")
     schema["$id"] = f"https://expsync.dev/schemas/{schema_file_name(profile_name)}"

@@ -4,7 +4,7 @@ Why not ``yaml.load``: it silently lets the last duplicate key win, expands alia
 bomb" of a few hundred bytes becomes millions of nodes), honours merge keys and tags, and
 forgets where each value came from. Here libyaml's C parser (``CSafeLoader``) produces events
 and :func:`iter_documents` builds each document from them in one pass, without a node graph
-(memory is the values plus one packed position per value, never the whole file's nodes),
+(memory is the values plus one int position per value, never the whole file's nodes),
 refusing:
 
 * any alias (the first ``*name`` is refused where it stands, nothing is expanded)  E103
@@ -23,6 +23,8 @@ An anchor nothing refers to is harmless and is not refused.
 
 from __future__ import annotations
 
+import bisect
+import functools
 import math
 import re
 import sys
@@ -37,6 +39,7 @@ from expsync.diagnostics import Diagnostic, SourceRange
 
 #: libyaml is the supported configuration; the pure-Python loader is only a fallback.
 _LOADER: Final[type] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_LIBYAML: Final = _LOADER is not yaml.SafeLoader
 
 MAX_DEPTH: Final = 64
 #: values (scalars, lists, mappings) in one document: a real experiment holds a few hundred
@@ -44,10 +47,6 @@ MAX_NODES: Final = 50_000
 #: Python's own int-string limit (``sys.get_int_max_str_digits``), fixed here so a different
 #: interpreter setting cannot change what is valid
 MAX_INT_DIGITS: Final = 4300
-#: a position is packed into one int: the column takes the low bits (a one-line file of a few
-#: MiB still has exact columns)
-_COL_BITS: Final = 32
-_COL_MASK: Final = (1 << _COL_BITS) - 1
 #: diagnostics kept per file; the rest are only counted (:class:`Collector`)
 MAX_DIAGNOSTICS_PER_FILE: Final = 100
 #: how much of an offending value a message quotes
@@ -61,20 +60,60 @@ _ALLOWED_SCALAR_TAGS: Final = frozenset({_STR, _INT, _FLOAT, _BOOL, _NULL, _TIME
 Value: TypeAlias = "None | bool | int | float | str | list[Value] | dict[str, Value]"
 
 
+#: what the parser counts as a line break (YAML 1.1: CRLF, CR, LF, NEL, LS, PS)
+_BREAK: Final = re.compile("\r\n|[\r\n\x85\u2028\u2029]")
+_OTHER_BREAKS: Final = ("\r", "\x85", "\u2028", "\u2029")
+
+
+class Lines:
+    """A file's text, to turn the parser's character index of a mark into its line and column
+    (reading a mark's index costs a third of reading its line and column, and an index is a
+    smaller int). Text with only ``\n`` breaks is searched in place; any other break makes a
+    table of line starts, built once."""
+
+    __slots__ = ("bom", "libyaml", "simple", "starts", "text")
+
+    def __init__(self, text: str, libyaml: bool = True) -> None:
+        self.text = text
+        self.libyaml = libyaml
+        # a leading BOM: libyaml counts it in neither index nor column, the pure-Python parser
+        # counts it in the index only
+        self.bom = 1 if text.startswith("\ufeff") else 0
+        self.simple: bool | None = None  # only \n breaks (decided on first use)
+        self.starts: list[int] | None = None
+
+    def position(self, index: int) -> tuple[int, int]:
+        """0-based (line, column) of the mark at character ``index``."""
+        text = self.text
+        if self.simple is None:
+            self.simple = not any(b in text for b in _OTHER_BREAKS)
+        if self.simple:
+            at = index + self.bom if self.libyaml else index  # -> a position in ``text``
+            start = (text.rfind("\n", 0, at) + 1) or self.bom
+            return text.count("\n", 0, at), max(at - start, 0)
+        if self.starts is None:
+            shift = self.bom if self.libyaml else 0
+            self.starts = [self.bom - shift] + [m.end() - shift for m in _BREAK.finditer(text)]
+            self.text = ""
+        line = max(bisect.bisect_right(self.starts, index) - 1, 0)
+        return line, max(index - self.starts[line], 0)
+
+
 class Marks(Mapping[str, SourceRange]):
-    """path -> :class:`SourceRange`, converted lazily from libyaml marks (most are never read)."""
+    """path -> :class:`SourceRange`, converted lazily from the parser's marks (most are never
+    read): an int (the mark's character index) per path instead of a libyaml Mark object keeps
+    5,000 documents' worth of positions small."""
 
-    __slots__ = ("file", "raw")
+    __slots__ = ("file", "lines", "raw")
 
-    def __init__(self, file: str) -> None:
+    def __init__(self, file: str, lines: Lines) -> None:
         self.file = file
-        # packed (line << _COL_BITS | column), 0-based: an int per path instead of a libyaml Mark
-        # object keeps 5,000 documents' worth of positions small
+        self.lines = lines
         self.raw: dict[str, int] = {}
 
     def __getitem__(self, path: str) -> SourceRange:
-        packed = self.raw[path]
-        return SourceRange(self.file, (packed >> _COL_BITS) + 1, (packed & _COL_MASK) + 1)
+        line, column = self.lines.position(self.raw[path])
+        return SourceRange(self.file, line + 1, column + 1)
 
     def __contains__(self, path: object) -> bool:
         return path in self.raw
@@ -84,6 +123,7 @@ class Marks(Mapping[str, SourceRange]):
 
     def __len__(self) -> int:
         return len(self.raw)
+
 
 _DECIMAL_INT: Final = re.compile(r"[-+]?(0|[1-9][0-9]*)\Z")
 _DECIMAL_FLOAT: Final = re.compile(r"[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?\Z")
@@ -169,12 +209,22 @@ def _src(file: str, mark: yaml.Mark | None) -> SourceRange:
 _IMPLICIT: Final = {k: tuple(v) for k, v in yaml.resolver.Resolver.yaml_implicit_resolvers.items() if k is not None}
 
 
-def _resolve(value: str) -> str:
-    """The tag of a plain scalar (a plain scalar starting with another character is a string)."""
+def _resolve_text(value: str) -> str:
     for tag, regexp in _IMPLICIT.get(value[:1], ()):
         if regexp.match(value):
             return str(tag)
     return _STR
+
+
+#: plain scalars a document repeats (keys such as ``name``, numbers, ``true``): resolved once
+_resolve_short = functools.lru_cache(maxsize=4096)(_resolve_text)
+#: longer plain scalars are resolved each time (the cache must not hold megabytes of text)
+_SHORT: Final = 64
+
+
+def _resolve(value: str) -> str:
+    """The tag of a plain scalar (a plain scalar starting with another character is a string)."""
+    return _resolve_short(value) if len(value) <= _SHORT else _resolve_text(value)
 
 
 def _refuse(code: str, message: str, file: str, mark: Any, path: str) -> _Refused:
@@ -233,18 +283,23 @@ _DocumentStart, _DocumentEnd, _StreamEnd = yaml.DocumentStartEvent, yaml.Documen
 
 
 # One loop over the parser's events, with its state in locals: split into a function per event
-# kind, it would add a Python call per event to the hot loop every command runs.
+# kind, it would add a Python call per event to the hot loop every command runs. A mapping
+# key and its value are read in the same turn of the loop, so the key needs no frame slot.
 # longer than 60 lines: the hot per-event loop (see above)
-def _document(get: Any, file: str) -> Document:
+def _document(get: Any, file: str, lines: Lines) -> Document:
     """Build one document from its events (after ``DocumentStart``, through ``DocumentEnd``).
 
-    Streams: no node graph is ever held, only the values and their packed positions. A frame
-    is ``[container, path, pending key, pending child path]``; ``pending key`` is ``None`` for
-    a sequence's frame. Raises :class:`_Refused` (also for an empty document) after consuming
-    the document's remaining events."""
-    marks = Marks(file)
+    Streams: no node graph is ever held, only the values and their positions.
+    ``container``/``cpath`` are the innermost open mapping or sequence and its path (``None``
+    at the root); ``stack`` holds the enclosing ones, so its length is the nesting depth.
+    Raises :class:`_Refused` (also for an empty document) after consuming the document's
+    remaining events."""
+    marks = Marks(file, lines)
     raw = marks.raw
-    stack: list[list[Any]] = []
+    stack: list[tuple[Any, str]] = []
+    container: Any = None
+    cpath = ""
+    key = ""
     root: Value = None
     root_mark: Any = None
     nodes = 0
@@ -252,53 +307,43 @@ def _document(get: Any, file: str) -> Document:
         while True:
             ev = get()
             t = type(ev)
-            if stack:
-                frame = stack[-1]
-                container = frame[0]
-                if type(container) is dict:
-                    if frame[3] is None:  # a key, or the end of the mapping
-                        if t is _MappingEnd:
-                            stack.pop()
-                            continue
-                        mark = ev.start_mark
-                        if t is not _ScalarEvent:
-                            if t is _AliasEvent:
-                                raise _refuse("E103", "YAML alias refused (anchors and aliases are not allowed)",
-                                              file, mark, frame[1])
-                            raise _refuse("E112", "mapping keys must be plain strings", file, mark, frame[1])
-                        text = ev.value
-                        path = f"{frame[1]}.{text}" if frame[1] else text
-                        if ev.tag is not None:
-                            raise _refuse("E105", "tags are not allowed, not even on keys", file, mark, path)
-                        tag = _resolve(text) if ev.implicit[0] and text[:1] in _IMPLICIT else _STR
-                        if tag != _STR:
-                            if tag == _MERGE:
-                                raise _refuse("E104", "merge key '<<' refused", file, mark, frame[1])
-                            # ``~: 1`` and ``1.50: 2`` would silently become "None" and "1.5"
-                            raise _refuse("E121", f"mapping key {_quote(text)} is not a string: quote it",
-                                          file, mark, frame[1])
-                        if "\x00" in text:
-                            raise _refuse("E113", "NUL characters are not allowed in values", file, mark, path)
-                        if text in container:
-                            first = (raw[path + "#key"] >> _COL_BITS) + 1
-                            raise _refuse("E102", f"duplicate key {_quote(text)} (first defined on line {first})",
-                                          file, mark, path)
-                        raw[path + "#key"] = mark.line << _COL_BITS | mark.column
-                        frame[2] = text
-                        frame[3] = path
-                        continue
-                    path = frame[3]
-                    frame[3] = None
-                else:
-                    if t is _SequenceEnd:
-                        stack.pop()
-                        continue
-                    path = f"{frame[1]}[{len(container)}]"
-            elif t is _DocumentEnd:
-                break
-            else:
+            if container is None:
+                if t is _DocumentEnd:
+                    break
                 path = ""
-                container = None
+            elif type(container) is dict:
+                if t is _MappingEnd:
+                    container, cpath = stack.pop()
+                    continue
+                mark = ev.start_mark
+                if t is not _ScalarEvent:
+                    if t is _AliasEvent:
+                        raise _refuse("E103", "YAML alias refused (anchors and aliases are not allowed)",
+                                      file, mark, cpath)
+                    raise _refuse("E112", "mapping keys must be plain strings", file, mark, cpath)
+                key = ev.value
+                path = f"{cpath}.{key}" if cpath else key
+                if ev.tag is not None:
+                    raise _refuse("E105", "tags are not allowed, not even on keys", file, mark, path)
+                if ev.implicit[0] and key[:1] in _IMPLICIT and (tag := _resolve(key)) != _STR:
+                    if tag == _MERGE:
+                        raise _refuse("E104", "merge key '<<' refused", file, mark, cpath)
+                    # ``~: 1`` and ``1.50: 2`` would silently become "None" and "1.5"
+                    raise _refuse("E121", f"mapping key {_quote(key)} is not a string: quote it", file, mark, cpath)
+                if "\x00" in key:
+                    raise _refuse("E113", "NUL characters are not allowed in values", file, mark, path)
+                if key in container:
+                    first = marks[path + "#key"].line
+                    raise _refuse("E102", f"duplicate key {_quote(key)} (first defined on line {first})",
+                                  file, mark, path)
+                raw[path + "#key"] = mark.index
+                ev = get()  # the key's value, handled below in this same turn
+                t = type(ev)
+            else:
+                if t is _SequenceEnd:
+                    container, cpath = stack.pop()
+                    continue
+                path = f"{cpath}[{len(container)}]"
             # a node (value position)
             mark = ev.start_mark
             if t is _AliasEvent:
@@ -311,26 +356,34 @@ def _document(get: Any, file: str) -> Document:
             nodes += 1
             if nodes > MAX_NODES:
                 raise _refuse("E116", f"document holds more than {MAX_NODES} values", file, mark, path)
-            raw[path] = mark.line << _COL_BITS | mark.column
+            raw[path] = mark.index
             value: Value
             if t is _ScalarEvent:
                 text = ev.value
-                tag = _resolve(text) if ev.implicit[0] and text[:1] in _IMPLICIT else _STR
-                if container is None and tag == _NULL:
-                    raise _Refused(Diagnostic.make("E108", "empty YAML document", _src(file, mark)))
-                value = _scalar(tag, text, file, mark, path)
-            elif t is _MappingStart:
-                value = {}
-                stack.append([value, path, None, None])
-            elif t is _SequenceStart:
-                value = []
-                stack.append([value, path, None, None])
+                if ev.implicit[0] and text[:1] in _IMPLICIT:
+                    tag = _resolve(text)
+                    if container is None and tag == _NULL:
+                        raise _Refused(Diagnostic.make("E108", "empty YAML document", _src(file, mark)))
+                    value = _scalar(tag, text, file, mark, path)
+                else:  # a string: the common case, without a call
+                    value = text if "\x00" not in text else _scalar(_STR, text, file, mark, path)
+            elif t is _MappingStart or t is _SequenceStart:
+                value = {} if t is _MappingStart else []
+                if container is None:
+                    root, root_mark = value, mark
+                elif type(container) is dict:
+                    container[key] = value
+                else:
+                    container.append(value)
+                stack.append((container, cpath))
+                container, cpath = value, path
+                continue
             else:  # pragma: no cover - libyaml emits no other event here
                 raise _refuse("E101", f"unexpected YAML event {t.__name__}", file, mark, path)
             if container is None:
                 root, root_mark = value, mark
             elif type(container) is dict:
-                container[frame[2]] = value  # ``frame`` is still the parent's
+                container[key] = value
             else:
                 container.append(value)
     except _Refused as refused:
@@ -350,6 +403,7 @@ def iter_documents(text: str, file: str, diags: Collector) -> Iterator[Document]
     that document but later documents are still read, so one run reports as much as it can.
     """
     loader = _LOADER(text)
+    lines = Lines(text, _LIBYAML)
     get = loader.get_event
     try:
         while True:
@@ -357,7 +411,7 @@ def iter_documents(text: str, file: str, diags: Collector) -> Iterator[Document]
             t = type(ev)
             if t is _DocumentStart:
                 try:
-                    doc = _document(get, file)
+                    doc = _document(get, file, lines)
                 except _Refused as r:
                     diags.add(r.diag)
                     if r.syntax is not None:

@@ -22,18 +22,31 @@ User documentation: ``docs/secrets.md``.
 
 from __future__ import annotations
 
-from expsync.secrets.base import Failure, Outcome, ResolveContext, Resolver
-from expsync.secrets.redact import Redactor
-from expsync.secrets.resolve import RESOLVERS, SecretUse, resolve_all, uses_in
+from typing import TYPE_CHECKING, Any
 
-__all__ = [
-    "RESOLVERS",
-    "Failure",
-    "Outcome",
-    "Redactor",
-    "ResolveContext",
-    "Resolver",
-    "SecretUse",
-    "resolve_all",
-    "uses_in",
-]
+if TYPE_CHECKING:
+    from expsync.secrets.base import Failure, Outcome, ResolveContext, Resolver, SecretUse, uses_in
+    from expsync.secrets.redact import Redactor
+    from expsync.secrets.resolve import RESOLVERS, resolve_all
+
+#: where each public name lives: loaded on first use, so importing a light submodule
+#: (``expsync.secrets.refs``, the reference syntax the file format checks) does not load the
+#: resolvers, the policy and the redactor (``validate`` never resolves a secret)
+_LAZY = {
+    "Failure": "base", "Outcome": "base", "ResolveContext": "base", "Resolver": "base",
+    "Redactor": "redact",
+    "SecretUse": "base", "uses_in": "base",
+    "RESOLVERS": "resolve", "resolve_all": "resolve",
+}
+
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _LAZY:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
+    globals()[name] = value
+    return value

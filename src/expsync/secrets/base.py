@@ -14,12 +14,16 @@ a store's raw error text (a store error message can quote request data).
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Final, Protocol, TypeAlias
+from typing import TYPE_CHECKING, Final, Protocol, TypeAlias
 
 from expsync.model import Secret, SecretRef
+
+if TYPE_CHECKING:
+    from expsync.diagnostics import SourceRange
+    from expsync.model import DesiredState
 
 #: Codes a resolver may fail with (spec §4 ``E4xx``).
 NOT_FOUND: Final = "E402"
@@ -129,3 +133,28 @@ def _json_type(value: object) -> str:
     if isinstance(value, list):
         return "array"
     return "object"
+
+
+@dataclass(frozen=True, slots=True)
+class SecretUse:
+    """One place a reference is used; only decides where a diagnostic points.
+
+    ``source`` defaults to ``ref.source``; give it when the ref carries none.
+    """
+
+    ref: SecretRef
+    path: str = ""
+    experiment: str = ""
+    source: SourceRange | None = None
+
+    @property
+    def where(self) -> SourceRange | None:
+        return self.source or self.ref.source
+
+
+def uses_in(desired: DesiredState) -> Iterator[SecretUse]:
+    """Every ``api_key`` use in the desired state, with its path and source."""
+    for exp in desired.experiments.values():
+        for i, variant in enumerate(exp.variants):
+            path = f"variants[{i}].api_key"
+            yield SecretUse(variant.api_key, path, exp.key, variant.api_key.source or exp.source(path))

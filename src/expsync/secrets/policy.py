@@ -43,7 +43,7 @@ from expsync.errors import ConfigError
 from expsync.model import SecretRef
 
 if TYPE_CHECKING:
-    from expsync.secrets.resolve import SecretUse
+    from expsync.secrets.base import SecretUse
 
 #: The job-environment variable holding the allowlist.
 ALLOWLIST_VAR: Final = "EXPSYNC_SECRET_REFS"
@@ -249,7 +249,7 @@ def check(uses: Iterable[SecretUse | SecretRef], environ: Mapping[str, str], cwd
 
     Raises :class:`~expsync.errors.ConfigError` for a malformed ``EXPSYNC_SECRET_REFS``.
     """
-    from expsync.secrets.resolve import SecretUse
+    from expsync.secrets.base import SecretUse
 
     return Policy(environ, cwd).diagnostics(u if isinstance(u, SecretUse) else SecretUse(u) for u in uses)
 

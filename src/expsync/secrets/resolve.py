@@ -1,8 +1,8 @@
 """Resolve every secret reference of a run at once: ``resolve_all``.
 
 The caller passes each *use* of a reference - a bare :class:`~expsync.model.SecretRef`, or a
-:class:`SecretUse` that also says where it is used (``variants[1].api_key`` of experiment
-``foo``). :func:`uses_in` builds the uses of a whole :class:`~expsync.model.DesiredState`, so
+:class:`~expsync.secrets.base.SecretUse` that also says where it is used (``variants[1].api_key`` of experiment
+``foo``). :func:`~expsync.secrets.base.uses_in` builds the uses of a whole :class:`~expsync.model.DesiredState`, so
 the usual call is::
 
     secrets, diags = resolve_all(uses_in(desired), environ=os.environ, cwd=Path.cwd(),
@@ -19,16 +19,16 @@ that could be resolved, the diagnostics explain the rest (spec §4: all problems
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
+
 from pathlib import Path
 from typing import Final
 
-from expsync.diagnostics import Diagnostic, SourceRange
-from expsync.model import DesiredState, Secret, SecretRef
+from expsync.diagnostics import Diagnostic
+from expsync.model import Secret, SecretRef
 from expsync.secrets import policy
 from expsync.secrets.aws import AwsResolver
-from expsync.secrets.base import UNAVAILABLE, Failure, Outcome, ResolveContext, Resolver
+from expsync.secrets.base import UNAVAILABLE, Failure, Outcome, ResolveContext, Resolver, SecretUse, uses_in
 from expsync.secrets.env import EnvResolver
 from expsync.secrets.file import FileResolver
 from expsync.secrets.redact import Redactor
@@ -43,31 +43,6 @@ RESOLVERS: Final[Mapping[str, Resolver]] = {
     "aws-sm": AwsResolver(),
     "vault": VaultResolver(),
 }
-
-
-@dataclass(frozen=True, slots=True)
-class SecretUse:
-    """One place a reference is used; only decides where a diagnostic points.
-
-    ``source`` defaults to ``ref.source``; give it when the ref carries none.
-    """
-
-    ref: SecretRef
-    path: str = ""
-    experiment: str = ""
-    source: SourceRange | None = None
-
-    @property
-    def where(self) -> SourceRange | None:
-        return self.source or self.ref.source
-
-
-def uses_in(desired: DesiredState) -> Iterator[SecretUse]:
-    """Every ``api_key`` use in the desired state, with its path and source."""
-    for exp in desired.experiments.values():
-        for i, variant in enumerate(exp.variants):
-            path = f"variants[{i}].api_key"
-            yield SecretUse(variant.api_key, path, exp.key, variant.api_key.source or exp.source(path))
 
 
 def resolve_all(
