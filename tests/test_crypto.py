@@ -161,3 +161,27 @@ def test_one_cipher_per_key_however_many_keys_are_compared(monkeypatch: pytest.M
         decrypt_api_key(stored[0], other)
     assert built == [VECTOR_KEY, other]
     crypto._cipher.cache_clear()
+
+
+@pytest.mark.parametrize("enc", [
+    VECTOR, {**VECTOR, "authTag": "not base64!"}, {**VECTOR, "iv": "AQEBAQEBAQEBAQE\u00e9"}, {**VECTOR, "data": "QQ"},
+    {**VECTOR, "data": 5}, [1, 2], {**VECTOR, "data": base64.b64encode(b"\xff" * 8).decode()},
+])
+def test_a_bound_decrypter_checks_the_key_once_and_decrypts_alike(enc: object, monkeypatch: pytest.MonkeyPatch) -> None:
+    """compare_keys decrypts thousands of keys with one :func:`decrypter`: the key is checked
+    once, and each value decrypts (or fails, with the same message) as decrypt_api_key does."""
+    from expsync import crypto
+
+    def outcome(f: object) -> str:
+        try:
+            return "ok:" + f(enc).reveal()  # type: ignore[operator]
+        except DecryptError as e:
+            return "error:" + str(e)
+
+    expected = outcome(lambda e: decrypt_api_key(e, VECTOR_KEY))
+    checks: list[bytes] = []
+    real = crypto._check_key
+    monkeypatch.setattr(crypto, "_check_key", lambda key: (checks.append(key), real(key))[1])
+    decrypt = crypto.decrypter(VECTOR_KEY)
+    assert [outcome(decrypt) for _ in range(20)] == [expected] * 20
+    assert checks == [VECTOR_KEY]

@@ -56,7 +56,7 @@ LAYERS: dict[str, Layer] = {
     "keycompare": _layer("stored vs resolved keys", f"{GROUND} crypto"),
     "secrets/": _layer("secret references -> values", GROUND, "boto3 botocore hvac requests"),
     "desired/": _layer("YAML -> desired state", f"{GROUND} weburl secrets/", "yaml pydantic pydantic_core"),
-    "state/": _layer("database -> actual state", GROUND, "sqlalchemy alembic psycopg"),
+    "state/": _layer("database -> actual state", GROUND, "sqlalchemy alembic psycopg orjson"),
     "migrations/": _layer("expsync's own tables (Alembic)", "state/", "alembic sqlalchemy"),
     "plan/": _layer("desired + actual -> plan (pure)", f"{GROUND} weburl", "deepdiff orjson"),
     "render/": _layer("plan -> text, JSON, markdown", f"{GROUND} plan/", "pydantic"),
@@ -187,7 +187,10 @@ FORBIDDEN = {
     "expsync.render.json": ["sqlalchemy", "redis", "click", "psycopg", "boto3", "hvac", "expsync.state", "expsync.apply"],
     "expsync.render.markdown": ["sqlalchemy", "redis", "click", "psycopg", "boto3", "hvac", "expsync.state", "expsync.apply"],
     "expsync.desired.loader": ["sqlalchemy", "redis", "click", "psycopg", "boto3", "hvac", "expsync.state", "expsync.plan"],
-    "expsync.state.reader": ["redis", "click", "yaml", "expsync.plan", "expsync.render", "expsync.apply"],
+    "expsync.state.reader": ["redis", "click", "yaml", "expsync.plan", "expsync.render", "expsync.apply", "sqlalchemy"],
+    # plan on Postgres reads through psycopg alone (expsync.state.connection)
+    "expsync.pipeline": ["sqlalchemy", "alembic", "redis", "click", "yaml", "expsync.render", "expsync.apply"],
+    "expsync.state.catalog": ["sqlalchemy"],
     "expsync.settings": ["sqlalchemy", "redis", "click", "yaml", "pydantic", "cryptography", "boto3", "hvac"],
     "expsync.errors": ["sqlalchemy", "redis", "click", "yaml", "pydantic", "cryptography", "boto3", "hvac"],
 }

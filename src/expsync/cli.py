@@ -41,6 +41,7 @@ if TYPE_CHECKING:
     from expsync.plan import Digests, Plan
     from expsync.secrets import SecretUse
     from expsync.secrets.redact import Redactor
+    from expsync.state.connection import PgConnection
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -134,13 +135,14 @@ def chosen_offline(flag: str | None) -> ProfileSelection:
     return sel
 
 
-def chosen_for_database(engine: Engine, selected: Any) -> ProfileSelection:
+def chosen_for_database(db: Engine | PgConnection, selected: Any) -> ProfileSelection:
     """The run's profile against this database (exit 3 for an impossible pair). Said by the
     caller (after the GitHub mask lines, which must come first)."""
     from expsync.config import profile_for_database
     from expsync.pipeline import initialized_has_metadata
+    from expsync.state.connection import session
 
-    with engine.connect() as conn:
+    with session(db) as conn:
         has_column = initialized_has_metadata(conn)  # one catalogue question
     return profile_for_database(selected, has_column)
 
@@ -344,6 +346,34 @@ def open_engine(settings: Settings, selected: Any = None) -> Engine:
                                with_metadata=offline_profile(selected).profile.has_metadata)
 
 
+def open_for_reading(settings: Settings, selected: Any = None) -> Engine | PgConnection:
+    """``plan``'s database: on Postgres a bare psycopg connection (no SQLAlchemy import, no
+    engine set-up), else (SQLite, a URL only SQLAlchemy reads) the engine."""
+    from expsync.state.connection import connect
+    from expsync.state.location import database_url
+
+    conn = connect(database_url(settings.environ, cwd=settings.cwd))
+    return conn if conn is not None else open_engine(settings, selected)
+
+
+def drain_leftover_before_reading(db: Engine | PgConnection, settings: Settings) -> None:
+    """:func:`drain_leftover` for ``plan``: on a bare psycopg connection it first asks whether
+    anything is pending, and makes an engine only then."""
+    from expsync.state.connection import PgConnection
+
+    if not isinstance(db, PgConnection):
+        drain_leftover(db, settings)
+    elif settings.redis_url:
+        from expsync.state.catalog import outbox_pending
+
+        if outbox_pending(db):
+            engine = open_engine(settings)
+            try:
+                drain_leftover(engine, settings)
+            finally:
+                engine.dispose()
+
+
 def drain_leftover(engine: Engine, settings: Settings) -> None:
     """Finish a cache refresh an earlier run left pending (spec §6). Never fatal here."""
     if not settings.redis_url:
@@ -424,7 +454,7 @@ def plan_cmd(paths: tuple[str, ...], max_file_size: int, fmt: str, out_file: str
     from expsync import pipeline
     from expsync.config import select_profile
     from expsync.diagnostics import has_errors
-    from expsync.state.db import begin
+    from expsync.state.connection import close, read_snapshot
 
     settings = replace(checked_redis(current().settings), allow_empty=allow_empty)
     if out_file:
@@ -433,9 +463,9 @@ def plan_cmd(paths: tuple[str, ...], max_file_size: int, fmt: str, out_file: str
     # a configured profile is known without the database: bad YAML is reported before connecting
     load_warnings: list[Diagnostic] = []
     early = load_or_raise(paths, max_file_size, selected, load_warnings) if selected is not None else None
-    engine = open_engine(settings, selected)
+    db = open_for_reading(settings, selected)
     try:
-        chosen = chosen_for_database(engine, selected)
+        chosen = chosen_for_database(db, selected)
         settings = replace(settings, profile=chosen.profile)
         desired = early if early is not None else load_or_raise(paths, max_file_size, chosen, load_warnings)
         red = current().redactor
@@ -443,13 +473,11 @@ def plan_cmd(paths: tuple[str, ...], max_file_size: int, fmt: str, out_file: str
             check_refs_or_raise(desired, settings)
         secrets = None if no_secrets else resolve_or_raise(desired, settings, red)
         say_profile(chosen)
-        drain_leftover(engine, settings)
-        with begin(engine, snapshot=True) as conn:
-            pipeline.check_initialized(conn)
-            computed = pipeline.compute_plan(conn, desired, secrets, settings, now=_now())
-            conn.rollback()  # plan never writes
+        drain_leftover_before_reading(db, settings)
+        with read_snapshot(db) as conn:  # read-only; the table check goes with the reads
+            computed = pipeline.compute_plan(conn, desired, secrets, settings, now=_now(), check_tables=True)
     finally:
-        engine.dispose()
+        close(db)
     if computed.key_diagnostics:
         if has_errors(computed.key_diagnostics):
             raise InvalidInput("stored api keys cannot be compared", diagnostics=computed.key_diagnostics)

@@ -15,7 +15,6 @@ both say so on stderr. Callers pass the environment and working directory explic
 
 from __future__ import annotations
 
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -89,6 +88,8 @@ def load_config(cwd: Path) -> Config:
     path = find_config(cwd)
     if path is None:
         return Config()
+    import tomllib  # only where a configuration file exists
+
     try:
         with path.open("rb") as f:
             raw = f.read(MAX_CONFIG_BYTES + 1)

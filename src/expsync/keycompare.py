@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from expsync.crypto import DecryptError, decrypt_api_key, keys_equal
+from expsync.crypto import DecryptError, decrypter, keys_equal
 from expsync.diagnostics import Diagnostic
 from expsync.model import ActualState, DesiredState, KeyChange, Secret, SecretRef
 
@@ -38,6 +38,7 @@ def compare_keys(
 ) -> tuple[KeyChanges, list[Diagnostic]]:
     out: KeyChanges = {}
     diags: list[Diagnostic] = []
+    decrypt = decrypter(byok_key)
     for d in desired.experiments.values():
         a = actual.experiments.get(d.resolved_id)
         if a is None:
@@ -50,7 +51,7 @@ def compare_keys(
             if latest is None or want is None:
                 continue
             try:
-                stored = decrypt_api_key(latest.encrypted_api_key, byok_key)
+                stored = decrypt(latest.encrypted_api_key)
             except DecryptError as e:
                 path = f"variants[{i}].api_key"
                 diags.append(Diagnostic.make("E407", f"variant {v.label!r}: {e}", v.api_key.source or d.source(path),

@@ -3,8 +3,9 @@
     desired (already loaded) + secrets -> read actual (one snapshot) -> compare keys -> plan
 
 It takes an open connection (apply calls it inside its locked transaction, plan inside a
-read-only snapshot) and an explicit :class:`~expsync.settings.Settings`; nothing here reads
-``os.environ``.
+read-only snapshot) - a SQLAlchemy one, or on Postgres a bare psycopg one
+(:mod:`expsync.state.connection`: ``plan`` never imports SQLAlchemy there) - and an explicit
+:class:`~expsync.settings.Settings`; nothing here reads ``os.environ``.
 """
 
 from __future__ import annotations
@@ -13,30 +14,28 @@ import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Final
-
-from sqlalchemy.engine import Connection
+from typing import TYPE_CHECKING
 
 from expsync.crypto import api_keys_digest, load_key
 from expsync.diagnostics import Diagnostic
-from expsync.errors import ExpsyncError
 from expsync.keycompare import compare_keys, needs_comparison
-from expsync.model import ActualExperiment, ActualState, ActualVersion, DesiredState, KeyChange, Secret, SecretRef
+from expsync.model import (ActualExperiment, ActualState, ActualVariant, ActualVersion, DesiredState, KeyChange, Secret,
+                           SecretRef)
 from expsync.plan import Plan, PlanOptions, plan
 from expsync.plan.ops import InsertVersion
 from expsync.profiles import GatewayProfile
 from expsync.settings import Settings
-from expsync.state.db import missing_tables, missing_tables_and_metadata
+from expsync.state.catalog import (REQUIRED_TABLES, NotInitialized, missing_tables, missing_tables_and_metadata,
+                                   raise_missing)
+from expsync.state.connection import backend
 from expsync.state.reader import read_state
 
+if TYPE_CHECKING:
+    from expsync.state.connection import AnyConnection
 
-__all__ = ["Computed", "NotInitialized", "Settings", "check_initialized", "compute_plan"]
 
-
-class NotInitialized(ExpsyncError):
-    """The database lacks expsync's tables (and expsync must not create them on a plan)."""
-
-    exit_code = 1
+__all__ = ["REQUIRED_TABLES", "Computed", "NotInitialized", "Settings", "check_initialized", "compute_plan",
+           "raise_missing"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,21 +46,11 @@ class Computed:
     key_diagnostics: tuple[Diagnostic, ...]
 
 
-#: the tables a plan and an apply need
-REQUIRED_TABLES: Final = ("model_experiment", "model_experiment_variant", "model_experiment_variant_version",
-                   "expsync_managed", "expsync_cache_outbox")
-
-
-def raise_missing(missing: list[str]) -> None:
-    if missing:
-        raise NotInitialized(f"database is missing tables {', '.join(missing)}: run `expsync db init` first")
-
-
-def check_initialized(conn: Connection) -> None:
+def check_initialized(conn: AnyConnection) -> None:
     raise_missing(missing_tables(conn, REQUIRED_TABLES))
 
 
-def initialized_has_metadata(conn: Connection) -> bool:
+def initialized_has_metadata(conn: AnyConnection) -> bool:
     """:func:`check_initialized`, and whether ``model_experiment.metadata`` exists (which
     gateway profile fits): one question to the database."""
     missing, has_column = missing_tables_and_metadata(conn, REQUIRED_TABLES)
@@ -79,23 +68,31 @@ def as_routed(actual: ActualState, profile: GatewayProfile | None) -> ActualStat
         routed = profile.as_routed(v.upstream) if v is not None else None
         return v if routed is None or v is None else dataclasses.replace(v, upstream=routed)  # type: ignore[arg-type]
 
+    def variant(v: ActualVariant) -> ActualVariant:
+        current, pending = version(v.current), version(v.pending)
+        return v if current is v.current and pending is v.pending else \
+            dataclasses.replace(v, current=current, pending=pending)
+
     def experiment(e: ActualExperiment) -> ActualExperiment:
-        variants = tuple(dataclasses.replace(v, current=version(v.current), pending=version(v.pending))
-                         for v in e.variants)
-        return e if variants == e.variants else dataclasses.replace(e, variants=variants)
+        # unchanged rows are kept as they are (no copies, no deep comparison): the usual case
+        variants = tuple(variant(v) for v in e.variants)
+        changed = any(a is not b for a, b in zip(variants, e.variants, strict=True))
+        return dataclasses.replace(e, variants=variants) if changed else e
 
     return dataclasses.replace(actual, experiments={k: experiment(e) for k, e in actual.experiments.items()})
 
 
 def compute_plan(
-    conn: Connection,
+    conn: AnyConnection,
     desired: DesiredState,
     secrets: Mapping[SecretRef, Secret] | None,
     settings: Settings,
     *,
     now: datetime,
+    check_tables: bool = False,
 ) -> Computed:
     """``secrets=None`` means ``--no-secrets``: keys are not compared, the plan is not applyable.
+    ``check_tables``: :func:`check_initialized` first (on Postgres in the reads' own round trip).
 
     ``now`` is replaced by the database's own clock on Postgres: the gateway decides which
     version is current with the database's ``now()``, and new versions get that clock too, so
@@ -104,8 +101,9 @@ def compute_plan(
         conn,
         experiment_ids={d.resolved_id for d in desired.experiments.values()},
         public_model_ids={d.public_model_id for d in desired.experiments.values()},
-        now=None if conn.dialect.name == "postgresql" else now,  # Postgres: its now(), same round trip
+        now=None if backend(conn) == "postgresql" else now,  # Postgres: its now(), same round trip
         with_metadata=settings.with_metadata,
+        required_tables=REQUIRED_TABLES if check_tables else (),
     )
     actual = as_routed(actual, settings.profile)
     key_changes: dict[tuple[str, str], object] = {}

@@ -86,11 +86,39 @@ def test_plan_and_apply_do_not_load_alembic_on_an_initialised_database(tmp_path:
     env = cli_env(pg_engine, {"FOO_KEY": "sk-foo-imports"})
     code, mods, output = loaded(["plan", str(folder)], tmp_path, env)
     assert code == 0, output
-    assert {"sqlalchemy", "psycopg"} <= mods  # it did read the database
+    assert "psycopg" in mods  # it did read the database
     assert sorted(mods & set(ALEMBIC + SECRET_STORES)) == [], output
     code, mods, output = loaded(["apply", "--yes", str(folder)], tmp_path, env)
     assert code == 0 and "Applied in one transaction" in output, output
+    assert {"sqlalchemy", "psycopg"} <= mods  # apply writes through SQLAlchemy Core
     assert sorted(mods & set(ALEMBIC + SECRET_STORES)) == [], output
+
+
+@pytest.mark.parametrize("changed", [False, True])
+def test_plan_on_postgres_does_not_load_sqlalchemy(tmp_path: Path, pg_engine: sa.Engine, changed: bool) -> None:
+    """plan on Postgres reads through psycopg alone: it connects, detects the profile, checks
+    the tables and reads the state without importing SQLAlchemy (with and without changes)."""
+    folder = tmp_path / "experiments"
+    folder.mkdir()
+    (folder / "foo.yaml").write_text(GOOD)
+    env = cli_env(pg_engine, {"FOO_KEY": "sk-foo-imports"})
+    if not changed:
+        assert loaded(["apply", "--yes", str(folder)], tmp_path, env)[0] == 0
+    code, mods, output = loaded(["plan", "--detailed-exitcode", str(folder)], tmp_path, env)
+    assert code == (2 if changed else 0), output
+    assert {"psycopg", "orjson"} <= mods and "sqlalchemy" not in mods, output
+
+
+def test_plan_on_sqlite_still_uses_sqlalchemy(tmp_path: Path) -> None:
+    work = tmp_path / "w"
+    (work / "experiments").mkdir(parents=True)
+    (work / "experiments" / "foo.yaml").write_text(GOOD.replace("status: active", "status: draft"))
+    url = f"sqlite:///{work / 'x.db'}"
+    assert loaded(["db", "init"], tmp_path, {"EXPSYNC_DATABASE_URL": url})[0] == 0
+    code, mods, output = loaded(["plan", "--no-secrets", str(work / "experiments")], tmp_path,
+                                {"EXPSYNC_DATABASE_URL": url, "BYOK_ENCRYPTION_KEY": None})
+    assert code == 0, output
+    assert "sqlalchemy" in mods and "psycopg" not in mods, output
 
 
 def test_db_init_is_what_loads_alembic(tmp_path: Path, pg_url: str) -> None:

@@ -56,20 +56,24 @@ def test_plan_reads_in_one_round_trip(tmp_path: Path, pg_engine: sa.Engine) -> N
 
 
 def test_whole_plan_command_round_trips_are_few_and_constant(tmp_path: Path, pg_engine: sa.Engine) -> None:
-    """`expsync plan`: connect (startup + one question for SQLAlchemy's dialect); the gateway
-    profile's detection (table check and column lookup in one question, no transaction); the
-    plan's table check, then its snapshot (BEGIN, the reads in one batch, ROLLBACK). The pooled
-    connection is reused without a pre-ping (it was idle for less than a second)."""
+    """`expsync plan` on Postgres (a bare psycopg connection, no SQLAlchemy): connect (startup
+    only: no dialect questions); the gateway profile's detection (table check and column lookup
+    in one question, no transaction); then one batch: the read-only snapshot's BEGIN, the table
+    check again (inside the snapshot), now() and the four reads. No ROLLBACK round trip: closing
+    the connection ends the snapshot."""
     seen = []
     for n in (1, 40):
         repo = _repo(tmp_path / str(n), n)
         assert run_cli(["apply", "--yes", repo.path], env=cli_env(pg_engine, SECRETS)).code == 0
-        with WireCounter() as w:
+        with WireCounter(log=True) as w:
             r = run_cli(["plan", "--detailed-exitcode", repo.path],
                         env=cli_env(pg_engine, SECRETS, EXPSYNC_DATABASE_URL=w.url(url_of(pg_engine))))
             stats = w.stats()
+            log = list(w.log or [])
         assert r.code == 0, r.out + r.err
         seen.append((stats["connections"], stats["round_trips"], stats["executes"]))
-    # round trips: startup, dialect question, detection, table check, BEGIN, batch, ROLLBACK;
-    # executions: 1 + 1 + 1 + (BEGIN, now() and 4 reads, ROLLBACK)
-    assert seen == [(1, 7, 10), (1, 7, 10)]
+        assert [line.split()[1] for line in log] == ["SELECT", "BEGIN", "SELECT", "SELECT", "SELECT", "SELECT",
+                                                     "SELECT", "SELECT"], log
+        assert "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY" in log[1]
+    # round trips: startup, detection, batch; executions: 1 + (BEGIN, table check, now(), 4 reads)
+    assert seen == [(1, 3, 8), (1, 3, 8)]

@@ -12,7 +12,7 @@ import sqlalchemy as sa
 
 from expsync.model import ActualState, Status
 from bench.pgwire import WireCounter
-from expsync.state import reader
+from expsync.state import core_read
 from expsync.state.db import begin, make_engine
 from expsync.state.reader import read_actual, read_state
 from expsync.state.tables import experiment, managed, variant, version
@@ -304,7 +304,7 @@ def test_pipelined_postgres_read_equals_the_core_read(pg_engine: sa.Engine) -> N
     with begin(pg_engine, snapshot=True) as conn:
         conn.exec_driver_sql("SET LOCAL TimeZone = 'Asia/Kolkata'")  # a host's own setting
         fast = read_actual(conn, experiment_ids=ids[:20], public_model_ids=pids[20:], now=NOW)
-        core = reader._read_core(conn, ids[:20], pids[20:], NOW)
+        core = core_read.read_core(conn, ids[:20], pids[20:], NOW)
     assert fast == core
     assert len(fast.experiments) == 30
     times = [e.created_at for e in fast.experiments.values()] + [
@@ -335,7 +335,7 @@ def test_read_state_needs_a_clock_on_sqlite(sqlite_engine: sa.Engine) -> None:
 
 
 def test_selected_columns_follow_the_model_field_order() -> None:
-    # _assemble builds the frozen model types positionally from these column tuples.
+    # reader.assemble builds the frozen model types positionally from these column tuples.
     import dataclasses
 
     from expsync.model import (
@@ -344,18 +344,16 @@ def test_selected_columns_follow_the_model_field_order() -> None:
         ActualVersion,
         ManagedRecord,
     )
-    from expsync.state import reader
-
     def names(cls: type) -> list[str]:
         return [f.name for f in dataclasses.fields(cls)]
 
     # the two trailing fields (variants, metadata) are not plain columns of the experiment query
-    assert [c.name for c in reader._EXPERIMENT_COLUMNS] == names(ActualExperiment)[:-2]
+    assert [c.name for c in core_read.EXPERIMENT_COLUMNS] == names(ActualExperiment)[:-2]
     assert names(ActualExperiment)[-2:] == ["variants", "metadata"]
-    assert [c.name for c in reader._VARIANT_COLUMNS] == names(ActualVariant)[:4]
+    assert [c.name for c in core_read.VARIANT_COLUMNS] == names(ActualVariant)[:4]
     assert names(ActualVariant)[4:] == ["current", "pending"]
-    assert [c.name for c in reader._VERSION_COLUMNS] == names(ActualVersion)
-    assert [c.name for c in reader._MANAGED_COLUMNS] == names(ManagedRecord)
+    assert [c.name for c in core_read.VERSION_COLUMNS] == names(ActualVersion)
+    assert [c.name for c in core_read.MANAGED_COLUMNS] == names(ManagedRecord)
 
 
 def test_postgres_read_runs_no_garbage_collection(pg_engine: sa.Engine) -> None:
@@ -395,7 +393,7 @@ def test_jsonb_numbers_come_back_exactly(pg_engine: sa.Engine) -> None:
                                                effective_at=NOW - timedelta(days=1)))
     with begin(pg_engine, snapshot=True) as conn:
         fast = read_actual(conn, experiment_ids=[e], public_model_ids=[], now=NOW)
-        core = reader._read_core(conn, [e], [], NOW)
+        core = core_read.read_core(conn, [e], [], NOW)
     got = fast.experiments[e].variants[0].current
     assert got is not None and got.upstream == up and got.upstream["extra_body"]["seed"] == 2**70
     assert fast == core
@@ -414,6 +412,6 @@ def test_pipelined_read_with_metadata_equals_the_core_read(pg_engine: sa.Engine)
         conn.exec_driver_sql("UPDATE model_experiment SET metadata = '{\"team\": \"x\", \"n\": 1}'::jsonb")
     with begin(pg_engine, snapshot=True) as conn:
         fast = read_actual(conn, experiment_ids=[e], public_model_ids=[], now=NOW, with_metadata=True)
-        core = reader._read_core(conn, [e], [], NOW, with_metadata=True)
+        core = core_read.read_core(conn, [e], [], NOW, with_metadata=True)
     assert fast.experiments[e].metadata == {"team": "x", "n": 1}
     assert fast == core

@@ -1,7 +1,7 @@
-"""Database URL, engine, transactions and schema initialisation.
+"""SQLAlchemy engine, transactions and schema initialisation.
 
-* :func:`database_url` picks ``EXPSYNC_DATABASE_URL`` or the embedded SQLite default
-  (:data:`DEFAULT_SQLITE_PATH`, relative to the working directory).
+* :func:`database_url` (from :mod:`~expsync.state.location`) picks ``EXPSYNC_DATABASE_URL``
+  or the embedded SQLite default (:data:`DEFAULT_SQLITE_PATH`, relative to the working directory).
 * :func:`make_engine` builds an engine that behaves the same on Postgres and SQLite:
   foreign keys enforced, real transactions (SQLite's driver otherwise defers BEGIN and
   cannot take a write lock up front), and connection failures raised as
@@ -12,6 +12,9 @@
   to the newest revision; :func:`ensure_initialized` does so only when something is missing,
   and is what the embedded default runs on first use.
 
+The catalogue questions (:func:`missing_tables` ...) live in :mod:`~expsync.state.catalog` and
+JSON decoding in :mod:`~expsync.state.jsonvalues`; both are re-exported here.
+
 expsync's own tables are migrated with Alembic (scripts in :mod:`expsync.migrations`,
 located from this file so an installed wheel works) and a version table of their own,
 :data:`OWN_VERSION_TABLE`; a host application's ``alembic_version`` is never touched.
@@ -20,9 +23,8 @@ located from this file so an installed wheel works) and a version table of their
 from __future__ import annotations
 
 import functools
-import json
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
@@ -32,8 +34,12 @@ from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine, ExceptionContext
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 
-from expsync.errors import ConfigError, DatabaseUnavailable, InvalidInput
-from expsync.state.tables import APP_TABLES, METADATA_COLUMN, OWN_TABLES, add_metadata_column_ddl, app_metadata
+from expsync.errors import ConfigError, DatabaseUnavailable
+from expsync.state.catalog import has_metadata_column, missing_tables, missing_tables_and_metadata
+from expsync.state.connection import CONNECT_ARGS, CONNECT_TIMEOUT
+from expsync.state.jsonvalues import load_json
+from expsync.state.location import DEFAULT_SQLITE_PATH, ENV_DATABASE_URL, database_url, is_embedded_default
+from expsync.state.tables import APP_TABLES, OWN_TABLES, add_metadata_column_ddl, app_metadata
 from expsync.urls import mask_url, scrub
 
 if TYPE_CHECKING:  # Alembic is imported only when something is migrated (or a revision read)
@@ -49,6 +55,7 @@ __all__ = [
     "database_url",
     "engine_from_environ",
     "ensure_initialized",
+    "load_json",
     "has_metadata_column",
     "missing_tables_and_metadata",
     "head_revision",
@@ -61,9 +68,6 @@ __all__ = [
     "upgrade_own_tables",
 ]
 
-#: The embedded default database, relative to the working directory (created on first use).
-DEFAULT_SQLITE_PATH: Final = ".expsync/expsync.db"
-ENV_DATABASE_URL: Final = "EXPSYNC_DATABASE_URL"
 #: Alembic scripts for the ``expsync_*`` tables, shipped as package data.
 MIGRATIONS_DIR: Final = Path(__file__).resolve().parent.parent / "migrations"
 #: expsync's own Alembic version table; the host's ``alembic_version`` stays untouched.
@@ -81,25 +85,6 @@ _BUSY_TIMEOUT: Final = "expsync_busy_timeout_ms"
 # --------------------------------------------------------------------------------------
 # URLs
 # --------------------------------------------------------------------------------------
-
-
-def database_url(environ: Mapping[str, str], *, cwd: Path | None = None) -> str:
-    """``EXPSYNC_DATABASE_URL`` (``postgres://`` and ``postgresql://`` mean psycopg 3), or
-    the embedded SQLite file :data:`DEFAULT_SQLITE_PATH` under ``cwd`` (default: the
-    process's working directory)."""
-    raw = (environ.get(ENV_DATABASE_URL) or "").strip()
-    if not raw:
-        base = cwd if cwd is not None else Path.cwd()
-        return f"sqlite:///{(base / DEFAULT_SQLITE_PATH).resolve()}"
-    for scheme in ("postgres://", "postgresql://"):
-        if raw.startswith(scheme):
-            return "postgresql+psycopg://" + raw[len(scheme) :]
-    return raw
-
-
-def is_embedded_default(url: str, *, cwd: Path | None = None) -> bool:
-    """Whether ``url`` is the embedded default that :func:`database_url` falls back to."""
-    return url == database_url({}, cwd=cwd)
 
 
 def safe_url(url: str | sa.URL) -> str:
@@ -131,12 +116,10 @@ def make_engine(url: str, *, create: bool = True, **kwargs: Any) -> Engine:
             f"unsupported database {safe_url(parsed)}: use postgresql://... or sqlite:///PATH"
         )
     if backend == "postgresql":
-        # JIT compilation costs more than it saves on expsync's short, index-driven queries.
-        # TimeZone=UTC: timestamptz values arrive in UTC already (no per-value conversion);
-        # every datetime expsync handles is tz-aware, so nothing else depends on it.
-        connect_args: dict[str, Any] = {"application_name": "expsync", "options": "-c jit=off -c TimeZone=UTC"}
+        # every datetime expsync handles is tz-aware, so nothing depends on TimeZone=UTC but speed
+        connect_args: dict[str, Any] = dict(CONNECT_ARGS)
         if "connect_timeout" not in parsed.query:
-            connect_args["connect_timeout"] = 10
+            connect_args["connect_timeout"] = CONNECT_TIMEOUT
         kwargs.setdefault("connect_args", connect_args)
         # no pool_pre_ping (a round trip per checkout): see _ping_when_reused_after_idle
         # expsync stores no hstore: skip the type lookup (three round trips on first connect)
@@ -162,24 +145,6 @@ def make_engine(url: str, *, create: bool = True, **kwargs: Any) -> Engine:
             _ping_when_reused_after_idle(engine)
     _translate_connection_errors(engine)
     return engine
-
-
-#: Python's int-string limit, fixed (as the YAML loader does) so the interpreter setting does not matter
-_MAX_INT_DIGITS: Final = 4300
-
-
-def _bounded_int(text: str) -> int:
-    digits = len(text.lstrip("-"))
-    if digits > _MAX_INT_DIGITS:
-        raise InvalidInput(f"the database holds a JSON integer of {digits} digits (at most {_MAX_INT_DIGITS}) in "
-                           "a jsonb column; expsync cannot compare it: fix that row through the admin UI")
-    return int(text)
-
-
-def load_json(text: str) -> Any:
-    """JSON columns as Python values; a huge integer (another writer's) is a clear error
-    (exit 3), not a ``ValueError`` from Python's int-string limit."""
-    return json.loads(text, parse_int=_bounded_int)
 
 
 def _prepare_sqlite_file(url: sa.URL) -> None:
@@ -344,46 +309,6 @@ def begin(
 # --------------------------------------------------------------------------------------
 
 
-def missing_tables(conn: Connection, names: Iterable[str]) -> list[str]:
-    """Which of ``names`` are not tables visible to ``conn`` (sorted).
-
-    On Postgres it is one round trip: asked outside a transaction when none is open yet (no
-    BEGIN/ROLLBACK just for it; table existence needs no snapshot), else inside it."""
-    wanted = sorted(set(names))
-    if conn.dialect.name != "postgresql":
-        return sorted(set(wanted) - set(sa.inspect(conn).get_table_names()))
-    rows = _ask(
-        conn,
-        "SELECT t FROM unnest(%s::text[]) t LEFT JOIN pg_catalog.pg_class c"
-        " ON c.oid = to_regclass(quote_ident(t)) AND c.relkind IN ('r', 'p') WHERE c.oid IS NULL ORDER BY t",
-        (wanted,),
-    )
-    return [r[0] for r in rows]
-
-
-def _ask(conn: Connection, sql: str, params: Any) -> list[Any]:
-    """Run one catalogue question on the Postgres driver connection: in autocommit when no
-    transaction is open yet (so it costs one round trip, not BEGIN + it + ROLLBACK)."""
-    import psycopg
-    from psycopg.pq import TransactionStatus
-
-    raw: psycopg.Connection[Any] = conn.connection.driver_connection  # type: ignore[assignment]
-    idle = raw.info.transaction_status == TransactionStatus.IDLE
-    prev = raw.autocommit
-    try:
-        if idle:
-            raw.autocommit = True
-        try:
-            with raw.cursor() as cur:
-                cur.execute(sql, params)
-                return cur.fetchall()
-        finally:
-            if idle:
-                raw.autocommit = prev
-    except psycopg.Error as e:
-        raise sa.exc.DBAPIError.instance(sql, params, e, psycopg.Error) from e
-
-
 def alembic_config(connection: Connection | None = None) -> Config:
     """Alembic configuration for expsync's own migrations (also handy for authoring new
     revisions: ``command.revision(alembic_config(), "message")``)."""
@@ -421,32 +346,6 @@ def upgrade_own_tables(conn: Connection) -> None:
     from alembic import command
 
     command.upgrade(alembic_config(conn), "head")
-
-
-def missing_tables_and_metadata(conn: Connection, names: Iterable[str]) -> tuple[list[str], bool]:
-    """:func:`missing_tables` and :func:`has_metadata_column` answered together: one round trip
-    on Postgres (what a run asks before choosing its gateway profile)."""
-    if conn.dialect.name != "postgresql":
-        missing = missing_tables(conn, names)
-        return missing, "model_experiment" not in missing and has_metadata_column(conn)
-    row = _ask(
-        conn,
-        "SELECT ARRAY(SELECT t FROM unnest(%s::text[]) t LEFT JOIN pg_catalog.pg_class c"
-        " ON c.oid = to_regclass(quote_ident(t)) AND c.relkind IN ('r', 'p') WHERE c.oid IS NULL ORDER BY t),"
-        " EXISTS (SELECT 1 FROM pg_catalog.pg_attribute WHERE attrelid ="
-        " to_regclass('model_experiment') AND attname = %s AND NOT attisdropped)",
-        (sorted(set(names)), METADATA_COLUMN),
-    )[0]
-    return list(row[0]), bool(row[1])
-
-
-def has_metadata_column(conn: Connection) -> bool:
-    """Whether ``model_experiment.metadata`` exists (the gateway's migration 0157 ran)."""
-    if conn.dialect.name == "postgresql":  # one round trip, outside a transaction if none is open
-        return bool(_ask(conn, "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_attribute WHERE attrelid ="
-                               " to_regclass('model_experiment') AND attname = %s AND NOT attisdropped)",
-                         (METADATA_COLUMN,))[0][0])
-    return any(c["name"] == METADATA_COLUMN for c in sa.inspect(conn).get_columns("model_experiment"))
 
 
 def init_db(engine: Engine, *, with_metadata: bool = False) -> list[str]:

@@ -12,39 +12,33 @@
    then the newest overall) is *pending*; older versions never leave the database;
 4. every ``expsync_managed`` row.
 
-On Postgres the four go out in one psycopg pipeline, so they cost one round trip together
-(plus, with :func:`read_state` and ``now=None``, ``SELECT now()`` in the same batch): each
-statement names the experiments it needs by the same predicate instead of waiting for the
-first one's ids. Rows are decoded by psycopg itself (no SQLAlchemy result processing), with
-the cyclic garbage collector paused meanwhile (no cycles are made). Elsewhere (SQLite) the
-statements are built with SQLAlchemy Core and run one after the other. Both paths give equal
-:class:`~expsync.model.ActualState`.
-
-Id lists travel as one parameter whatever their length: a Postgres array
-(``= ANY(:ids)``) or, on SQLite, a JSON array expanded with ``json_each`` (SQLite caps bound
-variables per statement, 32,766 by default, so one parameter per id would not scale).
+On Postgres the four go out in one psycopg pipeline (:func:`expsync.state.connection.batch`,
+on a SQLAlchemy connection or a bare psycopg one), so they cost one round trip together (plus,
+with :func:`read_state` and ``now=None``, ``SELECT now()``, and with ``required_tables`` the
+table check, in the same batch): each statement names the experiments it needs by the same
+predicate instead of waiting for the first one's ids. Rows are decoded by psycopg itself
+(jsonb by :func:`expsync.state.jsonvalues.load_json`), with the cyclic garbage collector paused
+meanwhile (no cycles are made). Elsewhere (SQLite) the statements are built with SQLAlchemy
+Core and run one after the other (:mod:`~expsync.state.core_read`, imported only then). Both
+paths give equal :class:`~expsync.model.ActualState`.
 
 For a consistent snapshot across the four statements, call it inside one transaction; on
-Postgres that transaction should be REPEATABLE READ (``db.begin(engine, snapshot=True)``) or
-hold the apply lock.
+Postgres that transaction should be REPEATABLE READ (``db.begin(engine, snapshot=True)``,
+``PgConnection.snapshot()``) or hold the apply lock.
 """
 
 from __future__ import annotations
 
 import gc
-import json
 import uuid
 from collections import defaultdict
 from collections.abc import Collection, Iterable, Sequence
 from datetime import datetime, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any, Final
 
-import sqlalchemy as sa
-from sqlalchemy.dialects.postgresql import ARRAY
-from sqlalchemy.engine import Connection
-
+from expsync import rules
 from expsync.diagnostics import Diagnostic
-from expsync.errors import DatabaseUnavailable, InvalidInput
+from expsync.errors import InvalidInput
 from expsync.model import (
     ActualExperiment,
     ActualState,
@@ -53,47 +47,20 @@ from expsync.model import (
     ManagedRecord,
     Status,
 )
-from expsync.state.tables import (
-    ROUTING_STATUS_VALUES,
-    UTCDateTime,
-    experiment,
-    experiment_with_metadata,
-    managed,
-    variant,
-    version,
-)
+from expsync.state.catalog import MISSING_TABLES_SQL, raise_missing
+from expsync.state.connection import backend, batch, driver
 
-__all__ = ["read_actual", "read_state"]
+if TYPE_CHECKING:
+    from expsync.state.connection import AnyConnection
 
-# Column order = the positional order of the model dataclasses' fields (see _assemble).
-_EXPERIMENT_COLUMNS = (
-    experiment.c.id,
-    experiment.c.public_model_id,
-    experiment.c.name,
-    experiment.c.description,
-    experiment.c.status,
-    experiment.c.is_archived,
-    experiment.c.created_at,
-    experiment.c.updated_at,
-    experiment.c.started_at,
-    experiment.c.ended_at,
-    experiment.c.created_by_user_id,
-)
-_VARIANT_COLUMNS = (variant.c.id, variant.c.experiment_id, variant.c.label, variant.c.weight)
-_VERSION_COLUMNS = (
-    version.c.id,
-    version.c.variant_id,
-    version.c.upstream,
-    version.c.encrypted_api_key,
-    version.c.effective_at,
-    version.c.created_by,
-    version.c.created_at,
-)
-_MANAGED_COLUMNS = (managed.c.key, managed.c.experiment_id, managed.c.last_applied, managed.c.applied_at)
+__all__ = ["assemble", "read_actual", "read_state"]
+
+#: the statuses that hold a public id, as stored (tables.ROUTING_STATUS_VALUES, without SQLAlchemy)
+_ROUTING: Final = [s.value for s in Status if s in rules.ROUTING_STATUSES]
 
 
 def read_actual(
-    conn: Connection,
+    conn: AnyConnection,
     *,
     experiment_ids: Collection[uuid.UUID],
     public_model_ids: Collection[str],
@@ -116,66 +83,34 @@ def read_actual(
 
 
 def read_state(
-    conn: Connection,
+    conn: AnyConnection,
     *,
     experiment_ids: Collection[uuid.UUID],
     public_model_ids: Collection[str],
     now: datetime | None,
     with_metadata: bool = False,
+    required_tables: Collection[str] = (),
 ) -> tuple[datetime, ActualState]:
     """Like :func:`read_actual`, and the clock it used: ``now=None`` means the database's
     (Postgres ``now()``, the transaction's start, read in the same round trip as the rows);
-    SQLite has no server clock, so it needs an explicit ``now`` there."""
+    SQLite has no server clock, so it needs an explicit ``now`` there.
+
+    ``required_tables``: check first that these tables exist
+    (:class:`~expsync.state.catalog.NotInitialized` otherwise); on Postgres in the same batch."""
     if now is not None and now.tzinfo is None:
         raise ValueError("read_state needs a tz-aware 'now' (or None for the database's clock)")
-    if conn.dialect.name == "postgresql":
-        return _read_pipelined(conn, list(experiment_ids), list(public_model_ids), now, with_metadata)
+    if backend(conn) == "postgresql":
+        return _read_pipelined(conn, list(experiment_ids), list(public_model_ids), now, with_metadata,
+                               sorted(set(required_tables)))
     if now is None:
-        raise ValueError(f"{conn.dialect.name} has no server clock: pass 'now'")
-    return now, _read_core(conn, experiment_ids, public_model_ids, now, with_metadata)
+        raise ValueError(f"{backend(conn)} has no server clock: pass 'now'")
+    if required_tables:
+        from expsync.state.catalog import missing_tables
 
+        raise_missing(missing_tables(conn, required_tables))
+    from expsync.state.core_read import read_core
 
-def _read_core(
-    conn: Connection,
-    experiment_ids: Collection[uuid.UUID],
-    public_model_ids: Collection[str],
-    now: datetime,
-    with_metadata: bool = False,
-) -> ActualState:
-    """The four statements built with SQLAlchemy Core, one after the other (any dialect)."""
-    dialect = conn.dialect.name
-
-    t = experiment_with_metadata if with_metadata else experiment
-    columns = [t.c[c.name] for c in _EXPERIMENT_COLUMNS] + ([t.c.metadata] if with_metadata else [])
-    exp_rows = conn.execute(
-        sa.select(*columns).where(
-            sa.or_(
-                _in_uuids(t.c.id, experiment_ids, dialect),
-                sa.and_(
-                    _in_texts(t.c.public_model_id, public_model_ids, dialect),
-                    t.c.status.in_(ROUTING_STATUS_VALUES),
-                ),
-                t.c.id.in_(sa.select(managed.c.experiment_id)),
-            )
-        )
-    ).all()
-    found = [row[0] for row in exp_rows]
-
-    var_rows = conn.execute(
-        sa.select(*_VARIANT_COLUMNS).where(_in_uuids(variant.c.experiment_id, found, dialect))
-    ).all()
-
-    now_param = sa.bindparam("now", now, type_=UTCDateTime())
-    wanted_variants = _in_uuids(variant.c.experiment_id, found, dialect)
-    picked = sa.union_all(
-        sa.select(_newest_version(False, now_param)).where(wanted_variants),
-        sa.select(_newest_version(True, now_param)).where(wanted_variants),
-    )
-    ver_rows = conn.execute(sa.select(*_VERSION_COLUMNS).where(version.c.id.in_(picked))).all()
-
-    managed_rows = conn.execute(sa.select(*_MANAGED_COLUMNS)).all()
-
-    return _assemble(exp_rows, var_rows, ver_rows, managed_rows, now)
+    return now, read_core(conn, experiment_ids, public_model_ids, now, with_metadata)  # type: ignore[arg-type]
 
 
 # -- Postgres: one pipelined round trip, rows decoded by psycopg ------------------------------
@@ -208,47 +143,35 @@ _PG_MANAGED = "SELECT key, experiment_id, last_applied, applied_at FROM expsync_
 
 
 def _read_pipelined(
-    conn: Connection, ids: list[uuid.UUID], pids: list[str], now: datetime | None, with_metadata: bool
+    conn: AnyConnection, ids: list[uuid.UUID], pids: list[str], now: datetime | None, with_metadata: bool,
+    required: list[str],
 ) -> tuple[datetime, ActualState]:
-    """The four statements and ``SELECT now()`` in one psycopg pipeline on the connection's
-    own transaction: one round trip whatever the number of rows."""
-    import psycopg
-
-    raw: psycopg.Connection[Any] = conn.connection.driver_connection  # type: ignore[assignment]
-    params = {"ids": ids, "pids": pids, "routing": list(ROUTING_STATUS_VALUES), "now": now}
+    """The table check (when ``required``), ``SELECT now()`` and the four statements in one
+    psycopg pipeline on the connection's own transaction: one round trip whatever the number
+    of rows."""
+    params = {"ids": ids, "pids": pids, "routing": _ROUTING, "now": now}
     clock = "now()" if now is None else "%(now)s::timestamptz"
-    statements = [
+    statements: list[tuple[str, Any]] = [
         ("SELECT now()", None),
         (_PG_EXPERIMENTS.replace("{metadata}", ", metadata" if with_metadata else ""), params),
         (_PG_VARIANTS, params),
         (_PG_VERSIONS.replace("{now}", clock), params),
         (_PG_MANAGED, None),
     ]
+    if required:  # first: a missing table explains why the reads after it failed
+        statements.insert(0, (MISSING_TABLES_SQL, {"tables": required}))
     gc_was_on = gc.isenabled()
     gc.disable()  # decoding makes ~10 objects per row and no cycles: no reason to rescan the heap
     try:
-        cursors = []
-        with raw.pipeline():
-            for sql, args in statements:
-                cur = raw.cursor()  # jsonb: psycopg's json.loads (exact for big ints, unlike orjson)
-                cur.execute(sql, args)
-                cursors.append(cur)
-        db_now, exp_rows, var_rows, ver_rows, managed_rows = (c.fetchall() for c in cursors)
-    except psycopg.OperationalError as e:
-        if raw.closed or raw.broken:
-            raise DatabaseUnavailable(f"lost the database connection while reading: {str(e).strip().splitlines()[0]}") from None
-        raise sa.exc.DBAPIError.instance(None, None, e, psycopg.Error) from e
-    except psycopg.Error as e:
-        raise sa.exc.DBAPIError.instance(None, None, e, psycopg.Error) from e
-    else:
-        if raw.info.timezone is not timezone.utc:  # the engine asks for UTC; a host may override it
+        rows = batch(conn, statements, guard=(lambda r: raise_missing(list(r[0][0]))) if required else None)
+        db_now, exp_rows, var_rows, ver_rows, managed_rows = rows[1:] if required else rows
+        if driver(conn).info.timezone is not timezone.utc:  # the connection asks for UTC; a host may override it
             exp_rows = [(*r[:6], *(_utc(x) for x in r[6:10]), *r[10:]) for r in exp_rows]
             ver_rows = [(*r[:4], _utc(r[4]), r[5], _utc(r[6])) for r in ver_rows]
             managed_rows = [(*r[:3], _utc(r[3])) for r in managed_rows]
         clock_now = now if now is not None else _utc(db_now[0][0])
         assert clock_now is not None
-        state = _assemble(exp_rows, var_rows, ver_rows, managed_rows, clock_now)
-        return clock_now, state
+        return clock_now, assemble(exp_rows, var_rows, ver_rows, managed_rows, clock_now)
     finally:
         if gc_was_on:
             gc.enable()
@@ -256,50 +179,6 @@ def _read_pipelined(
 
 def _utc(value: datetime | None) -> datetime | None:
     return None if value is None else value.astimezone(timezone.utc)
-
-
-def _newest_version(newer_than_now: bool, now: sa.BindParameter[datetime]) -> sa.ScalarSelect[Any]:
-    """Id of the newest version of the enclosing query's variant: the newest future-dated
-    one (``effective_at > now``) if ``newer_than_now``, else the newest other one.
-
-    One probe of IDX_model_experiment_variant_version_variant_effective per variant
-    (sorting only that variant's few rows for the id tie-break) instead of ranking every
-    version: measured at 5,000 x 3 x 10 rows, as fast as ROW_NUMBER() on Postgres and
-    three times faster on SQLite.
-    """
-    v = version.alias("v")
-    return (
-        sa.select(v.c.id)
-        .where(v.c.variant_id == variant.c.id, v.c.effective_at > now if newer_than_now else v.c.effective_at <= now)
-        .order_by(v.c.effective_at.desc(), v.c.id.desc())
-        .limit(1)
-        .correlate(variant)
-        .scalar_subquery()
-    )
-
-
-def _in_uuids(
-    column: sa.ColumnElement[Any], ids: Collection[uuid.UUID], dialect: str
-) -> sa.ColumnElement[bool]:
-    """``column IN ids`` with the whole list as one bound parameter."""
-    if dialect == "postgresql":
-        return column == sa.any_(sa.bindparam(None, list(ids), type_=ARRAY(sa.Uuid())))
-    # SQLite stores Uuid as 32 lower-case hex digits.
-    return _in_json_each(column, [i.hex for i in ids])
-
-
-def _in_texts(
-    column: sa.ColumnElement[Any], values: Collection[str], dialect: str
-) -> sa.ColumnElement[bool]:
-    """``column IN values`` with the whole list as one bound parameter."""
-    if dialect == "postgresql":
-        return column == sa.any_(sa.bindparam(None, list(values), type_=ARRAY(sa.Text())))
-    return _in_json_each(column, list(values))
-
-
-def _in_json_each(column: sa.ColumnElement[Any], values: list[str]) -> sa.ColumnElement[bool]:
-    each = sa.func.json_each(sa.bindparam(None, json.dumps(values), type_=sa.Text()))
-    return column.in_(sa.select(each.table_valued("value").c.value))
 
 
 def _json_kind(value: object) -> str:
@@ -328,7 +207,7 @@ def _metadata(exp_id: uuid.UUID, value: object) -> Any:
     return value
 
 
-def _assemble(
+def assemble(
     exp_rows: Iterable[Sequence[Any]],
     var_rows: Iterable[Sequence[Any]],
     ver_rows: Iterable[Sequence[Any]],

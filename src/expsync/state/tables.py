@@ -34,6 +34,7 @@ from sqlalchemy.sql.functions import FunctionElement
 
 from expsync import rules
 from expsync.model import Status
+from expsync.state.catalog import METADATA_COLUMN
 
 __all__ = [
     "APP_TABLES",
@@ -244,7 +245,6 @@ APP_TABLES: Final = (experiment, variant, version)
 #: ``experiment`` (a database on the older gateway has no such column, and every statement
 #: built from ``experiment`` must work there); statements that read or write it use
 #: :data:`experiment_with_metadata`, the same table seen with the column.
-METADATA_COLUMN: Final = "metadata"
 experiment_with_metadata: Final = experiment.to_metadata(sa.MetaData())
 # none_as_null: a Python None is SQL NULL (what the admin API's "null clears" stores; the
 # catalog then uses its defaults), never the JSON value null

@@ -1,0 +1,273 @@
+"""The database connection the read side works with: a SQLAlchemy one, or psycopg alone.
+
+``plan`` on Postgres only reads, and its reads already go through psycopg (one pipelined
+batch): importing SQLAlchemy and building an engine cost it more than the reads. So it opens
+a :class:`PgConnection` instead, and everything that writes (``apply``, ``db init``, the cache
+refresh) and the embedded SQLite default keep SQLAlchemy. The read side - the catalogue
+questions (:mod:`~expsync.state.catalog`), the reader and :mod:`expsync.pipeline` - takes
+either connection and asks it only what this module answers:
+
+* :func:`backend`: ``"postgresql"`` or ``"sqlite"``;
+* :func:`driver`: the psycopg connection underneath (Postgres);
+* :func:`batch`: statements pipelined in one round trip (:func:`ask`: one of them, outside a
+  transaction when none is open).
+
+:func:`connect` opens a :class:`PgConnection` as :func:`expsync.state.db.make_engine`'s engine
+connects (:data:`CONNECT_ARGS`, a connect timeout, the JSON decoder, connection failures as
+:class:`~expsync.errors.DatabaseUnavailable`) for every URL it parses exactly as SQLAlchemy
+does; for any other it returns ``None`` and the caller uses the engine. :func:`session`,
+:func:`read_snapshot` and :func:`close` treat an engine and a :class:`PgConnection` alike.
+Nothing here imports SQLAlchemy unless the caller already holds an engine.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager, nullcontext
+from typing import TYPE_CHECKING, Any, ContextManager, Final
+from urllib.parse import parse_qsl, unquote
+
+from expsync.errors import DatabaseUnavailable
+from expsync.urls import mask_url, scrub
+
+if TYPE_CHECKING:
+    import psycopg
+    from sqlalchemy.engine import Connection, Engine
+
+    from typing import TypeAlias
+
+    #: a connection the read side accepts
+    AnyConnection: TypeAlias = "Connection | PgConnection"
+
+__all__ = ["CONNECT_ARGS", "CONNECT_TIMEOUT", "PgConnection", "ask", "backend", "batch", "close", "connect",
+           "driver", "read_snapshot", "session"]
+
+#: What every Postgres connection of expsync says at start-up (the engine's ``connect_args`` too).
+#: JIT compilation costs more than it saves on expsync's short, index-driven queries.
+#: TimeZone=UTC: timestamptz values arrive in UTC already (no per-value conversion).
+CONNECT_ARGS: Final = {"application_name": "expsync", "options": "-c jit=off -c TimeZone=UTC"}
+#: seconds, unless the URL sets ``connect_timeout``
+CONNECT_TIMEOUT: Final = 10
+
+#: SQLAlchemy's URL pattern (``sqlalchemy.engine.url._parse_url``), so both read a URL alike
+_URL: Final = re.compile(
+    r"""
+        (?P<name>[\w\+]+)://
+        (?:
+            (?P<username>[^:/]*)
+            (?::(?P<password>[^@]*))?
+        @)?
+        (?:
+            (?:
+                \[(?P<ipv6host>[^/\?]+)\] |
+                (?P<ipv4host>[^/:\?]+)
+            )?
+            (?::(?P<port>[^/\?]*))?
+        )?
+        (?:/(?P<database>[^\?]*))?
+        (?:\?(?P<query>.*))?
+    """,
+    re.X,
+)
+#: query keys SQLAlchemy treats specially (multi-host) or that are psycopg.connect's own arguments
+_ENGINE_ONLY_KEYS: Final = frozenset({"host", "port", "autocommit", "prepare_threshold", "context",
+                                       "row_factory", "cursor_factory"})
+_BEGIN_SNAPSHOT: Final = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"
+
+
+def connect_kwargs(url: str) -> dict[str, Any] | None:
+    """The keyword arguments SQLAlchemy's psycopg dialect would pass to ``psycopg.connect`` for
+    ``url`` (with :data:`CONNECT_ARGS`), or None for a URL this module leaves to the engine:
+    another driver, a multi-host or repeated query parameter, a port that is not a number."""
+    m = _URL.fullmatch(url)  # what SQLAlchemy's prefix match reads short goes to the engine
+    if m is None or m["name"] != "postgresql+psycopg" or (m["port"] and not (m["port"].isascii()
+                                                                            and m["port"].isdigit())):
+        return None
+    query = parse_qsl(m["query"]) if m["query"] is not None else []
+    keys = [k for k, _ in query]
+    if len(set(keys)) != len(keys) or _ENGINE_ONLY_KEYS & set(keys):
+        return None
+    parts: dict[str, Any] = {"host": m["ipv4host"] or m["ipv6host"], "port": int(m["port"]) if m["port"] else None}
+    for name, group in (("dbname", "database"), ("user", "username"), ("password", "password")):
+        parts[name] = unquote(m[group]) if m[group] is not None else None
+    # what URL.translate_connect_args keeps (truthy values), then the query
+    kwargs: dict[str, Any] = {name: value for name, value in parts.items() if value} | dict(query)
+    args: dict[str, Any] = dict(CONNECT_ARGS)
+    if "connect_timeout" not in kwargs:
+        args["connect_timeout"] = CONNECT_TIMEOUT
+    return kwargs | args
+
+
+class PgConnection:
+    """A psycopg connection in autocommit mode: no transaction but the ones :meth:`snapshot`
+    begins. ``url`` is the database URL (for messages, always masked)."""
+
+    backend: Final = "postgresql"
+
+    def __init__(self, raw: psycopg.Connection[Any], url: str) -> None:
+        self.raw = raw
+        self.url = url
+        #: statements that go out in front of the next request (the snapshot's BEGIN, ROLLBACK)
+        self.pending: list[str] = []
+
+    @contextmanager
+    def snapshot(self) -> Iterator[PgConnection]:
+        """One REPEATABLE READ, READ ONLY transaction: every statement inside sees the same
+        snapshot, and none can write. Neither end costs a round trip: BEGIN goes out with the
+        first request inside, ROLLBACK with the first one after (closing the connection ends
+        the transaction too)."""
+        self.pending.append(_BEGIN_SNAPSHOT)
+        try:
+            yield self
+        finally:
+            if self.pending[-1:] == [_BEGIN_SNAPSHOT]:
+                self.pending.pop()  # nothing was sent: there is no transaction to end
+            else:
+                self.pending.append("ROLLBACK")
+
+    def close(self) -> None:
+        self.raw.close()
+
+
+def connect(url: str) -> PgConnection | None:
+    """A :class:`PgConnection` to ``url`` (a ``postgresql+psycopg://`` URL), or None when
+    :func:`connect_kwargs` leaves the URL to the engine. Raises
+    :class:`~expsync.errors.DatabaseUnavailable` (the URL masked) when it cannot connect."""
+    kwargs = connect_kwargs(url)
+    if kwargs is None:
+        return None
+    import psycopg
+    from psycopg.types.json import set_json_loads
+
+    from expsync.state.jsonvalues import load_json
+
+    try:
+        raw = psycopg.connect(autocommit=True, **kwargs)
+    except psycopg.Error as e:
+        reason = str(e).strip().splitlines()
+        text = scrub(reason[0] if reason else type(e).__name__, url)
+        raise DatabaseUnavailable(f"cannot reach the database at {mask_url(url)}: {text}") from None
+    set_json_loads(load_json, raw)  # json and jsonb, as the engine's json_deserializer
+    return PgConnection(raw, url)
+
+
+def backend(conn: AnyConnection) -> str:
+    """``"postgresql"`` or ``"sqlite"``."""
+    return PgConnection.backend if isinstance(conn, PgConnection) else str(conn.dialect.name)
+
+
+def driver(conn: AnyConnection) -> psycopg.Connection[Any]:
+    """The psycopg connection under a Postgres connection."""
+    return conn.raw if isinstance(conn, PgConnection) else conn.connection.driver_connection  # type: ignore[return-value]
+
+
+def ask(conn: AnyConnection, sql: str, params: Any = None) -> list[Any]:
+    """The rows of one question, in one round trip: outside a transaction when none is open
+    (no BEGIN and ROLLBACK just for it), else inside it."""
+    return _run(conn, [(sql, params)], None, lone_question=True)[0]
+
+
+def batch(conn: AnyConnection, statements: Sequence[tuple[str, Any]],
+          guard: Callable[[list[Any]], None] | None = None) -> list[list[Any]]:
+    """The rows of each statement, all sent in one psycopg pipeline (one round trip), inside
+    the connection's transaction if it has one. ``guard`` gets the first statement's rows
+    before any error of a later statement is raised, so what it raises wins (a missing table
+    explains every failure after it). Driver errors are raised as the connection's caller
+    expects them: psycopg's own on a :class:`PgConnection`, SQLAlchemy's ``DBAPIError`` on a
+    SQLAlchemy connection; a connection lost meanwhile is
+    :class:`~expsync.errors.DatabaseUnavailable` either way."""
+    return _run(conn, statements, guard, lone_question=False)
+
+
+def _run(conn: AnyConnection, statements: Sequence[tuple[str, Any]], guard: Callable[[list[Any]], None] | None,
+         *, lone_question: bool) -> list[list[Any]]:
+    import psycopg
+    from psycopg.pq import ExecStatus, TransactionStatus
+
+    raw = driver(conn)
+    front: list[tuple[str, Any]] = []
+    if isinstance(conn, PgConnection):  # in autocommit already; its own BEGIN/ROLLBACK go in front
+        front, conn.pending[:] = [(sql, None) for sql in conn.pending], []
+    # SQLAlchemy begins a transaction lazily: a question asked before it has begun needs none
+    idle = lone_question and not front and not raw.autocommit \
+        and raw.info.transaction_status == TransactionStatus.IDLE
+    cursors: list[psycopg.Cursor[Any]] = []
+    try:
+        if idle:
+            raw.autocommit = True
+        try:
+            _send(raw, [*front, *statements], cursors)
+        finally:
+            if idle:
+                raw.autocommit = False
+    except psycopg.Error as e:
+        first = cursors[len(front)] if len(cursors) > len(front) else None
+        if guard is not None and first is not None and first.pgresult is not None \
+                and first.pgresult.status == ExecStatus.TUPLES_OK:
+            guard(first.fetchall())
+        err = _caller_error(conn, raw, e, statements)
+        if err is e:
+            raise
+        raise err from e
+    results = [c.fetchall() for c in cursors[len(front):]]
+    if guard is not None:
+        guard(results[0])
+    return results
+
+
+def _send(raw: psycopg.Connection[Any], statements: Sequence[tuple[str, Any]], cursors: list[Any]) -> None:
+    """Execute ``statements`` on ``raw``, pipelined when there are several; ``cursors`` gets
+    one cursor per statement as it is sent (their results stay readable after an error)."""
+    if len(statements) == 1:
+        cur = raw.cursor()
+        cursors.append(cur)
+        cur.execute(statements[0][0], statements[0][1])
+        return
+    with raw.pipeline():
+        for sql, params in statements:
+            cur = raw.cursor()
+            cursors.append(cur)
+            cur.execute(sql, params)
+
+
+def _caller_error(conn: AnyConnection, raw: psycopg.Connection[Any], e: Exception,
+                  statements: Sequence[tuple[str, Any]]) -> Exception:
+    import psycopg
+
+    if isinstance(e, psycopg.OperationalError) and (raw.closed or raw.broken):
+        first = str(e).strip().splitlines()
+        return DatabaseUnavailable(f"lost the database connection while reading: {first[0] if first else e}")
+    if isinstance(conn, PgConnection):
+        return e
+    import sqlalchemy as sa  # the caller holds a SQLAlchemy connection: already imported
+
+    sql, params = statements[0] if len(statements) == 1 else (None, None)
+    return sa.exc.DBAPIError.instance(sql, params, e, psycopg.Error)
+
+
+def session(db: Engine | PgConnection) -> ContextManager[Any]:
+    """A connection outside a transaction, for a few questions."""
+    return nullcontext(db) if isinstance(db, PgConnection) else db.connect()
+
+
+@contextmanager
+def read_snapshot(db: Engine | PgConnection) -> Iterator[Any]:
+    """A connection inside a transaction that reads one snapshot and writes nothing (rolled
+    back at the end): REPEATABLE READ on Postgres, SQLite's own transaction there."""
+    if isinstance(db, PgConnection):
+        with db.snapshot() as conn:
+            yield conn
+        return
+    from expsync.state.db import begin
+
+    with begin(db, snapshot=True) as conn:
+        yield conn
+        conn.rollback()  # never writes
+
+
+def close(db: Engine | PgConnection) -> None:
+    if isinstance(db, PgConnection):
+        db.close()
+    else:
+        db.dispose()
