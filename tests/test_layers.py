@@ -35,13 +35,14 @@ def _layer(stage: str, units: str = "", libraries: str = "") -> Layer:
 
 #: the ground floor: value types, codes, exit codes, settings, rules and gateway profiles (data);
 #: importable by every unit
-GROUND = "diagnostics errors settings model rules profiles credentials urls escape"
+GROUND = "diagnostics errors settings model rules profiles credentials urls escape heap"
 
 #: unit -> what it may import. A unit is a top-level module (``crypto``) or a folder
 #: (``plan/``); imports inside a unit are free. Order: from the ground floor up.
 LAYERS: dict[str, Layer] = {
     "expsync": _layer("package map (`__init__`)"),
     "escape": _layer("escaping of user text per output sink"),
+    "heap": _layer("the garbage collector's policy for one command"),
     "diagnostics": _layer("diagnostic codes and values", "escape"),
     "settings": _layer("the environment, read once"),
     "errors": _layer("errors and exit codes", "diagnostics"),

@@ -295,7 +295,7 @@ def use_color() -> bool:
 
 
 def render_plan(plan: Plan, fmt: str, *, color: bool = False) -> str:
-    # only the renderer asked for is imported (the JSON one builds pydantic models on import)
+    """``plan`` in one format; only that format's renderer is imported."""
     if fmt == "json":
         from expsync.render import json as render_json
 
@@ -848,6 +848,10 @@ def report(e: ExpsyncError) -> None:
 def main(argv: Sequence[str] | None = None) -> None:
     """Entry point: every exception ends here, mapped to an exit code, never a raw traceback."""
     global _run
+    if argv is None:  # the console script: this process runs one command and exits
+        from expsync.heap import short_lived_process
+
+        short_lived_process()
     args = list(argv) if argv is not None else sys.argv[1:]
     run = _run = Run(Settings.from_environ(os.environ))
     debug = "--debug" in args or run.settings.debug

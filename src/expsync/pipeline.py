@@ -133,4 +133,4 @@ def bind_api_keys(p: Plan, secrets: Mapping[SecretRef, Secret] | None, settings:
     if not writes or secrets is None or not settings.byok_value:
         return p
     bound = api_keys_digest(writes, secrets, load_key(settings.byok_value))
-    return dataclasses.replace(p, digests=dataclasses.replace(p.digests, secrets=bound))
+    return dataclasses.replace(p, digests=p.digests.with_secrets(bound))  # the other digests stay unread

@@ -51,3 +51,32 @@ def test_render_helpers_are_still_importable_from_the_package() -> None:
     from expsync.render import common
 
     assert all(getattr(render, n) is getattr(common, n) for n in render.__all__)
+
+
+_JSON_MODELS = """
+import json, sys
+sys.path.insert(0, ".")
+import expsync.render.json as render_json
+from pydantic import BaseModel
+
+def built():
+    out, todo = [], [BaseModel]
+    while todo:
+        for sub in todo.pop().__subclasses__():
+            todo.append(sub)
+            if sub.__module__ == "expsync.render.json" and sub.__dict__.get("__pydantic_complete__"):
+                out.append(sub.__name__)
+    return sorted(out)
+
+on_import = built()
+from tests.render.plans import hot_swap_on_active
+render_json.render_json(hot_swap_on_active())
+print(json.dumps({"on_import": on_import, "after_render": "PlanOut" in built()}))
+"""
+
+
+def test_importing_the_json_format_builds_no_validator() -> None:
+    """The CLI imports every format; a text plan must not pay for the JSON models' validators
+    (they are built on the first JSON render)."""
+    r = subprocess.run([sys.executable, "-c", _JSON_MODELS], cwd=REPO, capture_output=True, text=True, check=True)
+    assert json.loads(r.stdout) == {"on_import": [], "after_render": True}

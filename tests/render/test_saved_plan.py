@@ -85,3 +85,18 @@ def test_a_no_secrets_plan_loads_for_showing_but_is_not_applyable() -> None:
     loaded = load_saved_plan(render_json(plans.no_secrets()))
     with pytest.raises(SavedPlanInvalid, match="--no-secrets"):
         applyable_digests(loaded)
+
+
+def test_loading_encodes_each_operation_document_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The flat ``operations`` are encoded once for both the digest and the comparison with
+    the per-experiment lists (which are documents of their own, encoded once each)."""
+    from expsync.plan import digest
+
+    data = saved(plans.hot_swap_on_active())
+    text = json.dumps(data)
+    encoded: list[object] = []
+    real = digest._encode
+    monkeypatch.setattr(digest, "_encode", lambda obj: encoded.append(obj) or real(obj))
+    load_saved_plan(text)
+    per_experiment = [o for e in data["experiments"] for o in e["operations"]]
+    assert data["operations"] and len(encoded) == len(data["operations"]) + len(per_experiment)

@@ -30,6 +30,7 @@ from typing import Any, Final
 from pydantic_core import ValidationError
 
 from expsync.diagnostics import Diagnostic, SourceRange, has_errors, sort_diagnostics
+from expsync.heap import long_lived
 from expsync.model import DesiredExperiment, DesiredState, DesiredVariant, Status
 from expsync.secrets.refs import parse_ref
 from expsync.desired import rules
@@ -435,17 +436,18 @@ def load_desired(
     """Load and validate every file. The state holds only documents that passed the schema;
     callers must check ``has_errors(diagnostics)`` before using it."""
     options = options or LoadOptions()
-    files, diags = discover(paths)
-    experiments: list[DesiredExperiment] = []
-    for f in files:
-        exps, file_diags = load_file(f, options)
-        experiments.extend(exps)
-        diags.extend(file_diags)
-    diags.extend(rules.check(experiments))
-    by_key: dict[str, DesiredExperiment] = {}
-    for e in experiments:
-        by_key.setdefault(e.key, e)
-    return DesiredState(by_key), sort_diagnostics(diags)
+    with long_lived():
+        files, diags = discover(paths)
+        experiments: list[DesiredExperiment] = []
+        for f in files:
+            exps, file_diags = load_file(f, options)
+            experiments.extend(exps)
+            diags.extend(file_diags)
+        diags.extend(rules.check(experiments))
+        by_key: dict[str, DesiredExperiment] = {}
+        for e in experiments:
+            by_key.setdefault(e.key, e)
+        return DesiredState(by_key), sort_diagnostics(diags)
 
 
 __all__ = ["LoadOptions", "load_desired", "has_errors", "DEFAULT_PATHS"]

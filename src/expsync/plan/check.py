@@ -145,6 +145,8 @@ def check_activations(results: Iterable[ExperimentDiff], actual: ActualState, no
     """Run the guards of every activation edge; failures are added to its diagnostics.
     ``hide_unmanaged``: name an experiment expsync does not manage by its id only."""
     results = list(results)
+    if all(r.activation is None for r in results):
+        return  # no activation in this plan: the routing picture is not needed
     final: Mapping[uuid.UUID, tuple[Status | None, str, str]] = _final_routing(results, actual, hide_unmanaged)
     for r in results:
         if r.activation is None:

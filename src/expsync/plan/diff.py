@@ -219,6 +219,9 @@ def _update(p: Pair, d: DesiredExperiment, a: ActualExperiment, ctx: Context) ->
                        hidden=ctx.redact_unmanaged and p.managed is None and a.id not in ctx.managed_by_id)
     if _owner_conflict(r, p, a, ctx):
         return r
+    record = last_applied_of(d)
+    if _in_sync(p, d, a, ctx, record):
+        return r  # nothing to do (most experiments of a large plan): no drift or field walk
     found = drift_mod.drift(key, d, a, p.managed or ctx.managed_by_id.get(a.id))
     r.drift, r.diagnostics = found.items, list(found.diagnostics)
     changes = [FieldChange(f, getattr(a, f), getattr(d, f)) for f in rules.FIELD_CHANGE
@@ -231,7 +234,6 @@ def _update(p: Pair, d: DesiredExperiment, a: ActualExperiment, ctx: Context) ->
     if d.archived != a.is_archived and "archived" not in found.blocked:
         r.ops.append(SetArchived(experiment_key=key, experiment_id=eid, before=a.is_archived, after=d.archived))
         r.archived_after = d.archived
-    record = last_applied_of(d)
     if p.managed is None or p.managed.last_applied != record:
         r.ops.append(RecordManaged(experiment_key=key, experiment_id=eid, last_applied=record, adopted=p.managed is None))
         if p.managed is None:
@@ -241,6 +243,22 @@ def _update(p: Pair, d: DesiredExperiment, a: ActualExperiment, ctx: Context) ->
     else:
         r.ops = [mask_op(op) for op in r.ops]
     return r
+
+
+def _in_sync(p: Pair, d: DesiredExperiment, a: ActualExperiment, ctx: Context, record: JsonObject) -> bool:
+    """True when the full diff of a managed experiment would find nothing: its ownership record
+    is ``record`` (what git wants), the row holds every drift field as git wants it (so none
+    drifted from the record either: same variant ids, labels, weights, latest upstreams), no
+    variant lacks a version or has a pending one, and no key is rotated. Compared with ``==``
+    exactly as the full diff compares; anything else takes the full diff."""
+    m = p.managed
+    if m is None or d.status is not a.status or drift_mod.desired_fields(d) != drift_mod.actual_fields(a):
+        return False
+    if len(d.variants) != len(a.variants) or any(v.pending is not None or v.current is None for v in a.variants):
+        return False
+    if m.last_applied != record:
+        return False
+    return not any(_key_change(ctx, p.key, v.key, d.status) is KeyChange.ROTATED for v in d.variants)
 
 
 def _variants(r: ExperimentDiff, d: DesiredExperiment, a: ActualExperiment, ctx: Context) -> dict[str, datetime | None]:

@@ -107,12 +107,22 @@ def digest(obj: Any) -> str:
     return "sha256:" + hashlib.sha256(_encode(obj)).hexdigest()
 
 
+def encode(obj: Any) -> bytes:
+    """The canonical encoding of ``obj`` (what :func:`canonical` decodes, what digests hash)."""
+    return _encode(obj)
+
+
 def digest_items(items: Iterable[Any]) -> str:
     """Digest of a sequence, one canonical item at a time: the same value for the same items
     without holding the whole state's JSON in memory at once."""
+    return digest_encoded(_encode(item) for item in items)
+
+
+def digest_encoded(encodings: Iterable[bytes]) -> str:
+    """:func:`digest_items` of items already encoded (:func:`encode`), in order."""
     h = hashlib.sha256()
     update: Callable[[bytes], None] = h.update
-    for item in items:
-        update(_encode(item))
+    for chunk in encodings:
+        update(chunk)
         update(b"\n")
     return "sha256:" + h.hexdigest()

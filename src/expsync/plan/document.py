@@ -23,10 +23,10 @@ from collections.abc import Iterable, Mapping
 from typing import Any, Final
 
 from expsync.model import SecretRef
-from expsync.plan.digest import digest_items
+from expsync.plan.digest import digest_encoded, digest_items
 from expsync.plan.ops import Op, RecordManaged, action_of
 
-__all__ = ["NOT_SHOWN", "documents_digest", "op_document", "ops_digest", "type_name"]
+__all__ = ["NOT_SHOWN", "documents_digest", "encoded_documents_digest", "op_document", "ops_digest", "type_name"]
 
 #: op class -> fields that are not part of the document (and so not of the ops digest)
 NOT_SHOWN: Final[Mapping[type, frozenset[str]]] = {RecordManaged: frozenset({"last_applied"})}
@@ -70,3 +70,9 @@ def ops_digest(ops: Iterable[Op]) -> str:
 def documents_digest(documents: Iterable[Mapping[str, Any]]) -> str:
     """The ops digest recomputed from operation documents as a saved plan holds them."""
     return digest_items(documents)
+
+
+def encoded_documents_digest(encodings: Iterable[bytes]) -> str:
+    """:func:`documents_digest` of documents already encoded (:func:`expsync.plan.digest.encode`,
+    in order), for a caller that compares the encodings too."""
+    return digest_encoded(encodings)

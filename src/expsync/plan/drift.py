@@ -7,8 +7,11 @@ variant's drift path is ``variants.<key>.<field>``, variants matched by id.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from operator import attrgetter
+from typing import Final
 
 from expsync import rules
 from expsync.diagnostics import Diagnostic
@@ -28,18 +31,30 @@ from expsync.plan.types import DriftItem
 @dataclass(frozen=True, slots=True)
 class ExperimentField:
     name: str
-    desired: Callable[[DesiredExperiment], JsonValue]
-    actual: Callable[[ActualExperiment], JsonValue]
+    #: where the value is: an attribute path on the desired experiment and on its row
+    desired_path: str
+    actual_path: str
     #: left out of the ownership record while None (records written before the field existed
     #: stay equal, and read back as None)
     omit_none: bool = False
+    desired: Callable[[DesiredExperiment], JsonValue] = field(init=False, repr=False, compare=False)
+    actual: Callable[[ActualExperiment], JsonValue] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "desired", attrgetter(self.desired_path))
+        object.__setattr__(self, "actual", attrgetter(self.actual_path))
 
 
 @dataclass(frozen=True, slots=True)
 class VariantField:
     name: str
-    desired: Callable[[DesiredVariant], JsonValue]
+    #: where the value is on a desired variant (an attribute path)
+    desired_path: str
     actual: Callable[[ActualVariant], JsonValue]
+    desired: Callable[[DesiredVariant], JsonValue] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "desired", attrgetter(self.desired_path))
 
 
 def _latest_upstream(v: ActualVariant) -> JsonValue:
@@ -50,31 +65,48 @@ def _latest_upstream(v: ActualVariant) -> JsonValue:
 #: experiment fields recorded as applied and watched for drift (``status``/``archived`` may be
 #: protective: :func:`expsync.rules.is_protective`)
 EXPERIMENT_FIELDS: tuple[ExperimentField, ...] = (
-    ExperimentField("public_model_id", lambda d: d.public_model_id, lambda a: a.public_model_id),
-    ExperimentField("name", lambda d: d.name, lambda a: a.name),
-    ExperimentField("description", lambda d: d.description, lambda a: a.description),
-    ExperimentField("status", lambda d: d.status.value, lambda a: a.status.value),
-    ExperimentField("archived", lambda d: d.archived, lambda a: a.is_archived),
-    ExperimentField("metadata", lambda d: d.metadata, lambda a: a.metadata, omit_none=True),
+    ExperimentField("public_model_id", "public_model_id", "public_model_id"),
+    ExperimentField("name", "name", "name"),
+    ExperimentField("description", "description", "description"),
+    ExperimentField("status", "status.value", "status.value"),
+    ExperimentField("archived", "archived", "is_archived"),
+    ExperimentField("metadata", "metadata", "metadata", omit_none=True),
 )
 
 #: per-variant fields recorded as applied and watched for drift (upstream: the latest version)
 VARIANT_FIELDS: tuple[VariantField, ...] = (
-    VariantField("label", lambda v: v.label, lambda v: v.label),
-    VariantField("weight", lambda v: v.weight, lambda v: v.weight),
-    VariantField("upstream", lambda v: v.upstream, _latest_upstream),
+    VariantField("label", "label", attrgetter("label")),
+    VariantField("weight", "weight", attrgetter("weight")),
+    VariantField("upstream", "upstream", _latest_upstream),
 )
+
+#: every experiment field of a desired experiment, and of a row, as one tuple; the same for
+#: a desired variant (read in one call each: these run for every experiment of a plan)
+_DESIRED_ROW: Final = attrgetter(*(f.desired_path for f in EXPERIMENT_FIELDS))
+_ACTUAL_ROW: Final = attrgetter(*(f.actual_path for f in EXPERIMENT_FIELDS))
+_DESIRED_VARIANT_ROW: Final = attrgetter(*(f.desired_path for f in VARIANT_FIELDS))
+_VARIANT_NAMES: Final = tuple(f.name for f in VARIANT_FIELDS)
+
+
+def desired_fields(d: DesiredExperiment) -> tuple[object, dict[uuid.UUID, tuple[JsonValue, ...]]]:
+    """Every drift field git wants for ``d``, variants by id: comparable with ``==`` to
+    :func:`actual_fields` of a row (equal: no field of the row differs from git)."""
+    return _DESIRED_ROW(d), {d.variant_id(v): _DESIRED_VARIANT_ROW(v) for v in d.variants}
+
+
+def actual_fields(a: ActualExperiment) -> tuple[object, dict[uuid.UUID, tuple[JsonValue, ...]]]:
+    """Every drift field of a row as it is, variants by id (see :func:`desired_fields`)."""
+    return _ACTUAL_ROW(a), {v.id: tuple(f.actual(v) for f in VARIANT_FIELDS) for v in a.variants}
 
 
 def last_applied_of(d: DesiredExperiment) -> JsonObject:
     """What expsync records as applied for ``d``: references only, never secret values."""
     out: JsonObject = {"id": str(d.resolved_id)}
-    out.update({f.name: f.desired(d) for f in EXPERIMENT_FIELDS if not (f.omit_none and f.desired(d) is None)})
-    out["variants"] = [
-        {"key": v.key, "id": str(d.variant_id(v)), **{f.name: f.desired(v) for f in VARIANT_FIELDS},
-         "api_key": str(v.api_key)}
-        for v in d.variants
-    ]
+    for f, value in zip(EXPERIMENT_FIELDS, _DESIRED_ROW(d)):
+        if value is not None or not f.omit_none:
+            out[f.name] = value
+    out["variants"] = [{"key": v.key, "id": str(d.variant_id(v)), **dict(zip(_VARIANT_NAMES, _DESIRED_VARIANT_ROW(v))),
+                        "api_key": str(v.api_key)} for v in d.variants]
     return out
 
 

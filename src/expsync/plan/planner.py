@@ -11,8 +11,8 @@ same digests. A composition of one function per concern:
    final routing picture;
    :func:`~expsync.plan.check.check_not_emptied` refuses removing every managed experiment;
 4. :func:`~expsync.plan.explain.explain` each experiment, order all ops
-   (:mod:`expsync.plan.order`), derive the cache keys and the digests; list the
-   security-relevant changes (:mod:`expsync.plan.security`).
+   (:mod:`expsync.plan.order`), derive the cache keys and the digests (each computed when
+   first read); list the security-relevant changes (:mod:`expsync.plan.security`).
 """
 
 from __future__ import annotations
@@ -50,14 +50,15 @@ class PlanOptions:
 
 
 def _digests(desired: DesiredState, actual: ActualState, ops: tuple[Op, ...]) -> Digests:
+    """The plan's digests, each computed when first read (a text plan reads none)."""
     return Digests(
-        desired=digest_items(desired.experiments[k] for k in sorted(desired.experiments)),
+        desired=lambda: digest_items(desired.experiments[k] for k in sorted(desired.experiments)),
         # the outbox is excluded: draining it between plan and apply is not a change of state
-        actual=digest_items(itertools.chain(
+        actual=lambda: digest_items(itertools.chain(
             (actual.experiments[i] for i in sorted(actual.experiments)),
             (actual.managed[k] for k in sorted(actual.managed)),
         )),
-        ops=ops_digest(ops),  # of the operations exactly as a saved plan shows them
+        ops=lambda: ops_digest(ops),  # of the operations exactly as a saved plan shows them
     )
 
 
@@ -84,7 +85,7 @@ def plan(
                   desired_keys=frozenset(desired.experiments), existing=frozenset(actual.experiments),
                   redact_unmanaged=options.redact_unmanaged)
     results = [diff(p, ctx) for p in pair(desired, actual)]
-    for r in results:
+    for r in (r for r in results if r.ops):  # nothing to check without an op
         check_edits(r, r.pair.actual.status if r.pair.actual is not None and r.pair.desired is not None else None)
     check_activations(results, actual, now, hide_unmanaged=options.redact_unmanaged)
 

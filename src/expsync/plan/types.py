@@ -6,10 +6,10 @@ Fields marked *display only* explain the plan to people; apply must not branch o
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, overload
 
 from expsync.diagnostics import Diagnostic, has_errors
 from expsync.model import JsonValue, Status
@@ -101,16 +101,58 @@ class ExperimentPlan:
         return Action.MANAGE
 
 
-@dataclass(frozen=True, slots=True)
+class _Digest:
+    """One field of :class:`Digests`: given as the digest itself or as a function computing it,
+    which runs on the first read only (a text plan with no changes reads no digest; apply and
+    the JSON format read each once). Reads always give the string."""
+
+    __slots__ = ("_name", "_default")
+
+    def __init__(self, default: str | None = None) -> None:
+        self._default = default
+        self._name = ""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self._name = name
+
+    @overload
+    def __get__(self, obj: None, owner: type | None = None) -> str: ...
+    @overload
+    def __get__(self, obj: Digests, owner: type | None = None) -> str: ...
+
+    def __get__(self, obj: Digests | None, owner: type | None = None) -> str:
+        if obj is None:  # the dataclass asks for the field's default
+            if self._default is None:
+                raise AttributeError(self._name)
+            return self._default
+        value = obj.__dict__[self._name]
+        if not isinstance(value, str):
+            value = obj.__dict__[self._name] = value()
+        return value
+
+    def __set__(self, obj: Digests, value: str | Callable[[], str]) -> None:
+        obj.__dict__[self._name] = value
+
+
+@dataclass(frozen=True)
 class Digests:
-    desired: str
-    actual: str
+    """SHA-256 digests binding a plan to its inputs; equal when every digest is equal."""
+
+    desired: _Digest = _Digest()
+    actual: _Digest = _Digest()
     #: of the ops as the plan file shows them (:func:`expsync.plan.document.ops_digest`)
-    ops: str
+    ops: _Digest = _Digest()
     #: keyed digest (HMAC) of the api key values the ops encrypt (``new``/``rotated``), bound
     #: outside the pure planner (:func:`expsync.crypto.api_keys_digest`); ``""`` when the ops
     #: write no key or no BYOK key was available to bind them
-    secrets: str = ""
+    secrets: _Digest = _Digest("")
+
+    def with_secrets(self, secrets: str) -> Digests:
+        """These digests with ``secrets`` bound, the others still computed when first read
+        (``dataclasses.replace`` would read, and so compute, every one)."""
+        out = Digests.__new__(Digests)
+        out.__dict__.update(self.__dict__, secrets=secrets)
+        return out
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -69,7 +69,9 @@ ReasonName = Literal["adopted", "released_row_deleted", "released_completed_arch
 
 SecurityName = Literal["key_ref_changed", "origin_changed", "key_sent_to_new_origin", "new_origin"]
 
-_OUT = ConfigDict(extra="forbid", frozen=True)
+#: validators are built on first use (a JSON render, a saved plan read), not on import: the
+#: CLI imports every format and a text plan needs none of them
+_OUT = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
 
 class SecurityOut(BaseModel):
@@ -330,7 +332,7 @@ class SummaryOut(BaseModel):
 class PlanOut(BaseModel):
     """The whole plan. ``operations`` is the flat list in execution order (what apply runs)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, title="expsync plan")
+    model_config = ConfigDict(extra="forbid", frozen=True, title="expsync plan", defer_build=True)
     format_version: Literal["2"]
     #: where api keys go that they did not go before; listed first, read it first
     security: list[SecurityOut]

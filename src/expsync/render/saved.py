@@ -9,8 +9,8 @@ Checks, in order:
 1. JSON written by ``expsync plan --out`` in this ``format_version`` (the output models refuse
    unknown fields) - otherwise :class:`SavedPlanInvalid` (exit 3);
 2. ``digests.ops`` equals the digest recomputed from the file's own ``operations``
-   (:func:`expsync.plan.document.documents_digest`), and each experiment's ``operations`` are
-   exactly its share of the flat list - otherwise :class:`SavedPlanTampered` (exit 5): the file
+   (:func:`expsync.plan.document.encoded_documents_digest`, each document encoded once), and
+   each experiment's ``operations`` are exactly its share of the flat list - otherwise :class:`SavedPlanTampered` (exit 5): the file
    shows operations other than the ones its digest (and so apply's comparison) stands for.
 
 Whether the saved plan still matches the YAML and the database is apply's check (it re-plans
@@ -29,8 +29,8 @@ from typing import Any
 from pydantic import ValidationError
 
 from expsync.errors import InvalidInput, StalePlan
-from expsync.plan.digest import canonical
-from expsync.plan.document import documents_digest
+from expsync.plan.digest import encode
+from expsync.plan.document import encoded_documents_digest
 from expsync.plan.types import Digests
 from expsync.render.json import PlanOut
 
@@ -88,9 +88,10 @@ def load_saved_plan(text: str, *, name: str = "") -> SavedPlan:
 def _check_operations(raw: dict[str, Any], model: PlanOut, name: str) -> None:
     operations: list[dict[str, Any]] = raw["operations"]
     try:
-        recomputed = documents_digest(operations)
-        flat = Counter(canonical(o) for o in operations)
-        shown = Counter(canonical(o) for e in raw["experiments"] for o in e["operations"])
+        encoded = [encode(o) for o in operations]  # once each: for the digest and the comparison
+        recomputed = encoded_documents_digest(encoded)
+        flat = Counter(encoded)
+        shown = Counter(encode(o) for e in raw["experiments"] for o in e["operations"])
     except (TypeError, ValueError, OverflowError, RecursionError):
         raise SavedPlanInvalid(f"{_at(name)}{_NOT_A_PLAN} (operations cannot be digested)") from None
     if recomputed != model.digests.ops:

@@ -29,7 +29,6 @@ Postgres that transaction should be REPEATABLE READ (``db.begin(engine, snapshot
 
 from __future__ import annotations
 
-import gc
 import uuid
 from collections import defaultdict
 from collections.abc import Collection, Iterable, Sequence
@@ -39,6 +38,7 @@ from typing import TYPE_CHECKING, Any, Final
 from expsync import rules
 from expsync.diagnostics import Diagnostic
 from expsync.errors import InvalidInput
+from expsync.heap import long_lived
 from expsync.model import (
     ActualExperiment,
     ActualState,
@@ -160,9 +160,7 @@ def _read_pipelined(
     ]
     if required:  # first: a missing table explains why the reads after it failed
         statements.insert(0, (MISSING_TABLES_SQL, {"tables": required}))
-    gc_was_on = gc.isenabled()
-    gc.disable()  # decoding makes ~10 objects per row and no cycles: no reason to rescan the heap
-    try:
+    with long_lived():  # decoding makes ~10 objects per row and no cycles: no reason to rescan the heap
         rows = batch(conn, statements, guard=(lambda r: raise_missing(list(r[0][0]))) if required else None)
         db_now, exp_rows, var_rows, ver_rows, managed_rows = rows[1:] if required else rows
         if driver(conn).info.timezone is not timezone.utc:  # the connection asks for UTC; a host may override it
@@ -172,9 +170,6 @@ def _read_pipelined(
         clock_now = now if now is not None else _utc(db_now[0][0])
         assert clock_now is not None
         return clock_now, assemble(exp_rows, var_rows, ver_rows, managed_rows, clock_now)
-    finally:
-        if gc_was_on:
-            gc.enable()
 
 
 def _utc(value: datetime | None) -> datetime | None:
