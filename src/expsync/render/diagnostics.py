@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 
 from expsync import escape
@@ -36,6 +35,8 @@ def summary_line(diags: Sequence[Diagnostic]) -> str:
 
 
 def render_validate_json(diags: Sequence[Diagnostic], *, files: int, experiments: int) -> str:
+    import json  # only for --format json (validate's text output is the common case)
+
     payload = {
         "valid": not any(d.is_error for d in diags),
         "files": files,

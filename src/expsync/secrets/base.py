@@ -13,7 +13,6 @@ a store's raw error text (a store error message can quote request data).
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -99,6 +98,8 @@ def pick_field(ref: SecretRef, document: str, what: str) -> Outcome:
     used because they quote the offending text.
     """
     assert ref.field is not None
+    import json  # only for a reference with a #field
+
     try:
         parsed = json.loads(document)
     except ValueError:

@@ -21,7 +21,6 @@ would mangle output and no real API key is that short.
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 import threading
@@ -84,6 +83,8 @@ class Redactor:
         text = value.reveal() if isinstance(value, Secret) else value
         if len(text) < MIN_LENGTH:
             return
+        import json  # only once there is a value: a command without secrets never needs it
+
         forms = {text, json.dumps(text)[1:-1], repr(text)[1:-1]}
         forms.update(line for line in text.splitlines())
         with self._lock:
