@@ -1,4 +1,4 @@
-"""``model.json_equal``: JSON values equal as the gateway (JavaScript) sees them. A boolean is
+"""``plan.equality.json_equal``: JSON values equal as the gateway (JavaScript) sees them. A boolean is
 not a number (Python's ``True == 1 == 1.0`` is not), ``1`` and ``1.0`` are one number, objects
 by key, arrays in order; and the planner uses it wherever it compares such values."""
 
@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from expsync import model
-from expsync.model import json_equal
+from expsync.plan import equality
+from expsync.plan.equality import json_equal
 from tests.plan.builders import UP, actual, actual_of, codes, dexp, desired, dvar, op_names, run
 
 
@@ -84,13 +84,13 @@ def test_unrelated_values(a: Any, b: Any) -> None:
 def _walks(monkeypatch: pytest.MonkeyPatch) -> list[None]:
     """One item per call of the type walk (recursive calls included)."""
     calls: list[None] = []
-    real = model._same_kinds
+    real = equality._same_kinds
 
     def counted(a: object, b: object) -> bool:
         calls.append(None)
         return real(a, b)
 
-    monkeypatch.setattr(model, "_same_kinds", counted)
+    monkeypatch.setattr(equality, "_same_kinds", counted)
     return calls
 
 

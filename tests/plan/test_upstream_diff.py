@@ -1,6 +1,6 @@
 """upstream_diff walks objects itself and gives the same field changes DeepDiff gives for the
 whole objects (the reference below is the earlier implementation, with its ``==`` shortcut
-replaced by :func:`expsync.model.json_equal`: ``1 -> true`` is a change), without running
+replaced by :func:`expsync.plan.equality.json_equal`: ``1 -> true`` is a change), without running
 DeepDiff unless two lists differ."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from expsync.model import json_equal
+from expsync.plan.equality import json_equal
 from expsync.plan.diff import upstream_diff
 from expsync.plan.ops import FieldChange
 

@@ -24,9 +24,9 @@ from expsync.model import (
     KeyChange,
     ManagedRecord,
     Status,
-    json_equal,
 )
 from expsync.plan import drift as drift_mod
+from expsync.plan.equality import json_equal
 from expsync.plan.drift import last_applied_of
 from expsync.plan.ops import (
     AddVariant,
@@ -251,7 +251,7 @@ def _in_sync(p: Pair, d: DesiredExperiment, a: ActualExperiment, ctx: Context, r
     is ``record`` (what git wants), the row holds every drift field as git wants it (so none
     drifted from the record either: same variant ids, labels, weights, latest upstreams), no
     variant lacks a version or has a pending one, and no key is rotated. Compared with
-    :func:`~expsync.model.json_equal` exactly as the full diff compares; anything else takes the full diff."""
+    :func:`~expsync.plan.equality.json_equal` exactly as the full diff compares; anything else takes the full diff."""
     m = p.managed
     if m is None or d.status is not a.status or not json_equal(drift_mod.desired_fields(d), drift_mod.actual_fields(a)):
         return False

@@ -24,8 +24,8 @@ from expsync.model import (
     JsonValue,
     ManagedRecord,
     Status,
-    json_equal,
 )
+from expsync.plan.equality import json_equal
 from expsync.plan.types import DriftItem
 
 
@@ -91,7 +91,7 @@ _VARIANT_NAMES: Final = tuple(f.name for f in VARIANT_FIELDS)
 
 def desired_fields(d: DesiredExperiment) -> tuple[object, dict[uuid.UUID, tuple[JsonValue, ...]]]:
     """Every drift field git wants for ``d``, variants by id: comparable with
-    :func:`~expsync.model.json_equal` to :func:`actual_fields` of a row (equal: no field of the
+    :func:`~expsync.plan.equality.json_equal` to :func:`actual_fields` of a row (equal: no field of the
     row differs from git)."""
     return _DESIRED_ROW(d), {d.variant_id(v): _DESIRED_VARIANT_ROW(v) for v in d.variants}
 
