@@ -46,7 +46,7 @@ LAYERS: dict[str, Layer] = {
     "diagnostics": _layer("diagnostic codes and values", "escape"),
     "settings": _layer("the environment, read once"),
     "errors": _layer("errors and exit codes", "diagnostics"),
-    "model": _layer("frozen value types", "diagnostics"),
+    "model": _layer("frozen value types, JSON value equality", "diagnostics", "orjson"),
     "rules": _layer("statuses, transitions, edit rules", "diagnostics model"),
     "profiles": _layer("gateway versions and their rules (data)"),
     "credentials": _layer("what a credential looks like, by name"),

@@ -1,6 +1,7 @@
 """upstream_diff walks objects itself and gives the same field changes DeepDiff gives for the
-whole objects (the reference below is the earlier implementation), without running DeepDiff
-unless two lists differ."""
+whole objects (the reference below is the earlier implementation, with its ``==`` shortcut
+replaced by :func:`expsync.model.json_equal`: ``1 -> true`` is a change), without running
+DeepDiff unless two lists differ."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from expsync.model import json_equal
 from expsync.plan.diff import upstream_diff
 from expsync.plan.ops import FieldChange
 
@@ -18,7 +20,7 @@ from expsync.plan.ops import FieldChange
 def reference(before: dict[str, Any], after: dict[str, Any]) -> tuple[FieldChange, ...]:
     from deepdiff import DeepDiff
 
-    if before == after:
+    if json_equal(before, after):
         return ()
     changes = []
     for kind, items in DeepDiff(before, after, verbose_level=2, ignore_order=False).items():
@@ -47,7 +49,7 @@ def _mutations() -> list[dict[str, Any]]:
         lambda d: d.update(internal_id="model-1-rc9"),
         lambda d: d["extra_body"].update(temperature=0.3),
         lambda d: d["extra_body"].update(temperature=1),  # float -> int: a type change
-        lambda d: d["extra_body"].update(n=1.0),
+        lambda d: d["extra_body"].update(n=1.0),  # the same number: no change alone
         lambda d: d["extra_body"].update(n=True),
         lambda d: d["extra_body"]["reasoning"].update(effort="high"),
         lambda d: d["extra_body"].pop("reasoning"),
@@ -60,7 +62,7 @@ def _mutations() -> list[dict[str, Any]]:
         lambda d: d.update(remove_from_body=[]),
         lambda d: d.pop("opencode_settings"),
         lambda d: d.update(add_cache_breakpoints=None),
-        lambda d: d.update(add_cache_breakpoints=1),  # True -> 1: equal in Python, a type change
+        lambda d: d.update(add_cache_breakpoints=1),  # True -> 1: equal in Python, a change for the gateway
         lambda d: d["extra_body"].update(stop=["\n", "END"], n=1),  # no change at all
     ]:
         d = copy.deepcopy(BASE)

@@ -6,21 +6,24 @@ cluster, observability ...), about 70 ms of every ``plan`` or ``apply`` that has
 while the refresh needs DEL, SET and GET. This client takes the plain URLs only:
 ``redis://[[user]:password@]host[:port][/db]`` and ``unix://[[user]:password@]/path[?db=N]``.
 :func:`parse` returns ``None`` for every other URL (TLS ``rediss://``, Redis Cluster, any
-query option besides ``db``) and :func:`expsync.cache.refresh.connect` then uses redis-py,
+query option besides ``db``, any form it would not read exactly as redis-py does) and :func:`expsync.cache.refresh.connect` then uses redis-py,
 which also decides whether such a URL is valid.
 
-Authentication and the database number are sent first, in the same write as the commands.
+A new connection first sends AUTH and SELECT (when the URL has a password or a database
+number) and checks their replies before any command is written: one more round trip, so that
+a refused password or database runs nothing. The commands of a call then go in one write.
 Every error reply raises :class:`RespError` after all replies were read; connection problems
 raise ``OSError`` (timeouts of 5 s, as the redis-py clients get).
 """
 
 from __future__ import annotations
 
+import re
 import socket
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
-from urllib.parse import parse_qsl, unquote, urlsplit
+from urllib.parse import unquote, urlsplit
 
 __all__ = ["Address", "RespClient", "RespError", "parse"]
 
@@ -41,39 +44,41 @@ class Address:
     password: str | None = field(default=None, repr=False)  # never shown
 
 
-def _db(text: str) -> int:
-    return int(text)  # ValueError: not a number (redis-py refuses it too)
+#: the only query and path forms parsed here; any other goes to redis-py's ``parse_url``, which
+#: ignores a blank or non-numeric database, percent-decodes the path, joins its segments ...
+_QUERY_DB: Final = re.compile(r"db=([0-9]+)")
+_PATH_DB: Final = re.compile(r"/([0-9]*)")
 
 
 def parse(url: str) -> Address | None:
-    """The address of a plain ``redis://`` or ``unix://`` URL; ``None`` for anything else.
-    Raises ``ValueError`` for a malformed port or database number."""
-    u = urlsplit(url)
+    """The address of a plain ``redis://`` or ``unix://`` URL, read exactly as redis-py reads
+    it; ``None`` for any other URL, and for every form parsed here differently or not at all
+    (redis-py then decides, including whether the URL is valid). Never raises."""
+    try:
+        u = urlsplit(url)
+        port = u.port
+    except ValueError:
+        return None
     if u.scheme not in ("redis", "unix") or u.fragment:
         return None
-    query = parse_qsl(u.query, keep_blank_values=True, strict_parsing=bool(u.query))
-    if any(k != "db" for k, _ in query) or len(query) > 1:
+    query = _QUERY_DB.fullmatch(u.query) if u.query else None
+    if u.query and query is None:
         return None
     user = unquote(u.username) if u.username else None
-    password = unquote(u.password) if u.password is not None else None
+    password = unquote(u.password) if u.password else None  # empty: no AUTH, as redis-py
     if user and password is None:
         return None  # a user without a password: left to redis-py
-    db = _db(query[0][1]) if query else 0
-    if db < 0:
-        return None
+    db = int(query.group(1)) if query else 0
     if u.scheme == "unix":
-        if not u.path or u.hostname or u.port:
+        if not u.path or u.netloc.rpartition("@")[2]:
             return None
         return Address(path=unquote(u.path), db=db, username=user, password=password)
-    if not u.hostname:
+    path = _PATH_DB.fullmatch(u.path) if u.path else None
+    if not u.hostname or (u.path and path is None) or (query and path and path.group(1)):
         return None
-    path = u.path.strip("/")
-    if (path and query) or "/" in path:
-        return None
-    db = _db(path) if path else db
-    if db < 0:
-        return None
-    return Address(host=unquote(u.hostname), port=u.port or 6379, db=db, username=user, password=password)
+    if path and path.group(1):
+        db = int(path.group(1))
+    return Address(host=unquote(u.hostname), port=port or 6379, db=db, username=user, password=password)
 
 
 def _encode(args: Sequence[str | bytes]) -> bytes:
@@ -92,43 +97,62 @@ class RespClient:
         self._sock: socket.socket | None = None
         self._file: Any = None
 
-    def _connect(self) -> list[list[str | bytes]]:
-        """Open the connection; return the commands that must go first (AUTH, SELECT)."""
+    def _open(self) -> socket.socket:
         a = self.address
-        if a.path:
-            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            sock.settimeout(TIMEOUT)
-            try:
-                sock.connect(a.path)
-            except OSError:
-                sock.close()
-                raise
-        else:
+        if not a.path:
             sock = socket.create_connection((a.host, a.port), timeout=TIMEOUT)
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            return sock
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(TIMEOUT)
+        try:
+            sock.connect(a.path)
+        except OSError:
+            sock.close()
+            raise
+        return sock
+
+    def _connect(self) -> None:
+        """Open the connection and run AUTH and SELECT (one round trip, when the URL has them),
+        their replies checked before any command is written: a refused password or database
+        number must not let a DEL or a SET through (SELECT refused: they would hit db 0). On
+        any failure the connection is closed, so the next :meth:`call` starts afresh."""
+        a = self.address
+        sock = self._open()
         self._sock, self._file = sock, sock.makefile("rb")
         first: list[list[str | bytes]] = []
         if a.password is not None:
             first.append(["AUTH", a.username, a.password] if a.username else ["AUTH", a.password])
         if a.db:
             first.append(["SELECT", str(a.db)])
-        return first
+        if first:
+            try:
+                self._exchange(first)
+            except RespError:
+                self.close()  # never reused: a call after this one authenticates again
+                raise
 
-    def call(self, commands: Sequence[Sequence[str | bytes]]) -> list[Any]:
-        """Send ``commands`` in one write and return their replies, in order."""
-        first = self._connect() if self._sock is None else []
+    def _exchange(self, commands: Sequence[Sequence[str | bytes]]) -> list[Any]:
+        """Write ``commands`` at once, read every reply, then raise the first error reply (the
+        connection stays usable: every reply was read); closed on a connection failure."""
         assert self._sock is not None
-        every = [*first, *commands]
         try:
-            self._sock.sendall(b"".join(_encode(c) for c in every))
-            replies = [self._reply() for _ in every]
+            self._sock.sendall(b"".join(_encode(c) for c in commands))
+            replies = [self._reply() for _ in commands]
         except BaseException:
             self.close()  # replies may be left unread: the connection is not reused
             raise
         for r in replies:
             if isinstance(r, RespError):
                 raise r
-        return replies[len(first):]
+        return replies
+
+    def call(self, commands: Sequence[Sequence[str | bytes]]) -> list[Any]:
+        """Send ``commands`` in one write (after the handshake, on a new connection) and return
+        their replies, in order. An error reply raises, once all replies were read."""
+        if self._sock is None:
+            self._connect()
+        return self._exchange(commands)
 
     def _reply(self) -> Any:
         line = self._file.readline()

@@ -24,6 +24,7 @@ from expsync.model import (
     KeyChange,
     ManagedRecord,
     Status,
+    json_equal,
 )
 from expsync.plan import drift as drift_mod
 from expsync.plan.drift import last_applied_of
@@ -98,7 +99,7 @@ def upstream_diff(before: JsonObject | None, after: JsonObject) -> tuple[FieldCh
     Objects are walked here (a hot swap changes one field of an otherwise equal upstream);
     only two lists that differ go to DeepDiff, whose paths are kept as they were
     (``remove_from_body[1]``)."""
-    if before is None or before == after:
+    if before is None or json_equal(before, after):
         return ()  # equal objects: nothing to walk (most versions of a large plan are unchanged)
     changes: list[FieldChange] = []
     _walk(before, after, "", changes)
@@ -225,7 +226,7 @@ def _update(p: Pair, d: DesiredExperiment, a: ActualExperiment, ctx: Context) ->
     found = drift_mod.drift(key, d, a, p.managed or ctx.managed_by_id.get(a.id))
     r.drift, r.diagnostics = found.items, list(found.diagnostics)
     changes = [FieldChange(f, getattr(a, f), getattr(d, f)) for f in rules.FIELD_CHANGE
-               if getattr(a, f) != getattr(d, f)]
+               if not json_equal(getattr(a, f), getattr(d, f))]
     if changes:
         r.ops.append(UpdateFields(experiment_key=key, experiment_id=eid, changes=tuple(changes)))
     effective = _variants(r, d, a, ctx)
@@ -234,7 +235,7 @@ def _update(p: Pair, d: DesiredExperiment, a: ActualExperiment, ctx: Context) ->
     if d.archived != a.is_archived and "archived" not in found.blocked:
         r.ops.append(SetArchived(experiment_key=key, experiment_id=eid, before=a.is_archived, after=d.archived))
         r.archived_after = d.archived
-    if p.managed is None or p.managed.last_applied != record:
+    if p.managed is None or not json_equal(p.managed.last_applied, record):
         r.ops.append(RecordManaged(experiment_key=key, experiment_id=eid, last_applied=record, adopted=p.managed is None))
         if p.managed is None:
             r.notes.append(Reason.ADOPTED)
@@ -249,14 +250,14 @@ def _in_sync(p: Pair, d: DesiredExperiment, a: ActualExperiment, ctx: Context, r
     """True when the full diff of a managed experiment would find nothing: its ownership record
     is ``record`` (what git wants), the row holds every drift field as git wants it (so none
     drifted from the record either: same variant ids, labels, weights, latest upstreams), no
-    variant lacks a version or has a pending one, and no key is rotated. Compared with ``==``
-    exactly as the full diff compares; anything else takes the full diff."""
+    variant lacks a version or has a pending one, and no key is rotated. Compared with
+    :func:`~expsync.model.json_equal` exactly as the full diff compares; anything else takes the full diff."""
     m = p.managed
-    if m is None or d.status is not a.status or drift_mod.desired_fields(d) != drift_mod.actual_fields(a):
+    if m is None or d.status is not a.status or not json_equal(drift_mod.desired_fields(d), drift_mod.actual_fields(a)):
         return False
     if len(d.variants) != len(a.variants) or any(v.pending is not None or v.current is None for v in a.variants):
         return False
-    if m.last_applied != record:
+    if not json_equal(m.last_applied, record):
         return False
     return not any(_key_change(ctx, p.key, v.key, d.status) is KeyChange.ROTATED for v in d.variants)
 
@@ -296,7 +297,7 @@ def _variants(r: ExperimentDiff, d: DesiredExperiment, a: ActualExperiment, ctx:
                 "W502", f"variant {v.label!r} has a version{at} "
                 "(future-dated); it supersedes older versions when it takes effect",
                 d.source(f"variants[{i}].upstream"), path=f"variants[{i}].upstream", experiment=key))
-        if latest is None or latest.upstream != v.upstream or kc is KeyChange.ROTATED:
+        if latest is None or not json_equal(latest.upstream, v.upstream) or kc is KeyChange.ROTATED:
             r.ops.append(_version(key, eid, v, vid, latest, KeyChange.NEW if latest is None else kc))
             effective[v.label] = ctx.now
     return effective

@@ -24,6 +24,7 @@ from expsync.model import (
     JsonValue,
     ManagedRecord,
     Status,
+    json_equal,
 )
 from expsync.plan.types import DriftItem
 
@@ -89,8 +90,9 @@ _VARIANT_NAMES: Final = tuple(f.name for f in VARIANT_FIELDS)
 
 
 def desired_fields(d: DesiredExperiment) -> tuple[object, dict[uuid.UUID, tuple[JsonValue, ...]]]:
-    """Every drift field git wants for ``d``, variants by id: comparable with ``==`` to
-    :func:`actual_fields` of a row (equal: no field of the row differs from git)."""
+    """Every drift field git wants for ``d``, variants by id: comparable with
+    :func:`~expsync.model.json_equal` to :func:`actual_fields` of a row (equal: no field of the
+    row differs from git)."""
     return _DESIRED_ROW(d), {d.variant_id(v): _DESIRED_VARIANT_ROW(v) for v in d.variants}
 
 
@@ -167,19 +169,19 @@ def drift(key: str, d: DesiredExperiment, a: ActualExperiment, m: ManagedRecord 
     blocked: set[Status | str] = set()
     for path in sorted(set(v.last) | set(v.now)):
         last_value, actual_value, want = v.last.get(path), v.now.get(path), v.want.get(path)
-        if last_value == actual_value:
+        if json_equal(last_value, actual_value):
             continue
-        unacknowledged = want == last_value
+        unacknowledged, reverts = json_equal(want, last_value), not json_equal(want, actual_value)
         refused = rules.is_protective(path, last_value, actual_value) and unacknowledged
         items.append(DriftItem(key, path, last_value, actual_value, rules.is_protective(path, last_value, actual_value),
-                               reverted=want != actual_value and not refused))
+                               reverted=reverts and not refused))
         if refused:
             blocked.add(d.status if path == "status" else "archived")
             diags.append(Diagnostic.make(
                 "E501", f"{path} was changed to {actual_value!r} outside git (last applied: {last_value!r}); "
                 "expsync will not undo a protective change", d.source(path), path=path,
                 hint=f"set {path}: {str(actual_value).lower()} in the YAML to acknowledge it", experiment=key))
-        elif want != actual_value and unacknowledged:
+        elif reverts and unacknowledged:
             shown = "absent" if actual_value is None else repr(actual_value)
             back = "what git says" if isinstance(want, dict) else repr(want)
             where = v.where.get(path, path)
