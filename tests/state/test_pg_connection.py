@@ -47,6 +47,7 @@ def test_connect_arguments_are_the_engines(url: str) -> None:
     "postgresql+psycopg2://h/db", "sqlite:///x.db", "postgresql+psycopg://h/db?host=a:1&host=b:2",
     "postgresql+psycopg://h/db?host=a,b&port=1,2", "postgresql+psycopg://h:x1/db",
     "postgresql+psycopg://h/db?sslmode=a&sslmode=b", "postgresql+psycopg://h/db?autocommit=false", "not a url",
+    "postgresql+psycopg://h:/db",
 ])
 def test_urls_only_sqlalchemy_reads_alike_are_left_to_the_engine(url: str) -> None:
     assert connect_kwargs(url) is None

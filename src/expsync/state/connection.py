@@ -22,13 +22,13 @@ Nothing here imports SQLAlchemy unless the caller already holds an engine.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, nullcontext
 from typing import TYPE_CHECKING, Any, ContextManager, Final
 from urllib.parse import parse_qsl, unquote
 
 from expsync.errors import DatabaseUnavailable
+from expsync.state.location import URL_PATTERN
 from expsync.urls import mask_url, scrub
 
 if TYPE_CHECKING:
@@ -50,26 +50,6 @@ CONNECT_ARGS: Final = {"application_name": "expsync", "options": "-c jit=off -c 
 #: seconds, unless the URL sets ``connect_timeout``
 CONNECT_TIMEOUT: Final = 10
 
-#: SQLAlchemy's URL pattern (``sqlalchemy.engine.url._parse_url``), so both read a URL alike
-_URL: Final = re.compile(
-    r"""
-        (?P<name>[\w\+]+)://
-        (?:
-            (?P<username>[^:/]*)
-            (?::(?P<password>[^@]*))?
-        @)?
-        (?:
-            (?:
-                \[(?P<ipv6host>[^/\?]+)\] |
-                (?P<ipv4host>[^/:\?]+)
-            )?
-            (?::(?P<port>[^/\?]*))?
-        )?
-        (?:/(?P<database>[^\?]*))?
-        (?:\?(?P<query>.*))?
-    """,
-    re.X,
-)
 #: query keys SQLAlchemy treats specially (multi-host) or that are psycopg.connect's own arguments
 _ENGINE_ONLY_KEYS: Final = frozenset({"host", "port", "autocommit", "prepare_threshold", "context",
                                        "row_factory", "cursor_factory"})
@@ -79,16 +59,18 @@ _BEGIN_SNAPSHOT: Final = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"
 def connect_kwargs(url: str) -> dict[str, Any] | None:
     """The keyword arguments SQLAlchemy's psycopg dialect would pass to ``psycopg.connect`` for
     ``url`` (with :data:`CONNECT_ARGS`), or None for a URL this module leaves to the engine:
-    another driver, a multi-host or repeated query parameter, a port that is not a number."""
-    m = _URL.fullmatch(url)  # what SQLAlchemy's prefix match reads short goes to the engine
-    if m is None or m["name"] != "postgresql+psycopg" or (m["port"] and not (m["port"].isascii()
-                                                                            and m["port"].isdigit())):
+    another driver, a multi-host or repeated query parameter, a port that is empty or not a
+    number (the engine decides: it refuses an empty one)."""
+    m = URL_PATTERN.fullmatch(url)  # what SQLAlchemy's prefix match reads short goes to the engine
+    port = m["port"] if m is not None else None
+    if m is None or m["name"] != "postgresql+psycopg" or (port is not None and not (port.isascii()
+                                                                                    and port.isdigit())):
         return None
     query = parse_qsl(m["query"]) if m["query"] is not None else []
     keys = [k for k, _ in query]
     if len(set(keys)) != len(keys) or _ENGINE_ONLY_KEYS & set(keys):
         return None
-    parts: dict[str, Any] = {"host": m["ipv4host"] or m["ipv6host"], "port": int(m["port"]) if m["port"] else None}
+    parts: dict[str, Any] = {"host": m["ipv4host"] or m["ipv6host"], "port": int(port) if port else None}
     for name, group in (("dbname", "database"), ("user", "username"), ("password", "password")):
         parts[name] = unquote(m[group]) if m[group] is not None else None
     # what URL.translate_connect_args keeps (truthy values), then the query

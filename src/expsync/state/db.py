@@ -101,15 +101,18 @@ def safe_url(url: str | sa.URL) -> str:
 def make_engine(url: str, *, create: bool = True, **kwargs: Any) -> Engine:
     """An engine for ``url`` (Postgres via psycopg 3, or SQLite). Does not connect yet.
 
-    Raises :class:`~expsync.errors.ConfigError` for a malformed or unsupported URL. Once
+    Raises :class:`~expsync.errors.ConfigError` for a malformed (the URL not echoed: what a
+    mask makes of a URL it cannot parse may still hold a secret) or unsupported URL. Once
     connected, failures to reach the database raise
     :class:`~expsync.errors.DatabaseUnavailable`. Extra ``kwargs`` go to
     :func:`sqlalchemy.create_engine`.
     """
     try:
         parsed = sa.make_url(url)
-    except ArgumentError:
-        raise ConfigError(f"{ENV_DATABASE_URL} is not a valid database URL: {safe_url(url)}") from None
+    except (ArgumentError, ValueError) as exc:  # never echoed: a mangled URL masks badly (ValueError: the port)
+        port = "" if isinstance(exc, ArgumentError) else ": its port must be a number (or left out, ':' too)"
+        raise ConfigError(f"{ENV_DATABASE_URL} is not a valid database URL{port}; expected "
+                          "postgresql://USER:PASSWORD@HOST[:PORT]/DATABASE or sqlite:///PATH") from None
     backend = parsed.get_backend_name()
     if backend not in ("postgresql", "sqlite"):
         raise ConfigError(
