@@ -16,7 +16,7 @@ ground floor (the rule, as a table: ``tests/test_layers.py`` ``LAYERS``, shown i
       importer/ database -> YAML files                              (``expsync import``)
       github    the sticky pull-request comment                     (GitHub REST)
     ground floor: model.py (value types), diagnostics.py, errors.py, settings.py, rules.py,
-                  profiles.py, credentials.py, urls.py, escape.py
+                  profiles.py, credentials.py, urls.py, escape.py, heap.py (the collector's policy)
 
 Where each rule lives (change it there, nowhere else):
 
@@ -40,6 +40,7 @@ op types: action, phase, rank, executor         ``plan/ops.py`` (the per-op tabl
 gateway versions and their YAML/DB rules        ``profiles.py``; which one a run uses: ``config.py``
 execution order                                 ``plan/order.py``
 plan digests (stale saved plans)                ``plan/digest.py``
+when two JSON values are equal (``true`` != 1)  ``plan/equality.py`` ``json_equal``
 api key encryption (gateway format)             ``crypto.py``
 Redis keys and the refresh                      ``model.py`` / ``cache/refresh.py``
 diagnostic codes and hints                      ``diagnostics.py`` ``CODES``
