@@ -273,7 +273,7 @@ def check_writable(path: str) -> None:
 def checked_redis(settings: Settings) -> Settings:
     """Refuse a malformed ``EXPSYNC_REDIS_URL`` (exit 3) before anything is written."""
     if settings.redis_url:
-        from expsync.cache.refresh import check_url
+        from expsync.cache.client import check_url
 
         check_url(settings.redis_url)
     return settings

@@ -109,6 +109,23 @@ def test_plan_on_postgres_does_not_load_sqlalchemy(tmp_path: Path, pg_engine: sa
     assert {"psycopg", "orjson"} <= mods and "sqlalchemy" not in mods, output
 
 
+def test_plan_with_a_redis_url_loads_neither_sqlalchemy_nor_redis_py(tmp_path: Path, pg_engine: sa.Engine,
+                                                                     redis_url: str) -> None:
+    """With ``EXPSYNC_REDIS_URL`` set (every CI job), plan still checks the URL up front and asks
+    whether a refresh is pending, without SQLAlchemy (``cache/client.py``) or redis-py (a plain
+    URL: the small client)."""
+    folder = tmp_path / "experiments"
+    folder.mkdir()
+    (folder / "foo.yaml").write_text(GOOD)
+    env = cli_env(pg_engine, {"FOO_KEY": "sk-foo-imports", "EXPSYNC_REDIS_URL": redis_url})
+    assert loaded(["apply", "--yes", str(folder)], tmp_path, env)[0] == 0
+    code, mods, output = loaded(["plan", "--detailed-exitcode", str(folder)], tmp_path, env)
+    assert code == 0, output
+    assert "sqlalchemy" not in mods and "redis" not in mods, output
+    bad, _, output = loaded(["plan", str(folder)], tmp_path, env | {"EXPSYNC_REDIS_URL": "http://x"})
+    assert bad == 3 and "EXPSYNC_REDIS_URL must start with" in output, output
+
+
 def test_plan_on_sqlite_still_uses_sqlalchemy(tmp_path: Path) -> None:
     work = tmp_path / "w"
     (work / "experiments").mkdir(parents=True)

@@ -34,7 +34,8 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
 from expsync.cache import resp
-from expsync.errors import CachePending, ConfigError
+from expsync.cache.client import REDIS_SCHEMES, check_url, connect
+from expsync.errors import CachePending
 from expsync.model import MEMBERSHIP_KEY, PER_ID_KEY_PREFIX, membership_key, per_id_key
 from expsync.state.db import begin
 from expsync.state.locks import is_lock_timeout, xact_lock
@@ -101,46 +102,6 @@ def enqueue(conn: Connection, keys: Iterable[str]) -> int:
     else:
         conn.execute(sa.insert(cache_outbox), [{"cache_key": k} for k in unique])
     return len(unique)
-
-
-REDIS_SCHEMES: Final = ("redis://", "rediss://", "unix://", "redis+cluster://", "rediss+cluster://")
-
-
-def check_url(url: str) -> None:
-    """Refuse a malformed ``EXPSYNC_REDIS_URL`` up front (exit 3), before anything is written:
-    discovering it after the database commit would leave a refresh nobody can finish."""
-    if not url.startswith(REDIS_SCHEMES):
-        raise ConfigError("EXPSYNC_REDIS_URL must start with " + ", ".join(REDIS_SCHEMES))
-    try:
-        if resp.parse(url) is not None:
-            return  # a plain URL: checked without importing redis-py
-        from redis.connection import parse_url
-
-        parse_url(url.replace("+cluster", "", 1))
-    except (ValueError, TypeError) as e:
-        raise ConfigError(f"EXPSYNC_REDIS_URL is not a valid Redis URL ({type(e).__name__})") from None
-
-
-def connect(url: str) -> Any:
-    """A Redis client for ``url``: :class:`~expsync.cache.resp.RespClient` for a plain URL,
-    redis-py for the others; ``redis+cluster://`` / ``rediss+cluster://`` mean Redis Cluster.
-
-    Raises :class:`ConfigError` for a malformed URL and :class:`CachePending` when a cluster
-    client cannot reach any node (it discovers the slots on creation)."""
-    check_url(url)
-    plain = resp.parse(url)
-    if plain is not None:
-        return resp.RespClient(plain)
-    import redis
-
-    if url.startswith(("redis+cluster://", "rediss+cluster://")):
-        from redis.cluster import RedisCluster
-
-        try:
-            return RedisCluster.from_url(url.replace("+cluster", "", 1), socket_timeout=5, socket_connect_timeout=5)
-        except Exception as e:  # any failure to reach the cluster: the refresh stays pending
-            raise CachePending(f"Redis Cluster unreachable ({type(e).__name__}); run `expsync cache sync` later") from None
-    return redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=5)
 
 
 #: keys per DEL command of :class:`~expsync.cache.resp.RespClient` (one server, no slots)
@@ -234,5 +195,5 @@ def drain_leftover(engine: Engine, url: str, *, prefix: str = "") -> int:
     return pending
 
 
-__all__ = ["RefreshResult", "connect", "drain", "drain_leftover", "enqueue", "membership_json", "membership_value",
+__all__ = ["REDIS_SCHEMES", "RefreshResult", "check_url", "connect", "drain", "drain_leftover", "enqueue", "membership_json", "membership_value",
            "PER_ID_KEY_PREFIX"]
