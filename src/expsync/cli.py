@@ -349,9 +349,9 @@ def open_engine(settings: Settings, selected: Any = None) -> Engine:
                                with_metadata=offline_profile(selected).profile.has_metadata)
 
 
-def open_for_reading(settings: Settings, selected: Any = None) -> Engine | PgConnection:
-    """``plan``'s database: on Postgres a bare psycopg connection (no SQLAlchemy import, no
-    engine set-up), else (SQLite, a URL only SQLAlchemy reads) the engine."""
+def open_database(settings: Settings, selected: Any = None) -> Engine | PgConnection:
+    """``plan``'s and ``apply``'s database: on Postgres a bare psycopg connection (no
+    SQLAlchemy import, no engine set-up), else (SQLite, a URL only SQLAlchemy reads) the engine."""
     from expsync.state.connection import connect
     from expsync.state.location import database_url
 
@@ -359,32 +359,14 @@ def open_for_reading(settings: Settings, selected: Any = None) -> Engine | PgCon
     return conn if conn is not None else open_engine(settings, selected)
 
 
-def drain_leftover_before_reading(db: Engine | PgConnection, settings: Settings) -> None:
-    """:func:`drain_leftover` for ``plan``: on a bare psycopg connection it first asks whether
-    anything is pending, and makes an engine only then."""
-    from expsync.state.connection import PgConnection
-
-    if not isinstance(db, PgConnection):
-        drain_leftover(db, settings)
-    elif settings.redis_url:
-        from expsync.state.catalog import outbox_pending
-
-        if outbox_pending(db):
-            engine = open_engine(settings)
-            try:
-                drain_leftover(engine, settings)
-            finally:
-                engine.dispose()
-
-
-def drain_leftover(engine: Engine, settings: Settings) -> None:
+def drain_leftover(db: Engine | PgConnection, settings: Settings) -> None:
     """Finish a cache refresh an earlier run left pending (spec §6). Never fatal here."""
     if not settings.redis_url:
         return
     from expsync.cache.refresh import drain_leftover as drain_pending
 
     try:
-        pending = drain_pending(engine, settings.redis_url, prefix=settings.redis_prefix)
+        pending = drain_pending(db, settings.redis_url, prefix=settings.redis_prefix)
     except ExpsyncError as e:  # Redis down or unreachable: the command goes on, the outbox stays
         click.echo(f"warning: {current().redact(str(e))}", err=True)
         return
@@ -392,13 +374,13 @@ def drain_leftover(engine: Engine, settings: Settings) -> None:
         click.echo(f"finished a pending cache refresh ({pending} key(s) from an earlier run)", err=True)
 
 
-def refresh_after_commit(engine: Engine, settings: Settings) -> None:
+def refresh_after_commit(db: Engine | PgConnection, settings: Settings) -> None:
     if not settings.redis_url:
         click.echo("cache refresh skipped: EXPSYNC_REDIS_URL is not set", err=True)
         return
     from expsync.cache.refresh import connect, drain
 
-    result = drain(engine, connect(settings.redis_url), prefix=settings.redis_prefix)
+    result = drain(db, connect(settings.redis_url), prefix=settings.redis_prefix)
     click.echo(f"cache refreshed: membership {result.membership}, {len(result.deleted_keys)} per-id key(s) deleted")
 
 
@@ -466,7 +448,7 @@ def plan_cmd(paths: tuple[str, ...], max_file_size: int, fmt: str, out_file: str
     # a configured profile is known without the database: bad YAML is reported before connecting
     load_warnings: list[Diagnostic] = []
     early = load_or_raise(paths, max_file_size, selected, load_warnings) if selected is not None else None
-    db = open_for_reading(settings, selected)
+    db = open_database(settings, selected)
     try:
         chosen = chosen_for_database(db, selected)
         settings = replace(settings, profile=chosen.profile)
@@ -476,7 +458,7 @@ def plan_cmd(paths: tuple[str, ...], max_file_size: int, fmt: str, out_file: str
             check_refs_or_raise(desired, settings)
         secrets = None if no_secrets else resolve_or_raise(desired, settings, red)
         say_profile(chosen)
-        drain_leftover_before_reading(db, settings)
+        drain_leftover(db, settings)
         with read_snapshot(db) as conn:  # read-only; the table check goes with the reads
             computed = pipeline.compute_plan(conn, desired, secrets, settings, now=_now(), check_tables=True)
     finally:
@@ -540,7 +522,7 @@ def apply_cmd(paths: tuple[str, ...], max_file_size: int, plan_file: str | None,
     from expsync import pipeline
     from expsync.apply.run import after_commit, apply
     from expsync.config import select_profile
-    from expsync.state.db import begin
+    from expsync.state.connection import close, read_snapshot
 
     settings = replace(checked_redis(current().settings), actor=checked_text("--actor", actor),
                        revision=checked_text("--revision", revision), allow_empty=allow_empty)
@@ -554,17 +536,17 @@ def apply_cmd(paths: tuple[str, ...], max_file_size: int, plan_file: str | None,
     early = load_or_raise(paths, max_file_size, selected, load_warnings) if selected is not None else None
     # on a terminal a saved plan is itself the reviewed confirmation (as in Terraform)
     expect = read_saved_digests(plan_file) if plan_file else None
-    engine = open_engine(settings, selected)
+    db = open_database(settings, selected)
     try:
-        chosen = chosen_for_database(engine, selected)
+        chosen = chosen_for_database(db, selected)
         settings = replace(settings, profile=chosen.profile)
         desired = early if early is not None else load_or_raise(paths, max_file_size, chosen, load_warnings)
         red = current().redactor
         secrets = resolve_or_raise(desired, settings, red, "apply")
         say_profile(chosen)
-        drain_leftover(engine, settings)
+        drain_leftover(db, settings)
         if expect is None and not yes:
-            with begin(engine, snapshot=True) as conn:
+            with read_snapshot(db) as conn:
                 pipeline.check_initialized(conn)
                 shown = with_warnings(pipeline.compute_plan(conn, desired, secrets, settings, now=_now()).plan,
                                       load_warnings)
@@ -573,7 +555,7 @@ def apply_cmd(paths: tuple[str, ...], max_file_size: int, plan_file: str | None,
             # bound to what was shown (or not asked about, when there was nothing to confirm):
             # a state that changed meanwhile is stale (exit 5), never applied unconfirmed
             expect = shown.digests
-        result = apply(engine, desired, secrets, settings, lock_timeout=lock_timeout, expect=expect)
+        result = apply(db, desired, secrets, settings, lock_timeout=lock_timeout, expect=expect)
         plan = with_warnings(result.plan, load_warnings)
         with after_commit():  # committed: any failure from here on is exit 6
             if not plan.has_changes:
@@ -583,9 +565,9 @@ def apply_cmd(paths: tuple[str, ...], max_file_size: int, plan_file: str | None,
                 click.echo(f"Applied in one transaction: {len(plan.ops)} operation(s), {result.statements} "
                            f"statement(s), {result.seconds:.2f}s.")
             if plan.gateway_changes or settings.redis_url:
-                refresh_after_commit(engine, settings)
+                refresh_after_commit(db, settings)
     finally:
-        engine.dispose()
+        close(db)
     return ExitCode.OK
 
 

@@ -1,9 +1,11 @@
-"""After apply commits, a lost database connection is never exit 1: an idle pooled connection
-the server killed is replaced (pool pre-ping) and the refresh goes on; a connection lost during
-the refresh is exit 6 ("applied; cache refresh pending") with the outbox kept for `cache sync`.
+"""After apply commits, a lost database connection is never exit 1: a session the server ended
+while it was idle after the commit is replaced (as a pool's pre-ping would) and the refresh goes
+on; a connection lost during the refresh is exit 6 ("applied; cache refresh pending") with the
+outbox kept for `cache sync`.
 
 The backend is terminated for real (``pg_terminate_backend`` from a second session), at the
-point named by each test, from SQLAlchemy's own event hooks in this process."""
+point named by each test, from the statement hook of expsync's psycopg connection
+(``BEFORE_STATEMENT``) in this process."""
 
 from __future__ import annotations
 
@@ -14,8 +16,7 @@ from typing import Any
 import psycopg
 import pytest
 import sqlalchemy as sa
-from sqlalchemy import event
-from sqlalchemy.pool import Pool
+from expsync.state.connection import BEFORE_STATEMENT, PgConnection
 
 from tests.cli_helpers import run_cli
 from tests.integration.apply_support import Repo, cli_env, experiment, variant
@@ -30,17 +31,18 @@ def _terminate(engine: sa.Engine, pid: int) -> None:
 
 
 @pytest.fixture
-def hooks() -> Iterator[Callable[..., None]]:
-    """``hooks(target, name, fn)``: listen for the test's duration (also on engines the CLI makes)."""
-    added: list[tuple[Any, str, Callable[..., Any]]] = []
+def hooks() -> Iterator[Callable[[Callable[[PgConnection, str], None]], None]]:
+    """``hooks(fn)``: ``fn(connection, statement)`` before each statement of expsync's psycopg
+    connections, for the test's duration."""
+    added: list[Callable[[PgConnection, str], None]] = []
 
-    def add(target: Any, name: str, fn: Callable[..., Any]) -> None:
-        event.listen(target, name, fn)
-        added.append((target, name, fn))
+    def add(fn: Callable[[PgConnection, str], None]) -> None:
+        BEFORE_STATEMENT.append(fn)
+        added.append(fn)
 
     yield add
-    for target, name, fn in added:
-        event.remove(target, name, fn)
+    for fn in added:
+        BEFORE_STATEMENT.remove(fn)
 
 
 def _committed_hot_swap(tmp_path: Path, engine: sa.Engine, redis_url: str, redis_prefix: str) -> tuple[Repo, dict]:
@@ -54,10 +56,10 @@ def _committed_hot_swap(tmp_path: Path, engine: sa.Engine, redis_url: str, redis
     return repo, env
 
 
-def _audit_seen(state: dict[str, Any]) -> Callable[..., None]:
-    def before(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+def _audit_seen(state: dict[str, Any]) -> Callable[[PgConnection, str], None]:
+    def before(conn: PgConnection, statement: str) -> None:
         if statement.lstrip().upper().startswith("INSERT INTO EXPSYNC_AUDIT"):
-            state["pid"] = conn.connection.dbapi_connection.info.backend_pid
+            state["pid"] = conn.raw.info.backend_pid
     return before
 
 
@@ -71,16 +73,15 @@ def test_idle_connection_killed_after_commit_is_replaced(tmp_path: Path, pg_engi
                                                          redis_prefix: str, hooks: Callable[..., None]) -> None:
     repo, env = _committed_hot_swap(tmp_path, pg_engine, redis_url, redis_prefix)
     state: dict[str, Any] = {}
-    hooks(sa.Engine, "before_cursor_execute", _audit_seen(state))
+    hooks(_audit_seen(state))
 
-    def checkin(dbapi_connection: Any, record: Any) -> None:
-        # apply's connection goes back to the pool after its commit: the server kills it there
-        if dbapi_connection is not None and state.get("pid") == dbapi_connection.info.backend_pid \
-                and not state.get("killed"):
+    def before(conn: PgConnection, statement: str) -> None:
+        # committed, idle: the server ends apply's session just before the refresh's first statement
+        if "pid" in state and "pg_advisory_xact_lock" in statement and not state.get("killed"):
             state["killed"] = True
             _terminate(pg_engine, state["pid"])
 
-    hooks(Pool, "checkin", checkin)
+    hooks(before)
     r = run_cli(["apply", "--yes", repo.path], env=env)
     assert state.get("killed"), "the hook did not run"
     assert r.code == 0, r.all
@@ -92,15 +93,15 @@ def test_connection_lost_during_the_refresh_is_exit_6_and_cache_sync_finishes(
         tmp_path: Path, pg_engine: sa.Engine, redis_url: str, redis_prefix: str, hooks: Callable[..., None]) -> None:
     repo, env = _committed_hot_swap(tmp_path, pg_engine, redis_url, redis_prefix)
     state: dict[str, Any] = {}
-    hooks(sa.Engine, "before_cursor_execute", _audit_seen(state))
+    hooks(_audit_seen(state))
 
-    def before(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
-        # the refresh, about to read the outbox after apply's commit, loses its connection
-        if "pid" in state and "expsync_cache_outbox" in statement and not state.get("killed"):
+    def before(conn: PgConnection, statement: str) -> None:
+        # the refresh, holding its lock and about to read the outbox after apply's commit, loses its connection
+        if "pid" in state and "UNION ALL" in statement and not state.get("killed"):
             state["killed"] = True
-            _terminate(pg_engine, conn.connection.dbapi_connection.info.backend_pid)
+            _terminate(pg_engine, conn.raw.info.backend_pid)
 
-    hooks(sa.Engine, "before_cursor_execute", before)
+    hooks(before)
     r = run_cli(["apply", "--yes", repo.path], env=env)
     assert state.get("killed"), "the hook did not run"
     assert r.code == 6, r.all

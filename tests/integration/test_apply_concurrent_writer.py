@@ -7,8 +7,9 @@ never has a change silently lost by apply:
 * it starts after apply locked the rows: its statement waits for apply's commit (a foreign-key
   check or a row lock) and then lands on top of apply's change.
 
-Real connections and threads on Postgres; the moment is chosen from SQLAlchemy's statement
-hook in this process (the writer runs on its own psycopg connection)."""
+Real connections and threads on Postgres; the moment is chosen from the statement hook of
+expsync's psycopg connection (``BEFORE_STATEMENT``) in this process (the writer runs on its own
+psycopg connection)."""
 
 from __future__ import annotations
 
@@ -23,8 +24,8 @@ import psycopg
 import pytest
 import sqlalchemy as sa
 from psycopg.types.json import Jsonb
-from sqlalchemy import event
 
+from expsync.state.connection import BEFORE_STATEMENT
 from tests.cli_helpers import run_cli
 from tests.integration.apply_support import Repo, cli_env, experiment, upstream, variant
 from tests.integration.gateway import admin_add_variant, admin_add_version, admin_create_experiment, dump_tables
@@ -98,12 +99,15 @@ def on_statement() -> Iterator[Callable[[Callable[[str], bool], Callable[[], Non
                 done.append(True)
                 action()
 
-        event.listen(sa.Engine, "before_cursor_execute", before)
-        added.append(before)
+        def hook(conn: Any, statement: str) -> None:
+            before(conn, None, statement)
+
+        BEFORE_STATEMENT.append(hook)
+        added.append(hook)
 
     yield add
     for fn in added:
-        event.remove(sa.Engine, "before_cursor_execute", fn)
+        BEFORE_STATEMENT.remove(fn)
 
 
 def is_row_lock(statement: str) -> bool:
@@ -259,7 +263,7 @@ def test_locks_are_one_statement_per_table_in_id_order_whatever_the_rows(tmp_pat
     assert run_cli(["apply", "--yes", repo.path], env=env).code == 0
     seen: list[str] = []
 
-    def log(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+    def log(conn: Any, statement: str) -> None:
         seen.append(" ".join(statement.split()))
 
     for count in (2, 12):  # hot swaps in 2, then in all 12 experiments
@@ -268,11 +272,11 @@ def test_locks_are_one_statement_per_table_in_id_order_whatever_the_rows(tmp_pat
             doc["variants"][0]["upstream"]["internal_id"] = f"e{i}-a-{count}"
             repo.put(doc)
         seen.clear()
-        event.listen(sa.Engine, "before_cursor_execute", log)
+        BEFORE_STATEMENT.append(log)
         try:
             assert run_cli(["apply", "--yes", repo.path], env=env).code == 0
         finally:
-            event.remove(sa.Engine, "before_cursor_execute", log)
+            BEFORE_STATEMENT.remove(log)
         locks = [s for s in seen if s.endswith("FOR UPDATE")]
         assert [s.split(" FROM ")[1].split()[0] for s in locks] == ["model_experiment", "model_experiment_variant"]
-        assert all("= ANY (" in s and " ORDER BY model_experiment" in s for s in locks), locks
+        assert all("= ANY(" in s and " ORDER BY id FOR UPDATE" in s for s in locks), locks

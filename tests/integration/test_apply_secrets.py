@@ -31,6 +31,7 @@ def test_canary_key_appears_only_as_ciphertext(tmp_path: Path, pg_engine: sa.Eng
     caplog.set_level(logging.DEBUG)
     # and every SQL statement with its parameters and result rows: the plaintext never goes to the database
     caplog.set_level(logging.DEBUG, logger="sqlalchemy.engine")
+    caplog.set_level(logging.DEBUG, logger="expsync.sql")  # the same for apply's psycopg connection
     repo = Repo(tmp_path).put(
         experiment("canary", "partner/canary", "active", [
             variant("a", upstream("m-a", extra_body={"user": "not-a-secret"}), "env:PARTNER_KEY"),

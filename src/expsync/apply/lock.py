@@ -4,7 +4,8 @@ The apply lock serializes expsync runs only. Between apply's re-plan and its wri
 API could still insert a version, rename an experiment or change a weight, and apply would
 write on top of a state nobody planned for. So, after the re-plan and before the first write,
 :func:`lock_and_verify` (Postgres; on SQLite ``BEGIN IMMEDIATE`` already excludes every other
-writer) runs three statements whatever the number of rows:
+writer) runs three statements whatever the number of rows (in one round trip on a bare
+psycopg connection; each still waits for the one before it on the server):
 
 1. ``SELECT ... FROM model_experiment WHERE id = ANY(:ids) ORDER BY id FOR UPDATE`` - every
    existing experiment the plan changes, in id order (so two lockers never deadlock);
@@ -24,26 +25,40 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable
-from typing import Any, Final
-
-import sqlalchemy as sa
-from sqlalchemy.dialects.postgresql import ARRAY
-from sqlalchemy.engine import Connection
+from typing import TYPE_CHECKING, Any, Final
 
 from expsync.errors import StalePlan
 from expsync.model import ActualExperiment, ActualState
 from expsync.plan.ops import Op, touches_gateway
-from expsync.state.tables import experiment, variant, version
+from expsync.state.connection import backend, run_text
+
+if TYPE_CHECKING:
+    from expsync.state.connection import AnyConnection
 
 __all__ = ["LOCK_STATEMENTS", "RowsChanged", "lock_and_verify", "locked_experiment_ids"]
 
 #: statements :func:`lock_and_verify` issues on Postgres when the plan changes existing rows
 LOCK_STATEMENTS: Final = 3
 
-_EXPERIMENT_COLUMNS: Final = (experiment.c.id, experiment.c.public_model_id, experiment.c.name,
-                              experiment.c.description, experiment.c.status, experiment.c.is_archived,
-                              experiment.c.created_at, experiment.c.updated_at, experiment.c.started_at,
-                              experiment.c.ended_at, experiment.c.created_by_user_id)
+#: the columns the reader reads, in the order of :func:`_expected_experiment`
+_LOCK_EXPERIMENTS: Final = (
+    "SELECT id, public_model_id, name, description, status, is_archived, created_at, updated_at, started_at, "
+    "ended_at, created_by_user_id FROM model_experiment WHERE id = ANY(:ids) ORDER BY id FOR UPDATE")
+_LOCK_VARIANTS: Final = (
+    "SELECT id, experiment_id, label, weight FROM model_experiment_variant WHERE experiment_id = ANY(:ids) "
+    "ORDER BY id FOR UPDATE")
+
+
+def _newest_version(future: bool) -> str:
+    """The reader's pick (newest current / newest future-dated version) at the transaction's
+    ``now()``, which is the clock the plan was computed with."""
+    when = "v.effective_at > now()" if future else "v.effective_at <= now()"
+    return (f"(SELECT v.id FROM model_experiment_variant_version AS v WHERE v.variant_id = "
+            f"model_experiment_variant.id AND {when} ORDER BY v.effective_at DESC, v.id DESC LIMIT 1)")
+
+
+_READ_VERSIONS: Final = (f"SELECT model_experiment_variant.id, {_newest_version(False)}, {_newest_version(True)} "
+                         "FROM model_experiment_variant WHERE model_experiment_variant.experiment_id = ANY(:ids)")
 
 
 class RowsChanged(StalePlan):
@@ -54,19 +69,6 @@ def locked_experiment_ids(ops: Iterable[Op], actual: ActualState) -> list[uuid.U
     """Existing experiments whose gateway rows the ops change, in Postgres's uuid order."""
     ids = {op.experiment_id for op in ops if touches_gateway(op) and op.experiment_id in actual.experiments}
     return sorted(ids, key=lambda i: i.int)
-
-
-def _any(column: sa.ColumnElement[Any], ids: list[uuid.UUID]) -> sa.ColumnElement[bool]:
-    return column == sa.any_(sa.bindparam(None, ids, type_=ARRAY(sa.Uuid())))
-
-
-def _newest_version(future: bool) -> sa.ScalarSelect[Any]:
-    """The reader's pick (newest current / newest future-dated version) at the transaction's
-    ``now()``, which is the clock the plan was computed with."""
-    v = version.alias("v")
-    when = v.c.effective_at > sa.func.now() if future else v.c.effective_at <= sa.func.now()
-    return (sa.select(v.c.id).where(v.c.variant_id == variant.c.id, when)
-            .order_by(v.c.effective_at.desc(), v.c.id.desc()).limit(1).correlate(variant).scalar_subquery())
 
 
 def _expected_experiment(a: ActualExperiment) -> tuple[Any, ...]:
@@ -82,17 +84,14 @@ def _expected_variants(a: ActualExperiment) -> set[tuple[Any, ...]]:
     return out
 
 
-def lock_and_verify(conn: Connection, ops: Iterable[Op], actual: ActualState) -> int:
+def lock_and_verify(conn: AnyConnection, ops: Iterable[Op], actual: ActualState) -> int:
     """Lock and re-check the rows ``ops`` change; returns the number of statements issued."""
     ids = locked_experiment_ids(ops, actual)
-    if conn.dialect.name != "postgresql" or not ids:
+    if backend(conn) != "postgresql" or not ids:
         return 0
-    exp_rows = conn.execute(sa.select(*_EXPERIMENT_COLUMNS).where(_any(experiment.c.id, ids))
-                            .order_by(experiment.c.id).with_for_update()).all()
-    var_rows = conn.execute(sa.select(variant.c.id, variant.c.experiment_id, variant.c.label, variant.c.weight)
-                            .where(_any(variant.c.experiment_id, ids)).order_by(variant.c.id).with_for_update()).all()
-    ver_rows = conn.execute(sa.select(variant.c.id, _newest_version(False), _newest_version(True))
-                            .where(_any(variant.c.experiment_id, ids))).all()
+    params = {"ids": ids}
+    exp, var, ver = run_text(conn, [(_LOCK_EXPERIMENTS, params), (_LOCK_VARIANTS, params), (_READ_VERSIONS, params)])
+    exp_rows, var_rows, ver_rows = exp.rows, var.rows, ver.rows
 
     fresh_exp = {r[0]: (*r[:5], bool(r[5]), *r[6:]) for r in exp_rows}
     owner = {r[0]: r[1] for r in var_rows}

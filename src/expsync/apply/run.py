@@ -15,18 +15,14 @@ to friendly messages naming the rule or public id (never a traceback).
 
 from __future__ import annotations
 
+import json
 import re
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any, Final
-
-import sqlalchemy as sa
-from sqlalchemy import event
-from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, OperationalError
+from typing import TYPE_CHECKING, Any, Final
 
 from expsync import rules
 from expsync.apply.execute import ApplyContext, OpResult, execute
@@ -47,9 +43,11 @@ from expsync.model import DesiredState, KeyChange, Secret, SecretRef
 from expsync.pipeline import REQUIRED_TABLES, Computed, Settings, check_initialized, compute_plan, raise_missing
 from expsync.plan import Digests, Plan, cache_keys_for
 from expsync.plan.ops import InsertVersion
-from expsync.state.db import begin
+from expsync.state.connection import PgConnection, ask, backend, driver_errors, run_text
 from expsync.state.locks import is_lock_timeout, xact_lock
-from expsync.state.tables import audit
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Engine
 
 #: advisory lock key shared by every expsync apply on a database (bigint: b"expsapp")
 APPLY_LOCK: Final = int.from_bytes(b"expsapp", "big")
@@ -89,12 +87,17 @@ _CONSTRAINT_MESSAGES: Final = {
 }
 
 
-def _constraint(err: DBAPIError) -> str:
-    diag = getattr(err.orig, "diag", None)
+def _orig(err: BaseException) -> Any:
+    """The driver's error (SQLAlchemy wraps it in ``.orig``)."""
+    return getattr(err, "orig", err)
+
+
+def _constraint(err: BaseException) -> str:
+    diag = getattr(_orig(err), "diag", None)
     name = getattr(diag, "constraint_name", None) if diag else None
     if name:
         return str(name)
-    text = str(err.orig)
+    text = str(_orig(err))
     if "model_experiment.public_model_id" in text:
         return "UQ_model_experiment_public_model_id_routing"
     for known in _CONSTRAINT_MESSAGES:
@@ -104,12 +107,12 @@ def _constraint(err: DBAPIError) -> str:
     return m.group(1) if m else ""
 
 
-def _friendly(err: DBAPIError, plan: Plan | None) -> ExpsyncError:
+def _friendly(err: BaseException, plan: Plan | None) -> ExpsyncError:
     name = _constraint(err)
     if name == "UQ_model_experiment_public_model_id_routing":
         # Postgres names the conflicting value; otherwise the candidates are the experiments this
         # plan brings into the index (draft or new -> active), not every routing one it touches
-        m = re.search(r"\(public_model_id\)=\((.*)\) already exists", getattr(getattr(err.orig, "diag", None),
+        m = re.search(r"\(public_model_id\)=\((.*)\) already exists", getattr(getattr(_orig(err), "diag", None),
                                                                               "message_detail", None) or "")
         pids = [m.group(1)] if m else sorted({
             e.public_model_id for e in plan.experiments
@@ -120,30 +123,42 @@ def _friendly(err: DBAPIError, plan: Plan | None) -> ExpsyncError:
         )
     if name in _CONSTRAINT_MESSAGES:
         return ApplyConflict(f"the database refused the change: {_CONSTRAINT_MESSAGES[name]}; nothing was applied")
-    if getattr(err.orig, "sqlstate", None) == "23503" or "FOREIGN KEY constraint failed" in str(err.orig):
+    if getattr(_orig(err), "sqlstate", None) == "23503" or "FOREIGN KEY constraint failed" in str(_orig(err)):
         # in the gateway's own database created_by* reference its users table: not a race
         return InvalidInput(
             f"the database refused the change: foreign key {name or '(unnamed)'} - --actor / EXPSYNC_ACTOR must be "
             "an existing gateway user id, or unset (NULL); nothing was applied")
-    return ApplyConflict(f"the database refused the change ({name or type(err.orig).__name__}); nothing was applied")
+    return ApplyConflict(f"the database refused the change ({name or type(_orig(err)).__name__}); nothing was applied")
 
 
-def _lock_holder(engine: Engine) -> str:
+_LOCK_HOLDER: Final = (
+    "SELECT a.pid, a.application_name, a.usename, a.client_addr, a.xact_start FROM pg_locks l "
+    "JOIN pg_stat_activity a ON a.pid = l.pid WHERE l.locktype = 'advisory' AND l.granted "
+    "AND l.classid = %(hi)s AND l.objid = %(lo)s AND l.objsubid = 1 "
+    # advisory locks are per database: another database on the server is not the holder
+    "AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())")
+
+
+def _lock_holder(db: Engine | PgConnection) -> str:
+    """Who holds the apply lock, asked outside the failed transaction (best effort)."""
+    params = {"hi": APPLY_LOCK >> 32, "lo": APPLY_LOCK & 0xFFFFFFFF}
     try:
-        with engine.connect() as c:
-            row = c.execute(sa.text(
-                "SELECT a.pid, a.application_name, a.usename, a.client_addr, a.xact_start FROM pg_locks l "
-                "JOIN pg_stat_activity a ON a.pid = l.pid WHERE l.locktype = 'advisory' AND l.granted "
-                "AND l.classid = :hi AND l.objid = :lo AND l.objsubid = 1 "
-                # advisory locks are per database: another database on the server is not the holder
-                "AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())"),
-                {"hi": APPLY_LOCK >> 32, "lo": APPLY_LOCK & 0xFFFFFFFF}).first()
+        if isinstance(db, PgConnection):
+            rows = ask(db, _LOCK_HOLDER, params)
+        else:
+            with db.connect() as c:
+                rows = c.exec_driver_sql(_LOCK_HOLDER, params).all()
     except Exception:  # best effort: the timeout is reported either way
         return ""
-    if row is None:
+    if not rows:
         return ""
-    since = row.xact_start.isoformat(timespec="seconds") if row.xact_start else "?"
-    return f" (held by pid {row.pid}, application {row.application_name or '?'!r}, user {row.usename}, since {since})"
+    pid, application, user, _, xact_start = rows[0]
+    since = xact_start.isoformat(timespec="seconds") if xact_start else "?"
+    return f" (held by pid {pid}, application {application or '?'!r}, user {user}, since {since})"
+
+
+class _LockBusy(Exception):
+    """The apply lock was not granted in time (reported once the transaction has ended)."""
 
 
 #: the required tables that do not exist, evaluated by the lock statement itself
@@ -152,26 +167,102 @@ _MISSING_TABLES: Final = (
     "ON c.oid = to_regclass(quote_ident(t)) AND c.relkind IN ('r', 'p') WHERE c.oid IS NULL ORDER BY t) AS missing")
 
 
-def _take_lock(conn: Connection, engine: Engine, lock_timeout: float) -> None:
+def _take_lock(conn: Any, lock_timeout: float) -> None:
     """Take the apply lock, then check the tables exist (exit 3 otherwise)."""
-    if conn.dialect.name != "postgresql":
+    if backend(conn) != "postgresql":
         check_initialized(conn)
         return  # SQLite: BEGIN IMMEDIATE already holds the write lock
     # one statement, so one round trip, which also lists the required tables that are missing
     try:
         row = xact_lock(conn, APPLY_LOCK, lock_timeout, keep_timeout=True, columns=_MISSING_TABLES,
                         params={"names": sorted(REQUIRED_TABLES)})
-    except OperationalError as e:
+    except Exception as e:
         if is_lock_timeout(e):
-            raise LockTimeout(f"could not take the apply lock within {lock_timeout:g}s{_lock_holder(engine)}") from None
+            raise _LockBusy from None
         raise
-    raise_missing(list(row.missing))
+    raise_missing(list(row[-1]))
     # lock_timeout stays set for the rest of the transaction: a long admin-UI transaction
     # holding a row lock must not make apply (holding the apply lock) wait forever
 
 
+class _Store:
+    """How :func:`apply` talks to its database: a SQLAlchemy engine (SQLite; Postgres reached
+    through the engine), or a bare psycopg connection (:class:`PgConnection`: Postgres without
+    SQLAlchemy). Only the transaction, the statement count, the audit insert and the driver's
+    error classes differ; every statement of the plan and the writes is the same code."""
+
+    def __init__(self, db: Engine | PgConnection, lock_timeout: float) -> None:
+        self.db = db
+        self.lock_timeout = lock_timeout
+        self.statements = self.began = 0
+        if isinstance(db, PgConnection):
+            self.errors = driver_errors()[:3]
+        else:
+            from sqlalchemy.exc import DataError, IntegrityError, OperationalError
+
+            self.errors = (IntegrityError, DataError, OperationalError)
+
+    @contextmanager
+    def transaction(self) -> Iterator[Any]:
+        if isinstance(self.db, PgConnection):
+            self.began = self.db.statements
+            try:
+                with self.db.transaction() as conn:
+                    yield conn
+            finally:
+                self.statements = self.so_far()
+            return
+        from sqlalchemy import event
+
+        from expsync.state.db import begin
+
+        def count(*_: Any) -> None:
+            self.statements += 1
+
+        event.listen(self.db, "before_cursor_execute", count)
+        try:
+            with begin(self.db, immediate=True, lock_timeout=self.lock_timeout) as conn:
+                yield conn
+        finally:
+            event.remove(self.db, "before_cursor_execute", count)
+
+    def so_far(self) -> int:
+        """Statements of the transaction sent so far."""
+        return self.db.statements - self.began if isinstance(self.db, PgConnection) else self.statements
+
+    def audit(self, conn: Any, row: dict[str, Any]) -> None:
+        """Insert one audit row (``summary`` a JSON-able dict)."""
+        if isinstance(conn, PgConnection):
+            run_text(conn, [(_AUDIT_SQL, {**row, "summary": json.dumps(row["summary"])})])
+            return
+        import sqlalchemy as sa
+
+        from expsync.state.tables import audit
+
+        conn.execute(sa.insert(audit).values(**row))
+
+    def audit_failure(self, row: dict[str, Any]) -> None:
+        """Best effort, in its own transaction (the apply's was rolled back)."""
+        try:
+            if isinstance(self.db, PgConnection):
+                with self.db.transaction() as conn:
+                    self.audit(conn, row)
+                return
+            with self.db.begin() as conn:
+                self.audit(conn, row)
+        except Exception:
+            pass
+
+
+#: the audit insert as SQL text (what ``sa.insert(audit)`` writes on Postgres)
+_AUDIT_SQL: Final = (
+    "INSERT INTO expsync_audit (started_at, finished_at, actor, revision, plan_digest, summary, outcome, statements) "
+    "VALUES (:started_at, :finished_at, CAST(:actor AS TEXT), CAST(:revision AS TEXT), :plan_digest, "
+    "CAST(:summary AS JSONB), :outcome, CAST(:statements AS INTEGER))")
+
+
 def apply(
-    engine: Engine,
+    db: Engine | PgConnection,
     desired: DesiredState,
     secrets: Mapping[SecretRef, Secret],
     settings: Settings,
@@ -182,18 +273,13 @@ def apply(
     """Apply ``desired``; ``expect`` are the digests of a saved or confirmed plan (exit 5 if they differ)."""
     started = time.monotonic()
     started_at = datetime.now(timezone.utc)
-    statements = 0
-
-    def count(*_: Any) -> None:
-        nonlocal statements
-        statements += 1
-
-    event.listen(engine, "before_cursor_execute", count)
+    store = _Store(db, lock_timeout)
+    integrity, data, operational = store.errors
     plan: Plan | None = None
     try:
         try:
-            with begin(engine, immediate=True, lock_timeout=lock_timeout) as conn:
-                _take_lock(conn, engine, lock_timeout)  # and the table check
+            with store.transaction() as conn:
+                _take_lock(conn, lock_timeout)  # and the table check
                 computed = compute_plan(conn, desired, secrets, settings, now=datetime.now(timezone.utc))
                 plan = computed.plan
                 _refuse_before_writing(computed, expect)
@@ -201,28 +287,28 @@ def apply(
                     # rows other writers (the admin UI) could change under this plan: locked, re-checked
                     lock_and_verify(conn, plan.ops, computed.actual)
                 results = _execute(conn, computed, secrets, settings) if plan.has_changes else ()
-                conn.execute(sa.insert(audit).values(
-                    started_at=started_at, finished_at=datetime.now(timezone.utc), actor=settings.actor,
-                    revision=settings.revision, plan_digest=plan.digests.ops, summary=_summary(plan),
-                    outcome="applied" if plan.has_changes else "no_changes", statements=statements + 1))
-        except IntegrityError as e:
+                store.audit(conn, _audit_row(settings, plan, started_at, "applied" if plan.has_changes else "no_changes",
+                                             store.so_far() + 1))
+        except _LockBusy:
+            raise LockTimeout(f"could not take the apply lock within {lock_timeout:g}s{_lock_holder(db)}") from None
+        except integrity as e:
             raise _friendly(e, plan) from None
-        except DataError as e:
-            raise InvalidInput(f"the database refused a value ({type(e.orig).__name__}: "
-                               f"{str(e.orig).splitlines()[0] if str(e.orig) else 'invalid data'}); nothing was applied") from None
-        except OperationalError as e:
-            text = str(e.orig).lower()
+        except data as e:
+            orig = _orig(e)
+            raise InvalidInput(f"the database refused a value ({type(orig).__name__}: "
+                               f"{str(orig).splitlines()[0] if str(orig) else 'invalid data'}); nothing was applied") from None
+        except operational as e:
+            text = str(_orig(e)).lower()
             if "database is locked" in text or is_lock_timeout(e):
                 raise LockTimeout(f"could not take the apply lock within {lock_timeout:g}s, or waited longer for "
                                   "a row lock (another apply, or a long transaction of another writer); nothing "
                                   "was applied") from None
             raise
     except ExpsyncError as e:
-        _audit_failure(engine, settings, plan, started_at, e)
+        if isinstance(e, ApplyConflict):  # refusals, stale plans, bad input and lock timeouts write nothing at all
+            store.audit_failure(_audit_row(settings, plan, started_at, f"failed: {type(e).__name__}", None))
         raise
-    finally:
-        event.remove(engine, "before_cursor_execute", count)
-    return ApplyResult(plan, results, statements, time.monotonic() - started)
+    return ApplyResult(plan, results, store.statements, time.monotonic() - started)
 
 
 def _refuse_before_writing(computed: Computed, expect: Digests | None) -> None:
@@ -243,7 +329,7 @@ def _refuse_before_writing(computed: Computed, expect: Digests | None) -> None:
         raise Refused(plan)
 
 
-def _execute(conn: Connection, computed: Computed, secrets: Mapping[SecretRef, Secret],
+def _execute(conn: Any, computed: Computed, secrets: Mapping[SecretRef, Secret],
              settings: Settings) -> tuple[OpResult, ...]:
     """Run exactly ``Plan.ops`` in order, then enqueue the cache keys of the executed ops."""
     plan = computed.plan
@@ -260,6 +346,13 @@ def _needs_encryption(plan: Plan) -> bool:
     return any(isinstance(o, InsertVersion) and o.key_change is not KeyChange.UNCHANGED for o in plan.ops)
 
 
+def _audit_row(settings: Settings, plan: Plan | None, started_at: datetime, outcome: str,
+               statements: int | None) -> dict[str, Any]:
+    return dict(started_at=started_at, finished_at=datetime.now(timezone.utc), actor=settings.actor,
+                revision=settings.revision, plan_digest=plan.digests.ops if plan else "",
+                summary=_summary(plan) if plan else {}, outcome=outcome, statements=statements)
+
+
 def _summary(plan: Plan) -> dict[str, Any]:
     """What the audit row keeps: counts and keys, never values that could hold a secret."""
     return {
@@ -270,20 +363,6 @@ def _summary(plan: Plan) -> dict[str, Any]:
         "digests": {"desired": plan.digests.desired, "actual": plan.digests.actual, "ops": plan.digests.ops,
                     "secrets": plan.digests.secrets},
     }
-
-
-def _audit_failure(engine: Engine, settings: Settings, plan: Plan | None, started_at: datetime, err: ExpsyncError) -> None:
-    """Best effort, in its own transaction (the apply's was rolled back)."""
-    if not isinstance(err, ApplyConflict):
-        return  # refusals, stale plans, bad input and lock timeouts write nothing at all
-    try:
-        with engine.begin() as conn:
-            conn.execute(sa.insert(audit).values(
-                started_at=started_at, finished_at=datetime.now(timezone.utc), actor=settings.actor,
-                revision=settings.revision, plan_digest=plan.digests.ops if plan else "",
-                summary=_summary(plan) if plan else {}, outcome=f"failed: {type(err).__name__}", statements=None))
-    except Exception:
-        pass
 
 
 @contextmanager

@@ -20,26 +20,33 @@ the rows after the previous refresh finished writing, so the last SET is always 
 
 A failure at any step leaves the outbox rows in place, so the next expsync run (or
 ``expsync cache sync``) repeats the refresh; every step is idempotent.
+
+The database is a SQLAlchemy engine (SQLite; Postgres through the engine) or a bare psycopg
+connection (:class:`~expsync.state.connection.PgConnection`, what ``apply`` on Postgres
+uses): the statements are the same SQL text on both (:func:`~expsync.state.connection.run_text`).
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Final
-
-import sqlalchemy as sa
-from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.exc import OperationalError, SQLAlchemyError
+from typing import TYPE_CHECKING, Any, Final
 
 from expsync.cache import resp
 from expsync.cache.client import REDIS_SCHEMES, check_url, connect
-from expsync.errors import CachePending
+from expsync.errors import CachePending, DatabaseUnavailable
 from expsync.model import MEMBERSHIP_KEY, PER_ID_KEY_PREFIX, membership_key, per_id_key
-from expsync.state.db import begin
+from expsync.state.connection import PgConnection, ask, backend, driver_errors, run_text
 from expsync.state.locks import is_lock_timeout, xact_lock
-from expsync.state.tables import ROUTING_STATUS_VALUES, cache_outbox, experiment
+from expsync import rules
+from expsync.model import Status
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Engine
+
+    from expsync.state.connection import AnyConnection
 
 #: advisory lock key held by a refresh from reading the rows to clearing the outbox (b"expsrfr")
 REFRESH_LOCK: Final = int.from_bytes(b"expsrfr", "big")
@@ -60,27 +67,26 @@ def membership_json(ids: Iterable[str]) -> str:
                       ensure_ascii=False)
 
 
-def _routing_ids() -> sa.Select[Any]:
-    """The gateway's formula over the database: distinct routing public ids (spec §2.4)."""
-    return sa.select(experiment.c.public_model_id).distinct().where(experiment.c.status.in_(ROUTING_STATUS_VALUES))
+#: the routing statuses as SQL literals (fixed enum values)
+ROUTING_STATUS_SQL: Final = ", ".join(f"'{s.value}'" for s in Status if s in rules.ROUTING_STATUSES)
+#: the gateway's formula over the database: distinct routing public ids (spec §2.4)
+_ROUTING_IDS: Final = f"SELECT DISTINCT public_model_id FROM model_experiment WHERE status IN ({ROUTING_STATUS_SQL})"
+#: the outbox rows and the routing public ids in one statement (one round trip): the outbox
+#: rows carry an id, the routing public ids none
+_PENDING: Final = f"SELECT id, cache_key FROM expsync_cache_outbox UNION ALL SELECT NULL, routing.public_model_id FROM ({_ROUTING_IDS}) AS routing"
 
 
-def membership_value(conn: Connection) -> str:
+def membership_value(conn: AnyConnection) -> str:
     """The membership value the database holds now."""
-    ids: Sequence[str] = conn.execute(_routing_ids()).scalars().all()
-    return membership_json(ids)
+    [done] = run_text(conn, [(_ROUTING_IDS, {})])
+    return membership_json(r[0] for r in done.rows)
 
 
-def _pending(conn: Connection) -> tuple[list[tuple[int, str]], str]:
-    """The outbox rows and the membership value, in one statement (one round trip): the
-    outbox rows carry an id, the routing public ids none."""
-    outbox = sa.select(cache_outbox.c.id, cache_outbox.c.cache_key)
-    routing = _routing_ids().subquery()
-    stmt = sa.union_all(outbox, sa.select(sa.cast(sa.null(), cache_outbox.c.id.type), routing.c.public_model_id))
+def _pending(conn: AnyConnection) -> tuple[list[tuple[int, str]], str]:
     rows: list[tuple[int, str]] = []
     ids: list[str] = []
-    for row in conn.execute(stmt):
-        row_id, text = row[0], row[1]
+    [done] = run_text(conn, [(_PENDING, {})])
+    for row_id, text in done.rows:
         if row_id is None:
             ids.append(text)
         else:
@@ -88,20 +94,28 @@ def _pending(conn: Connection) -> tuple[list[tuple[int, str]], str]:
     return rows, membership_json(ids)
 
 
-def enqueue(conn: Connection, keys: Iterable[str]) -> int:
-    """Record keys to refresh, inside the caller's (apply) transaction."""
+def enqueue(conn: AnyConnection, keys: Iterable[str]) -> int:
+    """Record keys to refresh, inside the caller's (apply) transaction: one statement and one
+    parameter whatever the number of keys."""
     unique = list(dict.fromkeys(keys))
     if not unique:
         return 0
-    if conn.dialect.name == "postgresql":
-        # one statement and one array parameter whatever the number of keys
-        from sqlalchemy.dialects.postgresql import ARRAY
-
-        each = sa.func.unnest(sa.bindparam("keys", unique, type_=ARRAY(sa.Text()))).table_valued("k").render_derived("w")
-        conn.execute(sa.insert(cache_outbox).from_select(["cache_key"], sa.select(each.c.k)))
+    if backend(conn) == "postgresql":
+        sql = "INSERT INTO expsync_cache_outbox (cache_key) SELECT k FROM unnest(CAST(:keys AS TEXT[])) AS w(k)"
+        run_text(conn, [(sql, {"keys": unique})])
     else:
-        conn.execute(sa.insert(cache_outbox), [{"cache_key": k} for k in unique])
+        sql = "INSERT INTO expsync_cache_outbox (cache_key) SELECT value FROM json_each(:keys)"
+        run_text(conn, [(sql, {"keys": json.dumps(unique)})])
     return len(unique)
+
+
+def _clear(conn: AnyConnection, ids: list[int]) -> None:
+    """Delete exactly the outbox rows that were read."""
+    if backend(conn) == "postgresql":
+        run_text(conn, [("DELETE FROM expsync_cache_outbox WHERE id = ANY(CAST(:ids AS BIGINT[]))", {"ids": ids})])
+    else:
+        run_text(conn, [("DELETE FROM expsync_cache_outbox WHERE id IN (SELECT value FROM json_each(:ids))",
+                         {"ids": json.dumps(ids)})])
 
 
 #: keys per DEL command of :class:`~expsync.cache.resp.RespClient` (one server, no slots)
@@ -130,7 +144,7 @@ def _write_redis_py(client: Any, delete: list[str], member_key: str, value: str)
     return client.get(member_key)
 
 
-def drain(engine: Engine, client: Any, *, prefix: str = "", full: bool = False,
+def drain(db: Engine | PgConnection, client: Any, *, prefix: str = "", full: bool = False,
           lock_timeout: float = 30.0) -> RefreshResult:
     """Refresh Redis from the outbox (``full=True``: also every routing public id - cache sync).
 
@@ -138,9 +152,9 @@ def drain(engine: Engine, client: Any, *, prefix: str = "", full: bool = False,
     lock is not free within ``lock_timeout`` seconds; the outbox stays either way.
     """
     try:
-        return _drain(engine, client, prefix, full, lock_timeout)
-    except OperationalError as e:
-        if not is_lock_timeout(e) and "database is locked" not in str(e.orig):
+        return _drain(db, client, prefix, full, lock_timeout)
+    except Exception as e:
+        if not is_lock_timeout(e) and "database is locked" not in str(getattr(e, "orig", "")):
             raise
         raise CachePending(
             f"the cache refresh lock was not free within {lock_timeout:g}s (another expsync run holds it); "
@@ -148,12 +162,39 @@ def drain(engine: Engine, client: Any, *, prefix: str = "", full: bool = False,
         ) from None
 
 
-def _drain(engine: Engine, client: Any, prefix: str, full: bool, lock_timeout: float) -> RefreshResult:
-    with begin(engine, immediate=True, lock_timeout=lock_timeout) as conn:
-        if conn.dialect.name == "postgresql":
+@contextmanager
+def _transaction(db: Engine | PgConnection, lock_timeout: float) -> Iterator[Any]:
+    if isinstance(db, PgConnection):
+        with db.transaction() as conn:
+            yield conn
+        return
+    from expsync.state.db import begin
+
+    with begin(db, immediate=True, lock_timeout=lock_timeout) as conn:
+        yield conn
+
+
+def _drain(db: Engine | PgConnection, client: Any, prefix: str, full: bool, lock_timeout: float) -> RefreshResult:
+    started: list[bool] = []
+    try:
+        return _drain_once(db, client, prefix, full, lock_timeout, started)
+    except DatabaseUnavailable:
+        if not isinstance(db, PgConnection) or started:
+            raise
+    # the server ended the session while it was idle (after apply's commit, say): nothing of
+    # the refresh ran yet, so it starts again on a new session, as a pool's pre-ping would
+    db.reconnect()
+    return _drain_once(db, client, prefix, full, lock_timeout, started)
+
+
+def _drain_once(db: Engine | PgConnection, client: Any, prefix: str, full: bool, lock_timeout: float,
+                started: list[bool]) -> RefreshResult:
+    with _transaction(db, lock_timeout) as conn:
+        if backend(conn) == "postgresql":
             # held until the outbox rows are deleted: refreshes must not interleave (module doc);
             # read by the next statement, so its snapshot is taken once the lock is held
             xact_lock(conn, REFRESH_LOCK, lock_timeout, keep_timeout=False)
+        started.append(True)
         rows, value = _pending(conn)
         routing = json.loads(value) if full else []
         if not rows and not full:
@@ -172,24 +213,34 @@ def _drain(engine: Engine, client: Any, prefix: str, full: bool, lock_timeout: f
                 "run `expsync cache sync` (any later expsync run also finishes it)"
             ) from None
         if rows:
-            conn.execute(sa.delete(cache_outbox).where(cache_outbox.c.id.in_([r[0] for r in rows])))
+            _clear(conn, [r[0] for r in rows])
     return RefreshResult(tuple(delete), value, len(rows))
 
 
-def drain_leftover(engine: Engine, url: str, *, prefix: str = "") -> int:
+def drain_leftover(db: Engine | PgConnection, url: str, *, prefix: str = "") -> int:
     """Finish a refresh an earlier run left pending (spec §6); return how many outbox rows were
     pending (0 also when the database is not initialised: the command itself reports that).
 
     Raises like :func:`drain` (CachePending, ConfigError) when Redis cannot be refreshed; the
     caller decides whether that is fatal (plan and apply go on: the outbox stays)."""
+    count = "SELECT count(*) FROM expsync_cache_outbox"
+    if isinstance(db, PgConnection):
+        try:  # one statement outside any transaction: one round trip, not BEGIN + it + ROLLBACK
+            pending = int(ask(db, count)[0][0])
+            if pending:
+                drain(db, connect(url), prefix=prefix)
+        except driver_errors()[3]:
+            return 0
+        return pending
+    from sqlalchemy.exc import SQLAlchemyError
+
     try:
-        with engine.connect() as conn:
+        with db.connect() as conn:
             if conn.dialect.name == "postgresql":
-                # one statement outside any transaction: one round trip, not BEGIN + it + ROLLBACK
                 conn = conn.execution_options(isolation_level="AUTOCOMMIT")
-            pending: int = conn.execute(sa.select(sa.func.count()).select_from(cache_outbox)).scalar_one()
+            pending = int(conn.exec_driver_sql(count).scalar_one())
         if pending:
-            drain(engine, connect(url), prefix=prefix)
+            drain(db, connect(url), prefix=prefix)
     except SQLAlchemyError:
         return 0
     return pending

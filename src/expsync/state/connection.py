@@ -1,16 +1,21 @@
-"""The database connection the read side works with: a SQLAlchemy one, or psycopg alone.
+"""The database connection ``plan`` and ``apply`` work with: a SQLAlchemy one, or psycopg alone.
 
-``plan`` on Postgres only reads, and its reads already go through psycopg (one pipelined
-batch): importing SQLAlchemy and building an engine cost it more than the reads. So it opens
-a :class:`PgConnection` instead, and everything that writes (``apply``, ``db init``, the cache
-refresh) and the embedded SQLite default keep SQLAlchemy. The read side - the catalogue
-questions (:mod:`~expsync.state.catalog`), the reader and :mod:`expsync.pipeline` - takes
-either connection and asks it only what this module answers:
+On Postgres, importing SQLAlchemy and building an engine cost a command more than its reads
+and writes (which are a handful of pipelined statements whatever the number of rows). So
+``plan`` and ``apply`` open a :class:`PgConnection` instead; the embedded SQLite default, a URL
+only SQLAlchemy reads, and the other commands (``db``, ``import``, ``history``, ``cache sync``)
+keep the engine. The catalogue questions (:mod:`~expsync.state.catalog`), the reader,
+:mod:`expsync.pipeline`, the row locks, the writes (:mod:`expsync.apply.execute` through a
+writer for each kind of connection), the audit row and the cache refresh take either
+connection and ask it only what this module answers:
 
 * :func:`backend`: ``"postgresql"`` or ``"sqlite"``;
 * :func:`driver`: the psycopg connection underneath (Postgres);
 * :func:`batch`: statements pipelined in one round trip (:func:`ask`: one of them, outside a
-  transaction when none is open).
+  transaction when none is open);
+* :func:`run_text`: SQL text with ``:name`` parameters, with row counts (one round trip on a
+  :class:`PgConnection`); :meth:`PgConnection.transaction`: a read-write transaction whose
+  BEGIN goes out with its first statement.
 
 :func:`connect` opens a :class:`PgConnection` as :func:`expsync.state.db.make_engine`'s engine
 connects (:data:`CONNECT_ARGS`, a connect timeout, the JSON decoder, connection failures as
@@ -22,8 +27,11 @@ Nothing here imports SQLAlchemy unless the caller already holds an engine.
 
 from __future__ import annotations
 
+import logging
+import re
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ContextManager, Final
 from urllib.parse import parse_qsl, unquote
 
@@ -40,8 +48,8 @@ if TYPE_CHECKING:
     #: a connection the read side accepts
     AnyConnection: TypeAlias = "Connection | PgConnection"
 
-__all__ = ["CONNECT_ARGS", "CONNECT_TIMEOUT", "PgConnection", "ask", "backend", "batch", "close", "connect",
-           "driver", "read_snapshot", "session"]
+__all__ = ["BEFORE_STATEMENT", "CONNECT_ARGS", "CONNECT_TIMEOUT", "PgConnection", "Written", "ask", "backend", "batch",
+           "close", "connect", "driver_errors", "driver", "read_snapshot", "run_text", "session", "write"]
 
 #: What every Postgres connection of expsync says at start-up (the engine's ``connect_args`` too).
 #: JIT compilation costs more than it saves on expsync's short, index-driven queries.
@@ -54,6 +62,16 @@ CONNECT_TIMEOUT: Final = 10
 _ENGINE_ONLY_KEYS: Final = frozenset({"host", "port", "autocommit", "prepare_threshold", "context",
                                        "row_factory", "cursor_factory"})
 _BEGIN_SNAPSHOT: Final = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"
+#: a read-write transaction at the server's default level (READ COMMITTED), as the engine begins
+_BEGIN: Final = "BEGIN"
+
+#: called with the connection and each statement's text just before a :class:`PgConnection`
+#: sends it (what SQLAlchemy's ``before_cursor_execute`` event is for an engine): tests choose a
+#: moment with it
+BEFORE_STATEMENT: list[Callable[[PgConnection, str], None]] = []
+#: each statement a :class:`PgConnection` sends, with its parameters, at DEBUG (what the
+#: ``sqlalchemy.engine`` logger is for an engine); off unless a caller enables it
+SQL_LOG: Final = logging.getLogger("expsync.sql")
 
 
 def connect_kwargs(url: str) -> dict[str, Any] | None:
@@ -87,11 +105,14 @@ class PgConnection:
 
     backend: Final = "postgresql"
 
-    def __init__(self, raw: psycopg.Connection[Any], url: str) -> None:
+    def __init__(self, raw: psycopg.Connection[Any], url: str, kwargs: dict[str, Any] | None = None) -> None:
         self.raw = raw
         self.url = url
+        self._kwargs = kwargs
         #: statements that go out in front of the next request (the snapshot's BEGIN, ROLLBACK)
         self.pending: list[str] = []
+        #: statements sent so far, not counting BEGIN, COMMIT and ROLLBACK
+        self.statements = 0
 
     @contextmanager
     def snapshot(self) -> Iterator[PgConnection]:
@@ -108,6 +129,43 @@ class PgConnection:
             else:
                 self.pending.append("ROLLBACK")
 
+    @contextmanager
+    def transaction(self) -> Iterator[PgConnection]:
+        """One read-write transaction (READ COMMITTED), committed when the block ends, rolled
+        back when it raises. BEGIN costs no round trip: it goes out with the first statement
+        inside."""
+        self.pending.append(_BEGIN)
+        try:
+            yield self
+        except BaseException:
+            if self.pending[-1:] == [_BEGIN]:
+                self.pending.pop()
+            else:
+                self._end("ROLLBACK")
+            raise
+        if self.pending[-1:] == [_BEGIN]:
+            self.pending.pop()  # nothing was sent: nothing to commit
+        else:
+            self._end("COMMIT")
+
+    def _end(self, statement: str) -> None:
+        if statement == "COMMIT":
+            _run(self, [(statement, None)], None, lone_question=False, outcome=True, counted=False)
+            return
+        self.pending = []  # what was waiting to go out belongs to the transaction being ended
+        try:  # the error being raised is what the caller reports; a dead connection ends the transaction too
+            self.raw.execute(statement)
+        except Exception:
+            pass
+
+    def reconnect(self) -> None:
+        """A new session in place of one the server ended (as a pool's pre-ping replaces it);
+        only between transactions."""
+        self.raw.close()
+        fresh = connect(self.url) if self._kwargs is None else _open(self.url, self._kwargs)
+        assert fresh is not None
+        self.raw, self.pending = fresh.raw, []
+
     def close(self) -> None:
         self.raw.close()
 
@@ -119,6 +177,10 @@ def connect(url: str) -> PgConnection | None:
     kwargs = connect_kwargs(url)
     if kwargs is None:
         return None
+    return _open(url, kwargs)
+
+
+def _open(url: str, kwargs: dict[str, Any]) -> PgConnection:
     import psycopg
     from psycopg.types.json import set_json_loads
 
@@ -131,7 +193,15 @@ def connect(url: str) -> PgConnection | None:
         text = scrub(reason[0] if reason else type(e).__name__, url)
         raise DatabaseUnavailable(f"cannot reach the database at {mask_url(url)}: {text}") from None
     set_json_loads(load_json, raw)  # json and jsonb, as the engine's json_deserializer
-    return PgConnection(raw, url)
+    return PgConnection(raw, url, kwargs)
+
+
+def driver_errors() -> tuple[type[Exception], type[Exception], type[Exception], type[Exception]]:
+    """What a statement on a :class:`PgConnection` raises: psycopg's ``IntegrityError``,
+    ``DataError``, ``OperationalError`` and their base ``Error``."""
+    import psycopg
+
+    return psycopg.IntegrityError, psycopg.DataError, psycopg.OperationalError, psycopg.Error
 
 
 def backend(conn: AnyConnection) -> str:
@@ -162,8 +232,42 @@ def batch(conn: AnyConnection, statements: Sequence[tuple[str, Any]],
     return _run(conn, statements, guard, lone_question=False)
 
 
+@dataclass(frozen=True, slots=True)
+class Written:
+    """What one statement of :func:`write` did: the rows it changed and the rows it returned."""
+
+    rowcount: int
+    rows: list[Any]
+
+
+#: a ``:name`` parameter of SQL text (not the second colon of a ``::`` cast)
+_NAMED: Final = re.compile(r"(?<![:\w]):([A-Za-z_]\w*)")
+
+
+def run_text(conn: AnyConnection, statements: Sequence[tuple[str, dict[str, Any]]]) -> list[Written]:
+    """Statements written as SQL text with ``:name`` parameters, on either kind of connection,
+    counted and observed like its other statements: on a :class:`PgConnection` in one round
+    trip (:func:`write`), on a SQLAlchemy connection one after the other (``text()``)."""
+    if isinstance(conn, PgConnection):
+        return write(conn, [(_NAMED.sub(r"%(\1)s", sql), params) for sql, params in statements])
+    import sqlalchemy as sa  # the caller holds a SQLAlchemy connection: already imported
+
+    out = []
+    for sql, params in statements:
+        r = conn.execute(sa.text(sql), params)
+        out.append(Written(r.rowcount, list(r.all()) if r.returns_rows else []))
+    return out
+
+
+def write(conn: PgConnection, statements: Sequence[tuple[str, Any]]) -> list[Written]:
+    """Run ``statements`` (writes or reads) in one round trip inside the connection's
+    transaction; errors are psycopg's own (a lost connection is
+    :class:`~expsync.errors.DatabaseUnavailable`)."""
+    return _run(conn, statements, None, lone_question=False, outcome=True)
+
+
 def _run(conn: AnyConnection, statements: Sequence[tuple[str, Any]], guard: Callable[[list[Any]], None] | None,
-         *, lone_question: bool) -> list[list[Any]]:
+         *, lone_question: bool, outcome: bool = False, counted: bool = True) -> list[Any]:
     import psycopg
     from psycopg.pq import ExecStatus, TransactionStatus
 
@@ -171,6 +275,14 @@ def _run(conn: AnyConnection, statements: Sequence[tuple[str, Any]], guard: Call
     front: list[tuple[str, Any]] = []
     if isinstance(conn, PgConnection):  # in autocommit already; its own BEGIN/ROLLBACK go in front
         front, conn.pending[:] = [(sql, None) for sql in conn.pending], []
+        if counted:
+            conn.statements += len(statements)
+            for hook in BEFORE_STATEMENT:
+                for sql, _ in statements:
+                    hook(conn, sql)
+            if SQL_LOG.isEnabledFor(logging.DEBUG):
+                for sql, params in statements:
+                    SQL_LOG.debug("%s %r", sql, params)
     # SQLAlchemy begins a transaction lazily: a question asked before it has begun needs none
     idle = lone_question and not front and not raw.autocommit \
         and raw.info.transaction_status == TransactionStatus.IDLE
@@ -192,6 +304,9 @@ def _run(conn: AnyConnection, statements: Sequence[tuple[str, Any]], guard: Call
         if err is e:
             raise
         raise err from e
+    if outcome:
+        return [Written(c.rowcount, c.fetchall() if c.pgresult is not None and c.pgresult.status == ExecStatus.TUPLES_OK
+                        else []) for c in cursors[len(front):]]
     results = [c.fetchall() for c in cursors[len(front):]]
     if guard is not None:
         guard(results[0])
@@ -219,7 +334,7 @@ def _caller_error(conn: AnyConnection, raw: psycopg.Connection[Any], e: Exceptio
 
     if isinstance(e, psycopg.OperationalError) and (raw.closed or raw.broken):
         first = str(e).strip().splitlines()
-        return DatabaseUnavailable(f"lost the database connection while reading: {first[0] if first else e}")
+        return DatabaseUnavailable(f"lost the database connection: {first[0] if first else e}")
     if isinstance(conn, PgConnection):
         return e
     import sqlalchemy as sa  # the caller holds a SQLAlchemy connection: already imported

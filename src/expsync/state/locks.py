@@ -15,17 +15,19 @@ expressions (``columns``) run once the lock is held; they share the statement's 
 which READ COMMITTED takes *before* the wait, so rows another writer committed meanwhile are
 read by the caller's next statement, never here (catalogue lookups are fine).
 
-A lock not granted in time raises SQLAlchemy's ``OperationalError`` with SQLSTATE ``55P03``
-(:func:`is_lock_timeout`); each caller words its own message.
+A lock not granted in time raises an ``OperationalError`` (psycopg's, or SQLAlchemy's on a
+SQLAlchemy connection) with SQLSTATE ``55P03`` (:func:`is_lock_timeout`); each caller words
+its own message.
 """
 
 from __future__ import annotations
 
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
-import sqlalchemy as sa
-from sqlalchemy.engine import Connection
-from sqlalchemy.exc import OperationalError
+from expsync.state.connection import run_text
+
+if TYPE_CHECKING:
+    from expsync.state.connection import AnyConnection
 
 __all__ = ["LOCK_NOT_AVAILABLE", "is_lock_timeout", "timeout_text", "xact_lock"]
 
@@ -38,18 +40,21 @@ def timeout_text(seconds: float) -> str:
     return f"{max(1, int(seconds * 1000))}ms"
 
 
-def xact_lock(conn: Connection, key: int, timeout: float, *, keep_timeout: bool,
-              columns: str = "", params: dict[str, Any] | None = None) -> sa.Row[Any]:
+def xact_lock(conn: AnyConnection, key: int, timeout: float, *, keep_timeout: bool,
+              columns: str = "", params: dict[str, Any] | None = None) -> tuple[Any, ...]:
     """Take advisory lock ``key`` for the rest of the transaction, waiting at most ``timeout``
     seconds, in one statement. ``keep_timeout`` leaves ``lock_timeout`` set for the rest of the
     transaction (later row-lock waits are bounded too); otherwise it is reset to 0 once the
-    lock is held. ``columns`` (``", expr AS name ..."``, bound with ``params``) are evaluated
-    after the lock is granted; the returned row holds them by name."""
+    lock is held. ``columns`` (``", expr AS name ..."``, ``:name`` parameters bound from
+    ``params``) are evaluated after the lock is granted; the returned row holds them after the
+    lock's own column (and the reset's, unless ``keep_timeout``)."""
     reset = "" if keep_timeout else ", set_config('lock_timeout', '0', true) AS reset"
     sql = (f"SELECT held{reset}{columns} FROM (SELECT pg_advisory_xact_lock(:lock_key) AS held FROM "
            "(SELECT set_config('lock_timeout', :lock_timeout, true) OFFSET 0) AS bounded OFFSET 0) AS locked")
-    return conn.execute(sa.text(sql), {"lock_key": key, "lock_timeout": timeout_text(timeout), **(params or {})}).one()
+    [done] = run_text(conn, [(sql, {"lock_key": key, "lock_timeout": timeout_text(timeout), **(params or {})})])
+    return tuple(done.rows[0])
 
 
-def is_lock_timeout(err: OperationalError) -> bool:
-    return getattr(err.orig, "sqlstate", None) == LOCK_NOT_AVAILABLE
+def is_lock_timeout(err: BaseException) -> bool:
+    """A lock wait that ran into ``lock_timeout`` (a driver error, or SQLAlchemy's wrapping one)."""
+    return getattr(getattr(err, "orig", err), "sqlstate", None) == LOCK_NOT_AVAILABLE
