@@ -65,6 +65,8 @@ def test_one_audit_row_per_apply(tmp_path: Path, db_engine: sa.Engine) -> None:
         ("alice", "0123abc", "applied"), ("github-actions", "f" * 40, "applied"), (None, None, "no_changes")]
     summary = rows[1].summary if isinstance(rows[1].summary, dict) else json.loads(rows[1].summary)
     assert summary["experiments"] == ["foo"] and summary["operations"] == {"InsertVersion": 1, "RecordManaged": 1}
+    # not bound to a plan: the plan digest and the key binding, not digests of the whole state
+    assert set(summary["digests"]) == {"ops", "secrets"} and summary["digests"]["ops"] == rows[1].plan_digest
     assert rows[2].statements and rows[2].statements > 0
 
     # refusals write nothing, not even an audit row

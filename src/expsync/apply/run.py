@@ -288,7 +288,7 @@ def apply(
                     lock_and_verify(conn, plan.ops, computed.actual)
                 results = _execute(conn, computed, secrets, settings) if plan.has_changes else ()
                 store.audit(conn, _audit_row(settings, plan, started_at, "applied" if plan.has_changes else "no_changes",
-                                             store.so_far() + 1))
+                                             store.so_far() + 1, bound=expect is not None))
         except _LockBusy:
             raise LockTimeout(f"could not take the apply lock within {lock_timeout:g}s{_lock_holder(db)}") from None
         except integrity as e:
@@ -306,7 +306,8 @@ def apply(
             raise
     except ExpsyncError as e:
         if isinstance(e, ApplyConflict):  # refusals, stale plans, bad input and lock timeouts write nothing at all
-            store.audit_failure(_audit_row(settings, plan, started_at, f"failed: {type(e).__name__}", None))
+            store.audit_failure(_audit_row(settings, plan, started_at, f"failed: {type(e).__name__}", None,
+                                           bound=expect is not None))
         raise
     return ApplyResult(plan, results, store.statements, time.monotonic() - started)
 
@@ -347,21 +348,30 @@ def _needs_encryption(plan: Plan) -> bool:
 
 
 def _audit_row(settings: Settings, plan: Plan | None, started_at: datetime, outcome: str,
-               statements: int | None) -> dict[str, Any]:
+               statements: int | None, bound: bool) -> dict[str, Any]:
     return dict(started_at=started_at, finished_at=datetime.now(timezone.utc), actor=settings.actor,
                 revision=settings.revision, plan_digest=plan.digests.ops if plan else "",
-                summary=_summary(plan) if plan else {}, outcome=outcome, statements=statements)
+                summary=_summary(plan, bound) if plan else {}, outcome=outcome, statements=statements)
 
 
-def _summary(plan: Plan) -> dict[str, Any]:
-    """What the audit row keeps: counts and keys, never values that could hold a secret."""
+def _summary(plan: Plan, bound: bool) -> dict[str, Any]:
+    """What the audit row keeps: counts and keys, never values that could hold a secret.
+
+    The digests are the plan digest (``ops``) and the binding of the api key values
+    (``secrets``); the digests of the whole desired and actual state are kept when the apply
+    was bound to a plan (``bound``: a saved plan, or the one confirmed on a terminal), where
+    they are what was checked. An unattended ``apply --yes`` records the git revision instead:
+    two digests of the whole state only for the record would cost about a tenth of a large
+    apply."""
+    digests = {"ops": plan.digests.ops, "secrets": plan.digests.secrets}
+    if bound:
+        digests |= {"desired": plan.digests.desired, "actual": plan.digests.actual}
     return {
         "counts": plan.counts(),
         "operations": plan.op_counts(),
         "experiments": [e.key for e in plan.experiments if e.ops],
         "cache_keys": len(plan.cache_keys),
-        "digests": {"desired": plan.digests.desired, "actual": plan.digests.actual, "ops": plan.digests.ops,
-                    "secrets": plan.digests.secrets},
+        "digests": dict(sorted(digests.items())),
     }
 
 
