@@ -35,7 +35,7 @@ def _layer(stage: str, units: str = "", libraries: str = "") -> Layer:
 
 #: the ground floor: value types, codes, exit codes, settings, rules and gateway profiles (data);
 #: importable by every unit
-GROUND = "diagnostics errors settings model rules profiles credentials urls escape heap"
+GROUND = "diagnostics errors settings model rules profiles credentials urls escape heap records"
 
 #: unit -> what it may import. A unit is a top-level module (``crypto``) or a folder
 #: (``plan/``); imports inside a unit are free. Order: from the ground floor up.
@@ -43,15 +43,17 @@ LAYERS: dict[str, Layer] = {
     "expsync": _layer("package map (`__init__`)"),
     "escape": _layer("escaping of user text per output sink"),
     "heap": _layer("the garbage collector's policy for one command"),
-    "diagnostics": _layer("diagnostic codes and values", "escape"),
-    "settings": _layer("the environment, read once"),
+    "records_code/": _layer("generated: the methods dataclasses writes, precompiled"),
+    "records": _layer("dataclass with its methods precompiled", "records_code/"),
+    "diagnostics": _layer("diagnostic codes and values", "escape records"),
+    "settings": _layer("the environment, read once", "records"),
     "errors": _layer("errors and exit codes", "diagnostics"),
-    "model": _layer("frozen value types", "diagnostics"),
-    "rules": _layer("statuses, transitions, edit rules", "diagnostics model"),
-    "profiles": _layer("gateway versions and their rules (data)"),
+    "model": _layer("frozen value types", "diagnostics records"),
+    "rules": _layer("statuses, transitions, edit rules", "diagnostics model records"),
+    "profiles": _layer("gateway versions and their rules (data)", "records"),
     "credentials": _layer("what a credential looks like, by name"),
     "urls": _layer("URLs shown with credentials masked", "credentials"),
-    "weburl": _layer("the gateway's URL parser (WHATWG, Ada)", "", "ada_url"),
+    "weburl": _layer("the gateway's URL parser (WHATWG, Ada)", "records", "ada_url"),
     "config": _layer("which gateway profile a run uses", GROUND),
     "crypto": _layer("api key encryption (gateway format)", GROUND, "cryptography"),
     "keycompare": _layer("stored vs resolved keys", f"{GROUND} crypto"),
@@ -66,7 +68,7 @@ LAYERS: dict[str, Layer] = {
     "apply/": _layer("plan -> one transaction", f"{GROUND} crypto pipeline plan/ state/ cache/ secrets/",
                      "sqlalchemy"),
     "importer/": _layer("database -> YAML files", f"{GROUND} crypto desired/ state/", "sqlalchemy yaml"),
-    "github": _layer("sticky pull-request comment (GitHub REST)", "errors"),
+    "github": _layer("sticky pull-request comment (GitHub REST)", "errors records"),
     "cli": _layer("flags -> stages -> exit code",
                   f"{GROUND} expsync config crypto keycompare secrets/ desired/ state/ plan/ render/ cache/ "
                   "pipeline apply/ importer/ github", "click"),

@@ -16,7 +16,8 @@ ground floor (the rule, as a table: ``tests/test_layers.py`` ``LAYERS``, shown i
       importer/ database -> YAML files                              (``expsync import``)
       github    the sticky pull-request comment                     (GitHub REST)
     ground floor: model.py (value types), diagnostics.py, errors.py, settings.py, rules.py,
-                  profiles.py, credentials.py, urls.py, escape.py, heap.py (the collector's policy)
+                  profiles.py, credentials.py, urls.py, escape.py, heap.py (the collector's policy),
+                  records.py (``dataclass``, its methods precompiled in records_code/)
 
 Where each rule lives (change it there, nowhere else):
 

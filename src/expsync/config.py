@@ -16,12 +16,12 @@ both say so on stderr. Callers pass the environment and working directory explic
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
 from expsync.errors import ConfigError
 from expsync.profiles import NEWEST, PROFILES, GatewayProfile, ProfileChoice
+from expsync.records import dataclass
 
 CONFIG_FILE: Final = "expsync.toml"
 ENV_PROFILE: Final = "EXPSYNC_GATEWAY_PROFILE"

@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Final
+
+from expsync.records import dataclass
 
 
 class Severity(enum.StrEnum):

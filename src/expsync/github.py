@@ -31,12 +31,13 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import field
 from email.message import Message
 from pathlib import Path
 from typing import Any, Final, Literal
 
 from expsync.errors import ConfigError, ExpsyncError
+from expsync.records import dataclass
 
 __all__ = [
     "MAX_BODY",

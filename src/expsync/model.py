@@ -11,11 +11,12 @@ import enum
 import hashlib
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass, field as dc_field
+from dataclasses import field as dc_field
 from datetime import datetime
 from typing import Final, TypeAlias
 
 from expsync.diagnostics import SourceRange
+from expsync.records import dataclass
 
 JsonValue: TypeAlias = "None | bool | int | float | str | list[JsonValue] | dict[str, JsonValue]"
 JsonObject: TypeAlias = "dict[str, JsonValue]"

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING
 
@@ -24,6 +23,7 @@ from expsync.model import (ActualExperiment, ActualState, ActualVariant, ActualV
 from expsync.plan import Plan, PlanOptions, plan
 from expsync.plan.ops import InsertVersion
 from expsync.profiles import GatewayProfile
+from expsync.records import dataclass
 from expsync.settings import Settings
 from expsync.state.catalog import (REQUIRED_TABLES, NotInitialized, missing_tables, missing_tables_and_metadata,
                                    raise_missing)

@@ -16,9 +16,11 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import field
 from types import MappingProxyType
 from typing import Final
+
+from expsync.records import dataclass
 
 __all__ = [
     "FieldSpec",

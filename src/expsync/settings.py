@@ -12,9 +12,11 @@ place that knows its variable name); list the variable in README "Configuration"
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import field
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Final
+
+from expsync.records import dataclass
 
 if TYPE_CHECKING:
     from pathlib import Path

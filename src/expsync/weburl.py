@@ -14,10 +14,11 @@ A folder repeats a handful of base URLs thousands of times, so :func:`parse` is 
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
 from typing import Final
 
 import ada_url
+
+from expsync.records import dataclass
 
 #: what JavaScript's String.prototype.trim() removes (WhiteSpace + LineTerminator)
 JS_SPACE: Final = "\t\n\v\f\r \u00a0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009\u200a" \

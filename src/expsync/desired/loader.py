@@ -23,7 +23,6 @@ from __future__ import annotations
 import os
 import stat
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
@@ -32,6 +31,7 @@ from pydantic_core import ValidationError
 from expsync.diagnostics import Diagnostic, SourceRange, has_errors, sort_diagnostics
 from expsync.heap import long_lived
 from expsync.model import DesiredExperiment, DesiredState, DesiredVariant, Status
+from expsync.records import dataclass
 from expsync.secrets.refs import parse_ref
 from expsync.desired import rules
 from expsync.desired.schema import PROTO_KEY, validator

@@ -29,13 +29,13 @@ import math
 import re
 import sys
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass
 from typing import Any, Final, TypeAlias
 
 import yaml
 
 from expsync.desired.limits import DEFAULT_MAX_FILE_SIZE
 from expsync.diagnostics import Diagnostic, SourceRange
+from expsync.records import dataclass
 
 #: libyaml is the supported configuration; the pure-Python loader is only a fallback.
 _LOADER: Final[type] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)

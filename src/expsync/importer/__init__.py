@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
@@ -25,6 +24,7 @@ from sqlalchemy.engine import Connection
 from expsync.importer.document import document, env_refs, key_for, render_ref
 from expsync.importer.write import pinned_in, taken_keys, write_all
 from expsync.profiles import NEWEST, PROFILES, GatewayProfile
+from expsync.records import dataclass
 from expsync.state.reader import read_actual
 from expsync.state.unmanaged import select_unmanaged
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import field
 from datetime import datetime
 from typing import Any
 
@@ -48,6 +48,7 @@ from expsync.plan.ops import (
 from expsync.plan.pair import Pair
 from expsync.plan.redact import hide_op, mask_op
 from expsync.plan.types import DriftItem
+from expsync.records import dataclass
 
 KeyChanges = Mapping[tuple[str, str], KeyChange]
 

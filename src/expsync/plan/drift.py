@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import field
 from operator import attrgetter
 from typing import Final
 
@@ -27,6 +27,7 @@ from expsync.model import (
 )
 from expsync.plan.equality import json_equal
 from expsync.plan.types import DriftItem
+from expsync.records import dataclass
 
 
 @dataclass(frozen=True, slots=True)

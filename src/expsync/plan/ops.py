@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import enum
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import field
 from collections.abc import Callable, Mapping
 from typing import Final, TypeAlias, get_args
 
 from expsync.model import JsonObject, JsonValue, KeyChange, SecretRef, Status
+from expsync.records import dataclass
 from expsync.rules import Trigger
 
 

@@ -6,9 +6,9 @@ not in the database (create). Each case is decided in :mod:`expsync.plan.diff`, 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 
 from expsync.model import ActualExperiment, ActualState, DesiredExperiment, DesiredState, ManagedRecord
+from expsync.records import dataclass
 
 
 @dataclass(frozen=True, slots=True)

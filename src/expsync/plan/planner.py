@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import itertools
 import uuid
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import datetime
 
 from expsync.diagnostics import Diagnostic, sort_diagnostics
@@ -34,6 +34,7 @@ from expsync.plan.order import order
 from expsync.plan.pair import pair
 from expsync.plan.security import all_security_items
 from expsync.plan.types import Digests, Plan
+from expsync.records import dataclass
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,7 +22,6 @@ from __future__ import annotations
 import enum
 import uuid
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from typing import Final
 
 from expsync import rules, weburl
@@ -30,6 +29,7 @@ from expsync.diagnostics import SourceRange
 from expsync.model import ActualExperiment, JsonObject, JsonValue
 from expsync.plan.diff import ExperimentDiff
 from expsync.plan.ops import AddVariant, InsertVersion
+from expsync.records import dataclass
 
 
 class Security(enum.StrEnum):

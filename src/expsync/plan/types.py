@@ -7,13 +7,13 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from fractions import Fraction
 from typing import TYPE_CHECKING, overload
 
 from expsync.diagnostics import Diagnostic, has_errors
 from expsync.model import JsonValue, Status
 from expsync.plan.ops import Action, Explained, Op, action_of, touches_gateway
+from expsync.records import dataclass
 from expsync.rules import CREATED_AS, exact_shares
 
 if TYPE_CHECKING:

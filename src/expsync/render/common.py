@@ -8,12 +8,12 @@ from __future__ import annotations
 import dataclasses
 import json as _stdjson
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from typing import Final, assert_never
 
 from expsync.model import JsonValue, KeyChange
 from expsync.plan.ops import Action, Explained, Reason, RelabelVariant
 from expsync.plan.types import ExperimentPlan, Plan, Share
+from expsync.records import dataclass
 from expsync.urls import mask_json
 
 __all__ = [

@@ -23,7 +23,6 @@ import enum
 import functools
 import html
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Final
 
 from expsync import escape
@@ -46,6 +45,7 @@ from expsync.plan.ops import (
 )
 from expsync.plan.types import DriftItem, ExperimentPlan, Plan
 from expsync.plan.security import SecurityItem
+from expsync.records import dataclass
 from expsync.render.security import SECURITY_TITLE, security_text
 from expsync.render import (
     HEADLINE,

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +31,7 @@ from expsync.errors import InvalidInput, StalePlan
 from expsync.plan.digest import encode
 from expsync.plan.document import encoded_documents_digest
 from expsync.plan.types import Digests
+from expsync.records import dataclass
 from expsync.render.json import PlanOut
 
 __all__ = ["SavedPlan", "SavedPlanInvalid", "SavedPlanTampered", "applyable_digests", "load_saved_plan",

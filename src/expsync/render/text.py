@@ -9,7 +9,6 @@ before), drift ("Changes made outside git"), diagnostics, one block per changed 
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
 from typing import Final
 
 from expsync import escape
@@ -30,6 +29,7 @@ from expsync.plan.ops import (
     touches_gateway,
 )
 from expsync.plan.types import DriftItem, ExperimentPlan, Plan
+from expsync.records import dataclass
 from expsync.render import (
     HEADLINE,
     changed_experiments,

@@ -14,11 +14,12 @@ a store's raw error text (a store error message can quote request data).
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import field
 from pathlib import Path
 from typing import TYPE_CHECKING, Final, Protocol, TypeAlias
 
 from expsync.model import Secret, SecretRef
+from expsync.records import dataclass
 
 if TYPE_CHECKING:
     from expsync.diagnostics import SourceRange

@@ -33,7 +33,6 @@ import os
 import posixpath
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import TYPE_CHECKING, Final, Literal
@@ -41,6 +40,7 @@ from typing import TYPE_CHECKING, Final, Literal
 from expsync.diagnostics import Diagnostic
 from expsync.errors import ConfigError
 from expsync.model import SecretRef
+from expsync.records import dataclass
 
 if TYPE_CHECKING:
     from expsync.secrets.base import SecretUse
