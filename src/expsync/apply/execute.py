@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from expsync.records import dataclass
 from typing import Any, Final, Protocol, TypeAlias
 
 from expsync.crypto import encrypt_api_key

@@ -20,7 +20,7 @@ import re
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
+from expsync.records import dataclass
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Final
 

@@ -31,7 +31,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from expsync.records import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
 from expsync.cache import resp

@@ -21,9 +21,11 @@ from __future__ import annotations
 import re
 import socket
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any, Final
 from urllib.parse import unquote, urlsplit
+
+from expsync.records import dataclass
 
 __all__ = ["Address", "RespClient", "RespError", "parse"]
 

@@ -8,7 +8,7 @@ value (apply writes them that way), so they can be printed as they are.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from expsync.records import dataclass
 from datetime import datetime
 from typing import Any
 

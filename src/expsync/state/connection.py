@@ -31,7 +31,7 @@ import logging
 import re
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, nullcontext
-from dataclasses import dataclass
+from expsync.records import dataclass
 from typing import TYPE_CHECKING, Any, ContextManager, Final
 from urllib.parse import parse_qsl, unquote
 
