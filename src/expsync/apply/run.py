@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import re
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from expsync.records import dataclass
 from datetime import datetime, timezone
@@ -142,6 +142,7 @@ _LOCK_HOLDER: Final = (
 def _lock_holder(db: Engine | PgConnection) -> str:
     """Who holds the apply lock, asked outside the failed transaction (best effort)."""
     params = {"hi": APPLY_LOCK >> 32, "lo": APPLY_LOCK & 0xFFFFFFFF}
+    rows: Sequence[Sequence[Any]]
     try:
         if isinstance(db, PgConnection):
             rows = ask(db, _LOCK_HOLDER, params)
@@ -152,7 +153,7 @@ def _lock_holder(db: Engine | PgConnection) -> str:
         return ""
     if not rows:
         return ""
-    pid, application, user, _, xact_start = rows[0]
+    pid, application, user, _, xact_start = tuple(rows[0])
     since = xact_start.isoformat(timespec="seconds") if xact_start else "?"
     return f" (held by pid {pid}, application {application or '?'!r}, user {user}, since {since})"
 
@@ -221,8 +222,8 @@ class _Store:
 
         event.listen(self.db, "before_cursor_execute", count)
         try:
-            with begin(self.db, immediate=True, lock_timeout=self.lock_timeout) as conn:
-                yield conn
+            with begin(self.db, immediate=True, lock_timeout=self.lock_timeout) as engine_conn:
+                yield engine_conn
         finally:
             event.remove(self.db, "before_cursor_execute", count)
 

@@ -105,7 +105,7 @@ class CoreWriter:
     def update_ids(self, table: str, ids: Sequence[Any], values: Mapping[str, Any], *,
                    status: str | None = None) -> int:
         t = _table(table, list(values))
-        where = [t.c.id.in_(self._in(ids, "uuid", "ids"))]
+        where: list[Any] = [t.c.id.in_(self._in(ids, "uuid", "ids"))]
         if status is not None:
             where.append(t.c.status == status)
         stmt = sa.update(t).where(*where).values({c: _value(t, c, v, f"v_{c}") for c, v in values.items()})
