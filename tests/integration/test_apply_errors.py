@@ -308,3 +308,32 @@ def test_deeply_nested_plan_file(tmp_path: Path) -> None:
     f.write_text('{"a":' * 100000 + "1" + "}" * 100000)
     r = run_cli(["apply", "--yes", "--plan", str(f), str(tmp_path)])
     assert r.code == 3 and "not a plan file" in r.err
+
+
+def test_the_confirmation_prompt_holds_no_transaction_open(tmp_path: Path, pg_engine: sa.Engine) -> None:
+    """While a person reads the plan, expsync's session is idle, not idle in a transaction: the
+    snapshot the plan was read in is over, so it holds no table lock that would queue a
+    migration (and every gateway query behind it) and no xmin horizon."""
+    import psycopg
+
+    env = cli_env(pg_engine, SECRETS)
+    repo = Repo(tmp_path).put(experiment("foo", "partner/foo", "active", two("foo")))
+    seen: dict = {}
+    u = pg_engine.url
+
+    def while_the_prompt_waits() -> None:
+        time.sleep(0.3)  # the prompt is shown; the answer has not come
+        with psycopg.connect(host=u.host, port=u.port, user=u.username, dbname=u.database, autocommit=True) as a:
+            seen["states"] = a.execute("SELECT state FROM pg_stat_activity WHERE application_name = 'expsync' "
+                                       "AND datname = current_database()").fetchall()
+            a.execute("SET lock_timeout = '2s'")
+            try:
+                a.execute("ALTER TABLE model_experiment ADD COLUMN migration_probe integer")
+                a.execute("ALTER TABLE model_experiment DROP COLUMN migration_probe")
+                seen["migration"] = "ran"
+            except psycopg.errors.LockNotAvailable:
+                seen["migration"] = "blocked"
+
+    code, out = _run_on_terminal(["apply", repo.path], env, tmp_path, "yes", while_the_prompt_waits)
+    assert code == 0 and "Applied in one transaction" in out, out
+    assert seen == {"states": [("idle",)], "migration": "ran"}, seen
