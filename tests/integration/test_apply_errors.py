@@ -337,3 +337,23 @@ def test_the_confirmation_prompt_holds_no_transaction_open(tmp_path: Path, pg_en
     code, out = _run_on_terminal(["apply", repo.path], env, tmp_path, "yes", while_the_prompt_waits)
     assert code == 0 and "Applied in one transaction" in out, out
     assert seen == {"states": [("idle",)], "migration": "ran"}, seen
+
+
+@pytest.mark.parametrize("sqlstate", ["40P01", "40001"])
+def test_deadlock_victim_is_a_concurrent_conflict(tmp_path: Path, pg_engine: sa.Engine, sqlstate: str) -> None:
+    """A deadlock with another writer (the admin UI) or a serialization failure is what the
+    server reports with these SQLSTATEs; a trigger reports it at the moment of apply's UPDATE."""
+    env = cli_env(pg_engine, SECRETS)
+    repo = Repo(tmp_path).put(experiment("foo", "partner/foo", "active", two("foo")))
+    assert run_cli(["apply", "--yes", repo.path], env=env).code == 0
+    install(pg_engine, f"""
+        CREATE FUNCTION victim() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN RAISE EXCEPTION 'deadlock detected' USING ERRCODE = '{sqlstate}'; END $$;
+        CREATE TRIGGER victim BEFORE UPDATE ON model_experiment FOR EACH ROW EXECUTE FUNCTION victim();""", "")
+    doc = repo.edit("foo")
+    doc["name"] = "renamed"
+    repo.put(doc)
+    before = {k: v for k, v in snapshot(pg_engine).items() if k != "expsync_audit"}
+    r = run_cli(["apply", "--yes", repo.path], env=env)
+    assert r.code == 5 and "nothing was applied" in r.err and "unexpected" not in r.err, r.all
+    assert {k: v for k, v in snapshot(pg_engine).items() if k != "expsync_audit"} == before
