@@ -522,7 +522,7 @@ def apply_cmd(paths: tuple[str, ...], max_file_size: int, plan_file: str | None,
     from expsync import pipeline
     from expsync.apply.run import after_commit, apply
     from expsync.config import select_profile
-    from expsync.state.connection import close, read_snapshot
+    from expsync.state.connection import close, read_snapshot, settle
 
     settings = replace(checked_redis(current().settings), actor=checked_text("--actor", actor),
                        revision=checked_text("--revision", revision), allow_empty=allow_empty)
@@ -550,6 +550,9 @@ def apply_cmd(paths: tuple[str, ...], max_file_size: int, plan_file: str | None,
                 pipeline.check_initialized(conn)
                 shown = with_warnings(pipeline.compute_plan(conn, desired, secrets, settings, now=_now()).plan,
                                       load_warnings)
+            # a person reads the plan now, for as long as they like: the snapshot must not stay
+            # open meanwhile (its table locks would queue a migration, and every query behind it)
+            settle(db)
             if shown.has_changes and not shown.refused and not _confirmed(shown):
                 return ExitCode.OK
             # bound to what was shown (or not asked about, when there was nothing to confirm):

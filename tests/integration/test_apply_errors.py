@@ -308,3 +308,52 @@ def test_deeply_nested_plan_file(tmp_path: Path) -> None:
     f.write_text('{"a":' * 100000 + "1" + "}" * 100000)
     r = run_cli(["apply", "--yes", "--plan", str(f), str(tmp_path)])
     assert r.code == 3 and "not a plan file" in r.err
+
+
+def test_the_confirmation_prompt_holds_no_transaction_open(tmp_path: Path, pg_engine: sa.Engine) -> None:
+    """While a person reads the plan, expsync's session is idle, not idle in a transaction: the
+    snapshot the plan was read in is over, so it holds no table lock that would queue a
+    migration (and every gateway query behind it) and no xmin horizon."""
+    import psycopg
+
+    env = cli_env(pg_engine, SECRETS)
+    repo = Repo(tmp_path).put(experiment("foo", "partner/foo", "active", two("foo")))
+    seen: dict = {}
+    u = pg_engine.url
+
+    def while_the_prompt_waits() -> None:
+        time.sleep(0.3)  # the prompt is shown; the answer has not come
+        with psycopg.connect(host=u.host, port=u.port, user=u.username, dbname=u.database, autocommit=True) as a:
+            seen["states"] = a.execute("SELECT state FROM pg_stat_activity WHERE application_name = 'expsync' "
+                                       "AND datname = current_database()").fetchall()
+            a.execute("SET lock_timeout = '2s'")
+            try:
+                a.execute("ALTER TABLE model_experiment ADD COLUMN migration_probe integer")
+                a.execute("ALTER TABLE model_experiment DROP COLUMN migration_probe")
+                seen["migration"] = "ran"
+            except psycopg.errors.LockNotAvailable:
+                seen["migration"] = "blocked"
+
+    code, out = _run_on_terminal(["apply", repo.path], env, tmp_path, "yes", while_the_prompt_waits)
+    assert code == 0 and "Applied in one transaction" in out, out
+    assert seen == {"states": [("idle",)], "migration": "ran"}, seen
+
+
+@pytest.mark.parametrize("sqlstate", ["40P01", "40001"])
+def test_deadlock_victim_is_a_concurrent_conflict(tmp_path: Path, pg_engine: sa.Engine, sqlstate: str) -> None:
+    """A deadlock with another writer (the admin UI) or a serialization failure is what the
+    server reports with these SQLSTATEs; a trigger reports it at the moment of apply's UPDATE."""
+    env = cli_env(pg_engine, SECRETS)
+    repo = Repo(tmp_path).put(experiment("foo", "partner/foo", "active", two("foo")))
+    assert run_cli(["apply", "--yes", repo.path], env=env).code == 0
+    install(pg_engine, f"""
+        CREATE FUNCTION victim() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN RAISE EXCEPTION 'deadlock detected' USING ERRCODE = '{sqlstate}'; END $$;
+        CREATE TRIGGER victim BEFORE UPDATE ON model_experiment FOR EACH ROW EXECUTE FUNCTION victim();""", "")
+    doc = repo.edit("foo")
+    doc["name"] = "renamed"
+    repo.put(doc)
+    before = {k: v for k, v in snapshot(pg_engine).items() if k != "expsync_audit"}
+    r = run_cli(["apply", "--yes", repo.path], env=env)
+    assert r.code == 5 and "nothing was applied" in r.err and "unexpected" not in r.err, r.all
+    assert {k: v for k, v in snapshot(pg_engine).items() if k != "expsync_audit"} == before

@@ -158,6 +158,10 @@ def _lock_holder(db: Engine | PgConnection) -> str:
     return f" (held by pid {pid}, application {application or '?'!r}, user {user}, since {since})"
 
 
+#: SQLSTATEs of a transaction the server aborted because of another one: deadlock, serialization
+_CONCURRENCY_FAILURES: Final = frozenset({"40P01", "40001"})
+
+
 class _LockBusy(Exception):
     """The apply lock was not granted in time (reported once the transaction has ended)."""
 
@@ -300,6 +304,11 @@ def apply(
                                f"{str(orig).splitlines()[0] if str(orig) else 'invalid data'}); nothing was applied") from None
         except operational as e:
             text = str(_orig(e)).lower()
+            if getattr(_orig(e), "sqlstate", None) in _CONCURRENCY_FAILURES:
+                # the server chose this transaction as a deadlock victim (or could not serialize
+                # it): a concurrent conflict with another writer, rolled back whole (exit 5)
+                raise ApplyConflict("the database aborted the apply because of a concurrent writer "
+                                    f"({type(_orig(e)).__name__}); nothing was applied - re-run plan") from None
             if "database is locked" in text or is_lock_timeout(e):
                 raise LockTimeout(f"could not take the apply lock within {lock_timeout:g}s, or waited longer for "
                                   "a row lock (another apply, or a long transaction of another writer); nothing "

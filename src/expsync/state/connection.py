@@ -49,7 +49,7 @@ if TYPE_CHECKING:
     AnyConnection: TypeAlias = "Connection | PgConnection"
 
 __all__ = ["BEFORE_STATEMENT", "CONNECT_ARGS", "CONNECT_TIMEOUT", "PgConnection", "Written", "ask", "backend", "batch",
-           "close", "connect", "driver_errors", "driver", "read_snapshot", "run_text", "session", "write"]
+           "close", "connect", "settle", "driver_errors", "driver", "read_snapshot", "run_text", "session", "write"]
 
 #: What every Postgres connection of expsync says at start-up (the engine's ``connect_args`` too).
 #: JIT compilation costs more than it saves on expsync's short, index-driven queries.
@@ -157,6 +157,14 @@ class PgConnection:
             self.raw.execute(statement)
         except Exception:
             pass
+
+    def settle(self) -> None:
+        """Send what is waiting to go out (a finished snapshot's ROLLBACK) now, not with the
+        next statement: before a wait of unknown length (a confirmation prompt), so that no
+        transaction stays open across it holding its snapshot and its table locks (one round
+        trip, only when something is pending)."""
+        if self.pending:
+            _run(self, [], None, lone_question=False, counted=False)
 
     def reconnect(self) -> None:
         """A new session in place of one the server ended (as a pool's pre-ping replaces it);
@@ -361,6 +369,13 @@ def read_snapshot(db: Engine | PgConnection) -> Iterator[Any]:
     with begin(db, snapshot=True) as conn:
         yield conn
         conn.rollback()  # never writes
+
+
+def settle(db: Engine | PgConnection) -> None:
+    """End a finished snapshot now on a :class:`PgConnection` (see :meth:`PgConnection.settle`);
+    an engine's connections end theirs when the block ends."""
+    if isinstance(db, PgConnection):
+        db.settle()
 
 
 def close(db: Engine | PgConnection) -> None:
