@@ -357,3 +357,23 @@ def test_deadlock_victim_is_a_concurrent_conflict(tmp_path: Path, pg_engine: sa.
     r = run_cli(["apply", "--yes", repo.path], env=env)
     assert r.code == 5 and "nothing was applied" in r.err and "unexpected" not in r.err, r.all
     assert {k: v for k, v in snapshot(pg_engine).items() if k != "expsync_audit"} == before
+
+
+def test_a_cancelled_statement_is_a_clear_error_with_nothing_applied(tmp_path: Path, pg_engine: sa.Engine) -> None:
+    """The server cancels a statement (its statement_timeout, pg_cancel_backend): SQLSTATE
+    57014, raised here by a trigger at the moment of apply's UPDATE."""
+    env = cli_env(pg_engine, SECRETS)
+    repo = Repo(tmp_path).put(experiment("foo", "partner/foo", "active", two("foo")))
+    assert run_cli(["apply", "--yes", repo.path], env=env).code == 0
+    install(pg_engine, """
+        CREATE FUNCTION cancelled() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN RAISE EXCEPTION 'canceling statement due to statement timeout' USING ERRCODE = '57014'; END $$;
+        CREATE TRIGGER cancelled BEFORE UPDATE ON model_experiment FOR EACH ROW EXECUTE FUNCTION cancelled();""", "")
+    doc = repo.edit("foo")
+    doc["name"] = "renamed"
+    repo.put(doc)
+    before = snapshot(pg_engine)
+    r = run_cli(["apply", "--yes", repo.path], env=env)
+    assert r.code == 1 and "cancelled a statement" in r.err and "nothing was applied" in r.err, r.all
+    assert "unexpected" not in r.err and "Traceback" not in r.all
+    assert snapshot(pg_engine) == before

@@ -113,3 +113,44 @@ def test_cannot_connect_is_database_unavailable_without_the_password() -> None:
         connect("postgresql+psycopg://postgres:CANARY-pw@127.0.0.1:1/db?connect_timeout=2")
     assert "cannot reach the database at" in str(caught.value) and "CANARY-pw" not in str(caught.value)
     assert "127.0.0.1" in str(caught.value)
+
+
+def _terminate(pg_url: str, pid: int) -> None:
+    with psycopg.connect(pg_url.replace("postgresql+psycopg://", "postgresql://"), autocommit=True) as admin:
+        assert admin.execute("SELECT pg_terminate_backend(%s, 10000)", (pid,)).fetchone() == (True,)
+
+
+def test_a_transaction_sends_begin_with_its_first_statement_and_commits(pg_engine: sa.Engine) -> None:
+    url = pg_engine.url.render_as_string(hide_password=False)
+    db = connect(url)
+    assert db is not None
+    try:
+        with WireCounter() as w:
+            proxied = connect(w.url(url))
+            assert proxied is not None
+            with proxied.transaction() as conn:
+                [done] = connection.run_text(conn, [("CREATE TABLE t_tx (x int)", {})])
+            proxied.close()
+            # start-up; BEGIN with the statement; COMMIT
+            assert (w.stats()["round_trips"], w.stats()["executes"]) == (3, 3), w.stats()
+        assert connection.ask(db, "SELECT count(*) FROM t_tx") == [(0,)]  # committed
+        with pytest.raises(RuntimeError), db.transaction() as conn:
+            connection.run_text(conn, [("INSERT INTO t_tx VALUES (1)", {})])
+            raise RuntimeError("boom")
+        assert connection.ask(db, "SELECT count(*) FROM t_tx") == [(0,)]  # rolled back
+    finally:
+        db.close()
+
+
+def test_a_connection_lost_at_commit_says_the_outcome_is_unknown(pg_engine: sa.Engine) -> None:
+    url = pg_engine.url.render_as_string(hide_password=False)
+    db = connect(url)
+    assert db is not None
+    try:
+        with pytest.raises(DatabaseUnavailable, match="may or may not have been committed") as err, \
+                db.transaction() as conn:
+            connection.run_text(conn, [("SELECT 1", {})])
+            _terminate(url, db.raw.info.backend_pid)
+        assert "Traceback" not in str(err.value)
+    finally:
+        db.close()

@@ -160,6 +160,8 @@ def _lock_holder(db: Engine | PgConnection) -> str:
 
 #: SQLSTATEs of a transaction the server aborted because of another one: deadlock, serialization
 _CONCURRENCY_FAILURES: Final = frozenset({"40P01", "40001"})
+#: SQLSTATE of a statement the server cancelled (``statement_timeout``, ``pg_cancel_backend``)
+_QUERY_CANCELED: Final = "57014"
 
 
 class _LockBusy(Exception):
@@ -309,6 +311,9 @@ def apply(
                 # it): a concurrent conflict with another writer, rolled back whole (exit 5)
                 raise ApplyConflict("the database aborted the apply because of a concurrent writer "
                                     f"({type(_orig(e)).__name__}); nothing was applied - re-run plan") from None
+            if getattr(_orig(e), "sqlstate", None) == _QUERY_CANCELED:
+                raise ExpsyncError("the database cancelled a statement of the apply (its statement_timeout, or a "
+                                   "cancel request); nothing was applied") from None
             if "database is locked" in text or is_lock_timeout(e):
                 raise LockTimeout(f"could not take the apply lock within {lock_timeout:g}s, or waited longer for "
                                   "a row lock (another apply, or a long transaction of another writer); nothing "

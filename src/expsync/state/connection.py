@@ -145,8 +145,13 @@ class PgConnection:
             raise
         if self.pending[-1:] == [_BEGIN]:
             self.pending.pop()  # nothing was sent: nothing to commit
-        else:
+            return
+        try:
             self._end("COMMIT")
+        except DatabaseUnavailable as e:
+            raise DatabaseUnavailable(
+                f"{e} (at COMMIT: the transaction may or may not have been committed; run `expsync plan` to see "
+                "the database as it is)") from None
 
     def _end(self, statement: str) -> None:
         if statement == "COMMIT":
