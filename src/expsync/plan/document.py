@@ -37,7 +37,25 @@ def type_name(op_type: type) -> str:
     return re.sub(r"(?<!^)(?=[A-Z])", "_", op_type.__name__).lower()
 
 
+#: JSON scalars, returned as they are (exact types: an enum that is also a str is not one)
+_SCALARS: Final = frozenset({str, int, float, bool, type(None)})
+#: op class -> (its type name, the compared fields its document shows)
+_SHAPES: dict[type, tuple[str, tuple[str, ...]]] = {}
+
+
+def _shape(op_type: type) -> tuple[str, tuple[str, ...]]:
+    skip = NOT_SHOWN.get(op_type, frozenset())
+    shape = _SHAPES[op_type] = (type_name(op_type),
+                                tuple(f.name for f in dataclasses.fields(op_type) if f.compare and f.name not in skip))
+    return shape
+
+
 def _plain(value: Any) -> Any:
+    t = type(value)
+    if t in _SCALARS:
+        return value
+    if t is dict:  # a JSON object (upstreams, their diffs): keys are already text
+        return {k if type(k) is str else str(k): v if type(v) in _SCALARS else _plain(v) for k, v in value.items()}
     if isinstance(value, SecretRef):
         return str(value)
     if isinstance(value, enum.Enum):
@@ -54,11 +72,10 @@ def _plain(value: Any) -> Any:
 
 
 def op_document(op: Op) -> dict[str, Any]:
-    skip = NOT_SHOWN.get(type(op), frozenset())
-    doc: dict[str, Any] = {"type": type_name(type(op)), "action": action_of(op).value}
-    for f in dataclasses.fields(op):
-        if f.compare and f.name not in skip:
-            doc[f.name] = _plain(getattr(op, f.name))
+    name, fields = _SHAPES.get(type(op)) or _shape(type(op))
+    doc: dict[str, Any] = {"type": name, "action": action_of(op).value}
+    for f in fields:
+        doc[f] = _plain(getattr(op, f))
     return doc
 
 
