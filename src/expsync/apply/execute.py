@@ -25,6 +25,7 @@ on top of a state nobody planned for.
 from __future__ import annotations
 
 import itertools
+import json
 from collections.abc import Callable, Mapping, Sequence
 from expsync.records import dataclass
 from typing import Any, Final, Protocol, TypeAlias
@@ -74,6 +75,20 @@ EXPERIMENTS: Final = "model_experiment"
 VARIANTS: Final = "model_experiment_variant"
 VERSIONS: Final = "model_experiment_variant_version"
 MANAGED: Final = "expsync_managed"
+
+
+def rows_json(columns: Sequence[Column], rows: Sequence[Sequence[Any]]) -> str:
+    """``rows`` as the JSON array of objects both writers bind as one parameter and read with
+    ``jsonb_to_recordset`` on Postgres (uuids as their text; JSON values nested as they are)."""
+    names = [col for col, _ in columns]
+    uuids = [i for i, (_, kind) in enumerate(columns) if kind == "uuid"]
+    docs = []
+    for r in rows:
+        values = list(r)
+        for i in uuids:
+            values[i] = None if values[i] is None else str(values[i])
+        docs.append(dict(zip(names, values)))
+    return json.dumps(docs)
 
 
 class Writer(Protocol):

@@ -19,7 +19,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Connection
 
-from expsync.apply.execute import NOW, NOW_IF_NULL, Column, Constant
+from expsync.apply.execute import NOW, NOW_IF_NULL, Column, Constant, rows_json
 from expsync.state.tables import METADATA_COLUMN, experiment, experiment_with_metadata, managed, utcnow, variant, version
 
 #: the value kinds a row source carries, with their Postgres column types
@@ -49,15 +49,7 @@ def _rows(conn: Connection, name: str, columns: Sequence[Column], rows: Sequence
     One string, not one array per column: psycopg dumps a list parameter element by element
     in Python (and escapes every quote of a JSON text inside an array literal)."""
     if conn.dialect.name == "postgresql":
-        uuids = [i for i, (_, kind) in enumerate(columns) if kind == "uuid"]
-        names = [col for col, _ in columns]
-        docs = []
-        for r in rows:
-            values = list(r)
-            for i in uuids:
-                values[i] = None if values[i] is None else str(values[i])
-            docs.append(dict(zip(names, values)))
-        param = sa.cast(sa.bindparam(f"{name}_rows", json.dumps(docs), type_=sa.Text()), JSONB)
+        param = sa.cast(sa.bindparam(f"{name}_rows", rows_json(columns, rows), type_=sa.Text()), JSONB)
         src = sa.func.jsonb_to_recordset(param).table_valued(
             *[sa.column(col, _PG_TYPES[kind]) for col, kind in columns]).render_derived(name, with_types=True)
         return src, {col: src.c[col] for col, _ in columns}

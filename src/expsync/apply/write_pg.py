@@ -16,7 +16,7 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
-from expsync.apply.execute import NOW, NOW_IF_NULL, Column, Constant
+from expsync.apply.execute import NOW, NOW_IF_NULL, Column, Constant, rows_json
 from expsync.state.connection import PgConnection, write
 
 #: Postgres type of each value kind
@@ -27,19 +27,6 @@ def _source(name: str, columns: Sequence[Column]) -> str:
     """``jsonb_to_recordset(...) AS name(col TYPE, ...)`` reading parameter ``name``."""
     return (f"jsonb_to_recordset(CAST(%({name})s AS JSONB)) AS {name}("
             + ", ".join(f"{col} {_TYPES[kind]}" for col, kind in columns) + ")")
-
-
-def _param(columns: Sequence[Column], rows: Sequence[Sequence[Any]]) -> str:
-    """``rows`` as the JSON array :func:`_source` reads (uuids as text)."""
-    names = [col for col, _ in columns]
-    uuids = [i for i, (_, kind) in enumerate(columns) if kind == "uuid"]
-    docs = []
-    for r in rows:
-        values = list(r)
-        for i in uuids:
-            values[i] = None if values[i] is None else str(values[i])
-        docs.append(dict(zip(names, values)))
-    return json.dumps(docs)
 
 
 def _value(table: str, column: str, value: Any, name: str, params: dict[str, Any]) -> str:
@@ -63,7 +50,7 @@ class PgWriter:
 
     def insert(self, table: str, columns: Sequence[Column], rows: Sequence[Sequence[Any]],
                constants: Mapping[str, Constant] | None = None) -> None:
-        params: dict[str, Any] = {"w": _param(columns, rows)}
+        params: dict[str, Any] = {"w": rows_json(columns, rows)}
         consts = dict(constants or {})
         names = [c for c, _ in columns] + list(consts)
         values = [f"w.{c}" for c, _ in columns] + [_value(table, c, v, f"k_{c}", params) for c, v in consts.items()]
@@ -73,7 +60,7 @@ class PgWriter:
     def update_rows(self, table: str, columns: Sequence[Column], rows: Sequence[Sequence[Any]]) -> int:
         sets = ", ".join([f"{c} = w.{c}" for c, _ in columns[1:]] + ["updated_at = now()"])
         return self._run(f"UPDATE {table} SET {sets} FROM {_source('w', columns)} WHERE {table}.id = w.id",
-                         {"w": _param(columns, rows)})
+                         {"w": rows_json(columns, rows)})
 
     def update_ids(self, table: str, ids: Sequence[Any], values: Mapping[str, Any], *,
                    status: str | None = None) -> int:
@@ -95,7 +82,7 @@ class PgWriter:
                 params[name] = json.dumps([None if r[0] is None else str(r[0]) for r in rows])
                 conditions.append(f"{table}.{col} IN ({_elements(name, kind)})")
             else:
-                params[name] = _param(columns, rows)
+                params[name] = rows_json(columns, rows)
                 conditions.append(f"({', '.join(f'{table}.{c}' for c, _ in columns)}) IN "
                                   f"(SELECT {', '.join(f'{name}.{c}' for c, _ in columns)} FROM {_source(name, columns)})")
         return self._run(f"DELETE FROM {table} WHERE {' OR '.join(conditions)}", params)
@@ -106,7 +93,7 @@ class PgWriter:
             "INSERT INTO model_experiment_variant_version (variant_id, upstream, encrypted_api_key, created_by) "
             "SELECT src.variant_id, w.upstream, src.encrypted_api_key, CAST(%(b_actor)s AS TEXT) "
             f"FROM model_experiment_variant_version AS src JOIN {_source('w', columns)} ON src.id = w.base",
-            {"w": _param(columns, rows), "b_actor": actor})
+            {"w": rows_json(columns, rows), "b_actor": actor})
 
 
 def _elements(name: str, kind: str) -> str:
