@@ -86,3 +86,14 @@ def test_canary_key_appears_only_as_ciphertext(tmp_path: Path, pg_engine: sa.Eng
     assert_clean(repr({k: client.get(k) for k in client.keys("*")}), "Redis")
     # it is there, encrypted: 3 versions with the first key, then 3 rotated
     assert sorted(decrypt(k) for k in keys) == [CANARY] * 3 + [ROTATED] * 3
+
+
+def test_debug_does_not_write_the_statements_into_the_log(tmp_path: Path, pg_engine: sa.Engine) -> None:
+    """``--debug`` sets the root logger to DEBUG; the statement log (``expsync.sql``, with every
+    parameter, encrypted keys included) still stays off, as SQLAlchemy's own loggers do."""
+    repo = Repo(tmp_path).put(experiment("quiet", "partner/quiet", "active", [variant("a", "m-a", "env:PARTNER_KEY")]))
+    env = cli_env(pg_engine, {"PARTNER_KEY": CANARY})
+    for args in (["--debug", "apply", "--yes", repo.path], ["--debug", "plan", repo.path]):
+        r = run_cli(args, env=env)
+        assert r.code == 0, r.all
+        assert "expsync.sql" not in r.all and "INSERT INTO" not in r.all and "SELECT" not in r.all, r.all

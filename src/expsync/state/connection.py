@@ -70,8 +70,12 @@ _BEGIN: Final = "BEGIN"
 #: moment with it
 BEFORE_STATEMENT: list[Callable[[PgConnection, str], None]] = []
 #: each statement a :class:`PgConnection` sends, with its parameters, at DEBUG (what the
-#: ``sqlalchemy.engine`` logger is for an engine); off unless a caller enables it
+#: ``sqlalchemy.engine`` logger is for an engine). Off unless a caller sets this logger's level
+#: itself: like SQLAlchemy's own loggers it starts at WARNING, so ``--debug`` (the root logger
+#: at DEBUG) does not write every statement and its parameters into a CI log
 SQL_LOG: Final = logging.getLogger("expsync.sql")
+if SQL_LOG.level == logging.NOTSET:
+    SQL_LOG.setLevel(logging.WARNING)
 
 
 def connect_kwargs(url: str) -> dict[str, Any] | None:
