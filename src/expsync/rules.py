@@ -35,6 +35,8 @@ D, A, P, C = Status.DRAFT, Status.ACTIVE, Status.PAUSED, Status.COMPLETED
 #: Statuses that hold the public id in the routing unique index (spec §2.1): the gateway
 #: routes an active row and refuses (no fall-through) for a paused one.
 ROUTING_STATUSES: Final = frozenset({A, P})
+#: the same statuses as the database stores them, in the enum's order (SQL text and parameters)
+ROUTING_STATUS_VALUES: Final = tuple(s.value for s in Status if s in ROUTING_STATUSES)
 
 
 class Trigger(enum.StrEnum):

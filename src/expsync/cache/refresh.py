@@ -41,7 +41,6 @@ from expsync.model import MEMBERSHIP_KEY, PER_ID_KEY_PREFIX, membership_key, per
 from expsync.state.connection import PgConnection, ask, backend, driver_errors, run_text
 from expsync.state.locks import is_lock_timeout, xact_lock
 from expsync import rules
-from expsync.model import Status
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
@@ -68,7 +67,7 @@ def membership_json(ids: Iterable[str]) -> str:
 
 
 #: the routing statuses as SQL literals (fixed enum values)
-ROUTING_STATUS_SQL: Final = ", ".join(f"'{s.value}'" for s in Status if s in rules.ROUTING_STATUSES)
+ROUTING_STATUS_SQL: Final = ", ".join(f"'{v}'" for v in rules.ROUTING_STATUS_VALUES)
 #: the gateway's formula over the database: distinct routing public ids (spec §2.4)
 _ROUTING_IDS: Final = f"SELECT DISTINCT public_model_id FROM model_experiment WHERE status IN ({ROUTING_STATUS_SQL})"
 #: the outbox rows and the routing public ids in one statement (one round trip): the outbox

@@ -55,8 +55,8 @@ if TYPE_CHECKING:
 
 __all__ = ["assemble", "read_actual", "read_state"]
 
-#: the statuses that hold a public id, as stored (tables.ROUTING_STATUS_VALUES, without SQLAlchemy)
-_ROUTING: Final = [s.value for s in Status if s in rules.ROUTING_STATUSES]
+#: the statuses that hold a public id, as stored
+_ROUTING: Final = list(rules.ROUTING_STATUS_VALUES)
 
 
 def read_actual(

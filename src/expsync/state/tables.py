@@ -62,7 +62,7 @@ __all__ = [
 #: CHECK text stays ``'draft', 'active', 'paused', 'completed'`` and the partial index
 #: ``'active', 'paused'``)
 STATUS_VALUES: Final = tuple(s.value for s in Status)
-ROUTING_STATUS_VALUES: Final = tuple(s.value for s in Status if s in rules.ROUTING_STATUSES)
+ROUTING_STATUS_VALUES: Final = rules.ROUTING_STATUS_VALUES
 #: statuses in which a row may not be archived (the edit matrix's archive row): ``active``
 NOT_ARCHIVABLE_VALUES: Final = tuple(s.value for s in Status if not rules.may(rules.Change.ARCHIVE, s))
 
