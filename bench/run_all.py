@@ -7,6 +7,8 @@ run them together on a quiet machine). Needs the local Postgres (and Redis for t
 2. ``apply_hot_swaps.py``: apply of 1,000 hot swaps in a 5,000 folder vs a no-change plan; wire.
 3. ``startup.py``: ``--version`` / ``validate`` vs importing click (+ yaml, pydantic).
 4. ``peer.py``: peer_replay.py (admin API, one mutation at a time) on localhost and at 1 ms RTT.
+5. ``peer_ceiling.py``: the same at N = 1,000 and 1 ms RTT, with the shared floor timed through the
+   same proxy: the most any program doing the floor's work could gain over the admin API.
 
 ``--quick`` uses small sizes (a smoke test of the scripts, not figures). The summary lines of
 every script are repeated at the end.
@@ -28,6 +30,7 @@ def main() -> None:
         ["apply_hot_swaps.py", *(["--n", "300", "--swaps", "100", "--reps", "2"] if quick else [])],
         ["startup.py", "3" if quick else "10"] if (HERE / "startup.py").exists() else None,
         ["peer.py", *(["--n", "10", "--reps", "1"] if quick else [])],
+        ["peer_ceiling.py", *(["--n", "10", "--reps", "1"] if quick else [])],
     ]
     summaries = []
     for step in steps:
