@@ -379,9 +379,12 @@ def refresh_after_commit(db: Engine | PgConnection, settings: Settings) -> None:
         click.echo("cache refresh skipped: EXPSYNC_REDIS_URL is not set", err=True)
         return
     from expsync.cache.refresh import connect, drain
+    from expsync.escape import terminal
 
     result = drain(db, connect(settings.redis_url), prefix=settings.redis_prefix)
-    click.echo(f"cache refreshed: membership {result.membership}, {len(result.deleted_keys)} per-id key(s) deleted")
+    # the membership holds every routing row's public model id, also those another writer stored
+    click.echo(f"cache refreshed: membership {terminal(result.membership)}, {len(result.deleted_keys)} per-id key(s) "
+               "deleted")
 
 
 # --------------------------------------------------------------------------------------
@@ -589,6 +592,7 @@ def cache() -> None:
 def cache_sync() -> None:
     """Recompute the membership key from the database and delete every routing per-id key."""
     from expsync.cache.refresh import connect, drain
+    from expsync.escape import terminal
     from expsync.pipeline import check_initialized
 
     settings = checked_redis(current().settings)
@@ -601,7 +605,7 @@ def cache_sync() -> None:
         result = drain(engine, connect(settings.redis_url), prefix=settings.redis_prefix, full=True)
     finally:
         engine.dispose()
-    click.echo(f"cache synced: membership {result.membership}; {len(result.deleted_keys)} per-id key(s) deleted; "
+    click.echo(f"cache synced: membership {terminal(result.membership)}; {len(result.deleted_keys)} per-id key(s) deleted; "
                f"{result.outbox_rows} pending outbox row(s) cleared")
 
 

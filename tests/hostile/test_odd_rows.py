@@ -124,3 +124,34 @@ def test_import_never_writes_a_stored_credential_into_yaml(tmp_path: Path, pg_en
     # and validation says what to do about it instead of accepting a masked key
     v = run_cli(["validate", str(out)])
     assert v.code == 3 and "E114" in v.all, v.all
+
+
+def test_a_public_model_id_another_writer_stored_reaches_the_terminal_escaped(
+        tmp_path: Path, pg_engine: sa.Engine, redis_url: str, redis_prefix: str) -> None:
+    """The cache refresh prints the membership it wrote: every routing row's public model id,
+    also those of experiments expsync does not manage. A bidi override or a C1 CSI in such an
+    id is printed visibly escaped, not raw (``apply`` and ``cache sync``); Redis gets it as is."""
+    odd = "partner/\u202eevil\x9b2J"
+    with pg_engine.begin() as c:
+        admin_create_experiment(c, odd, "Odd", status="active")
+    folder = tmp_path / "experiments"
+    folder.mkdir()
+    (folder / "x.yaml").write_text("""\
+key: x
+public_model_id: partner/x
+name: X
+status: draft
+variants:
+  - label: one
+    weight: 1
+    upstream:
+      internal_id: m1
+      base_url: https://api.partner.example/v1
+    api_key: env:PARTNER_KEY
+""")
+    env = _env(pg_engine, EXPSYNC_REDIS_URL=redis_url, EXPSYNC_REDIS_KEY_PREFIX=redis_prefix)
+    for args in (["apply", "--yes", str(folder)], ["cache", "sync"]):
+        r = run_cli(args, env=env)
+        assert r.code == 0, (args, r.all)
+        assert "\u202e" not in r.all and "\x9b" not in r.all, (args, r.all)
+        assert "partner/\\u202eevil\\x9b2J" in r.out, (args, r.out)
