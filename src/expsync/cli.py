@@ -562,8 +562,8 @@ def apply_cmd(paths: tuple[str, ...], max_file_size: int, plan_file: str | None,
             # a state that changed meanwhile is stale (exit 5), never applied unconfirmed
             expect = shown.digests
         result = apply(db, desired, secrets, settings, lock_timeout=lock_timeout, expect=expect)
-        plan = with_warnings(result.plan, load_warnings)
-        with after_commit():  # committed: any failure from here on is exit 6
+        with after_commit():  # committed: any failure from here on, Ctrl-C included, is exit 6
+            plan = with_warnings(result.plan, load_warnings)
             if not plan.has_changes:
                 click.echo("No changes. The database matches the YAML; nothing was applied.")
             else:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import copy
 import os
+import signal
 import subprocess
 import sys
 import uuid
@@ -178,7 +179,14 @@ def subprocess_env(env: Mapping[str, str | None]) -> dict[str, str]:
     return out
 
 
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def spawn(args: Iterable[str], env: Mapping[str, str | None], cwd: Path) -> subprocess.Popen[str]:
-    """The real CLI in its own process (``python -m expsync.cli``), stdin closed."""
+    """The real CLI in its own process (``python -m expsync.cli``), stdin closed. SIGINT is a
+    Ctrl-C there (KeyboardInterrupt) even when this process was started ignoring it, as a
+    background job of a non-interactive shell is."""
     return subprocess.Popen([sys.executable, "-m", "expsync.cli", *args], env=subprocess_env(env), cwd=cwd,
-                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=_default_sigint)

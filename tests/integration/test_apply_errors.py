@@ -364,3 +364,30 @@ def test_a_statement_the_server_aborts_is_a_clear_error_with_nothing_applied(
     assert r.code == code and said in r.err and "nothing was applied" in r.err, r.all
     assert "unexpected" not in r.err and "Traceback" not in r.all
     assert {k: v for k, v in snapshot(pg_engine).items() if k != "expsync_audit"} == before
+
+
+def test_a_session_the_server_ended_during_the_confirmation_prompt_is_replaced(tmp_path: Path,
+                                                                              pg_engine: sa.Engine) -> None:
+    """While a person reads the plan the session sits idle, and the server (idle_session_timeout,
+    a restart, a DBA) may end it: after "yes" apply begins on a new session, as the engine's
+    check of a connection reused after idle would, instead of "lost the database connection"."""
+    import psycopg
+
+    env = cli_env(pg_engine, SECRETS)
+    repo = Repo(tmp_path).put(experiment("foo", "partner/foo", "active", two("foo")))
+    u = pg_engine.url
+    ended: list[int] = []
+
+    def the_server_ends_the_idle_session() -> None:
+        with psycopg.connect(host=u.host, port=u.port, user=u.username, dbname=u.database, autocommit=True) as a:
+            ended.extend(ok for ok, in a.execute(
+                "SELECT pg_terminate_backend(pid, 10000) FROM pg_stat_activity WHERE application_name = 'expsync' "
+                "AND datname = current_database() AND state = 'idle'"))
+
+    code, out = _run_on_terminal(["apply", repo.path], env, tmp_path, "yes", the_server_ends_the_idle_session)
+    assert ended == [True]
+    assert code == 0 and "Applied in one transaction" in out, out
+    assert "lost the database connection" not in out and "WARNING" not in out
+    with pg_engine.connect() as c:
+        assert c.execute(sa.text("SELECT status FROM model_experiment")).scalar_one() == "active"
+        assert c.execute(sa.text("SELECT outcome FROM expsync_audit")).scalars().all() == ["applied"]

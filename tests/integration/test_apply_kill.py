@@ -5,6 +5,7 @@ before the Redis refresh."""
 from __future__ import annotations
 
 import signal
+import subprocess
 import time
 from pathlib import Path
 
@@ -94,6 +95,32 @@ def test_sigkill_at_the_last_statement_leaves_the_database_as_before(tmp_path: P
         assert c.execute(sa.text("SELECT count(*) FROM model_experiment")).scalar_one() == 301
 
 
+def _stopped_at_the_refresh_lock(engine: sa.Engine, args: list[str], env: dict, cwd: Path,
+                                 sig: signal.Signals) -> subprocess.Popen[str]:
+    """``expsync args`` committed and waiting for the refresh lock (another refresh holds it),
+    then sent ``sig``; returns the finished process."""
+    u = engine.url
+    blocker = psycopg.connect(host=u.host, port=u.port, user=u.username, dbname=u.database, autocommit=True)
+    try:
+        blocker.execute("SELECT pg_advisory_lock(%s)", (REFRESH_LOCK,))
+        proc = spawn(args, env, cwd)
+        deadline = time.monotonic() + 60
+        while True:
+            with engine.connect() as c:
+                waiting = c.execute(sa.text("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' "
+                                            f"AND NOT granted AND {THIS_DB}")).scalar_one()
+            if waiting:
+                break
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        proc.send_signal(sig)
+        proc.wait(timeout=30)
+    finally:
+        blocker.close()
+    return proc
+
+
 def test_sigkill_after_commit_before_the_cache_refresh_converges_on_the_next_run(
         tmp_path: Path, pg_engine: sa.Engine, redis_url: str, redis_prefix: str) -> None:
     """Killed between COMMIT and the Redis refresh (held there by another refresh holding the
@@ -103,25 +130,7 @@ def test_sigkill_after_commit_before_the_cache_refresh_converges_on_the_next_run
                                          [variant("a", "one-a", "env:KEY_A"), variant("b", "one-b", "env:KEY_A")]))
     client = redis.Redis.from_url(redis_url)
     client.set(redis_prefix + BY_PUBLIC_ID + "partner/one", "stale")
-    u = pg_engine.url
-    blocker = psycopg.connect(host=u.host, port=u.port, user=u.username, dbname=u.database, autocommit=True)
-    try:
-        blocker.execute("SELECT pg_advisory_lock(%s)", (REFRESH_LOCK,))
-        proc = spawn(["apply", "--yes", repo.path], env, tmp_path)
-        deadline = time.monotonic() + 60
-        while True:
-            with pg_engine.connect() as c:
-                waiting = c.execute(sa.text("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' "
-                                            f"AND NOT granted AND {THIS_DB}")).scalar_one()
-            if waiting:
-                break
-            assert proc.poll() is None, proc.communicate()
-            assert time.monotonic() < deadline
-            time.sleep(0.05)
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(timeout=30)
-    finally:
-        blocker.close()
+    _stopped_at_the_refresh_lock(pg_engine, ["apply", "--yes", repo.path], env, tmp_path, signal.SIGKILL)
     with pg_engine.connect() as c:
         assert c.execute(sa.text("SELECT status FROM model_experiment")).scalar_one() == "active"  # committed
         assert c.execute(sa.text("SELECT count(*) FROM expsync_cache_outbox")).scalar_one() == 2
@@ -133,3 +142,28 @@ def test_sigkill_after_commit_before_the_cache_refresh_converges_on_the_next_run
         assert client.get(redis_prefix + MEMBERSHIP) == expected_membership(c) == b'["partner/one"]'
         assert c.execute(sa.text("SELECT count(*) FROM expsync_cache_outbox")).scalar_one() == 0
     assert client.keys("*") == [(redis_prefix + MEMBERSHIP).encode()]
+
+
+def test_ctrl_c_after_commit_says_applied_and_is_exit_6(tmp_path: Path, pg_engine: sa.Engine, redis_url: str,
+                                                       redis_prefix: str) -> None:
+    """Ctrl-C (SIGINT) once the transaction committed, while the refresh waits: the change
+    stands, so it is exit 6 "applied; cache refresh pending" as every failure after the commit,
+    never 130 "Aborted." (which reads as "nothing happened"); the next run finishes the refresh."""
+    env = cli_env(pg_engine, SECRETS, EXPSYNC_REDIS_URL=redis_url, EXPSYNC_REDIS_KEY_PREFIX=redis_prefix)
+    repo = Repo(tmp_path).put(experiment("one", "partner/one", "active",
+                                         [variant("a", "one-a", "env:KEY_A"), variant("b", "one-b", "env:KEY_A")]))
+    proc = _stopped_at_the_refresh_lock(pg_engine, ["apply", "--yes", repo.path], env, tmp_path, signal.SIGINT)
+    out, err = proc.communicate()
+    assert proc.returncode == 6, (proc.returncode, out, err)
+    assert "applied; cache refresh pending (interrupted)" in err and "cache sync" in err, err
+    assert "Aborted" not in err and "Traceback" not in err
+    with pg_engine.connect() as c:
+        assert c.execute(sa.text("SELECT status FROM model_experiment")).scalar_one() == "active"  # committed
+        assert c.execute(sa.text("SELECT count(*) FROM expsync_cache_outbox")).scalar_one() == 2
+        assert c.execute(sa.text("SELECT outcome FROM expsync_audit")).scalars().all() == ["applied"]
+
+    r = run_cli(["plan", "--detailed-exitcode", repo.path], env=env)
+    assert r.code == 0 and "finished a pending cache refresh" in r.err, r.all
+    with pg_engine.connect() as c:
+        assert redis.Redis.from_url(redis_url).get(redis_prefix + MEMBERSHIP) == expected_membership(c)
+        assert c.execute(sa.text("SELECT count(*) FROM expsync_cache_outbox")).scalar_one() == 0

@@ -97,3 +97,28 @@ def test_debug_does_not_write_the_statements_into_the_log(tmp_path: Path, pg_eng
         r = run_cli(args, env=env)
         assert r.code == 0, r.all
         assert "expsync.sql" not in r.all and "INSERT INTO" not in r.all and "SELECT" not in r.all, r.all
+
+
+@pytest.mark.parametrize("via", ["psycopg", "engine"])
+def test_debug_traceback_of_a_refused_version_insert_holds_no_encrypted_key(tmp_path: Path, pg_engine: sa.Engine,
+                                                                           via: str) -> None:
+    """A database error expsync does not map (here a gateway trigger refusing every new version:
+    "unexpected", exit 1) at the INSERT of freshly encrypted keys: ``--debug`` shows the
+    traceback, never the statement's parameters (the rows with their ``encrypted_api_key``).
+    ``via="engine"``: a URL only SQLAlchemy reads (a ``host`` query), so apply uses the engine."""
+    repo = Repo(tmp_path).put(experiment("gw", "partner/gw", "active", [variant("a", "m-a", "env:PARTNER_KEY")]))
+    url = pg_engine.url
+    extra = {} if via == "psycopg" else {
+        "EXPSYNC_DATABASE_URL": f"postgresql+psycopg://{url.username}@/{url.database}?host={url.host}&port={url.port}"}
+    env = cli_env(pg_engine, {"PARTNER_KEY": CANARY}, **extra)
+    with pg_engine.begin() as c:
+        c.execute(sa.text("CREATE FUNCTION gateway_policy() RETURNS trigger LANGUAGE plpgsql AS $$ "
+                          "BEGIN RAISE EXCEPTION 'version refused by the gateway policy'; END $$"))
+        c.execute(sa.text("CREATE TRIGGER gateway_policy BEFORE INSERT ON model_experiment_variant_version "
+                          "FOR EACH ROW EXECUTE FUNCTION gateway_policy()"))
+    r = run_cli(["--debug", "apply", "--yes", repo.path], env=env)
+    assert r.code == 1 and "unexpected error" in r.err and "Traceback" in r.err, r.all
+    assert_clean(r.all, "the --debug traceback")
+    assert "authTag" not in r.all and "encrypted_api_key\": {" not in r.all, r.err
+    with pg_engine.connect() as c:
+        assert c.execute(sa.text("SELECT count(*) FROM model_experiment")).scalar_one() == 0

@@ -393,13 +393,18 @@ def _summary(plan: Plan, bound: bool) -> dict[str, Any]:
 @contextmanager
 def after_commit() -> Iterator[None]:
     """Wrap everything that runs after apply committed (reporting, the cache refresh): any
-    failure there is :class:`CachePending` (exit 6, "applied; cache refresh pending"), never
-    exit 1 - the change is in the database and the outbox still holds its cache keys, which
-    ``expsync cache sync`` or any later run refreshes."""
+    failure there, a Ctrl-C included, is :class:`CachePending` (exit 6, "applied; cache
+    refresh pending"), never exit 1 or 130 - the change is in the database and the outbox
+    still holds its cache keys, which ``expsync cache sync`` or any later run refreshes."""
     try:
         yield
     except CachePending:
         raise
+    except KeyboardInterrupt:
+        # Ctrl-C after the commit: a bare "Aborted." (exit 130) would read as "nothing was
+        # applied" to whoever pressed it, yet the change stands and its refresh is pending
+        raise CachePending("applied; cache refresh pending (interrupted); run `expsync cache sync` (any later "
+                           "expsync run also finishes it)") from None
     except Exception as e:
         # an ExpsyncError's text is written to be shown (URLs masked); anything else only by type
         detail = str(e) if isinstance(e, ExpsyncError) else type(e).__name__

@@ -137,7 +137,9 @@ class PgConnection:
     def transaction(self) -> Iterator[PgConnection]:
         """One read-write transaction (READ COMMITTED), committed when the block ends, rolled
         back when it raises. BEGIN costs no round trip: it goes out with the first statement
-        inside."""
+        inside. A session the server ended while it sat idle is replaced first
+        (:meth:`replace_if_ended`)."""
+        self.replace_if_ended()
         self.pending.append(_BEGIN)
         try:
             yield self
@@ -174,6 +176,30 @@ class PgConnection:
         trip, only when something is pending)."""
         if self.pending:
             _run(self, [], None, lone_question=False, counted=False)
+
+    def replace_if_ended(self) -> None:
+        """A new session in place of one the server ended while it sat idle (idle_session_timeout,
+        a restart, pg_terminate_backend: e.g. while a person read the plan at the confirmation
+        prompt), as the engine's check of a connection reused after idle would, but without a
+        round trip: the server's goodbye (an error message, then the end of the stream) waits
+        unread on the socket, where an idle session that is alive has nothing. Only between
+        transactions; a session that was idle in a transaction (a finished snapshot's ROLLBACK
+        pending) lost nothing either."""
+        import select
+
+        import psycopg
+
+        if self.raw.closed:
+            self.reconnect()
+            return
+        for _ in range(8):  # each round reads what arrived; a live session runs out of it at once
+            if not select.select([self.raw.fileno()], [], [], 0)[0]:
+                return
+            try:
+                self.raw.pgconn.consume_input()
+            except psycopg.OperationalError:  # the end of the stream: the server ended the session
+                self.reconnect()
+                return
 
     def reconnect(self) -> None:
         """A new session in place of one the server ended (as a pool's pre-ping replaces it);

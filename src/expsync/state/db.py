@@ -136,6 +136,9 @@ def make_engine(url: str, *, create: bool = True, **kwargs: Any) -> Engine:
             raise DatabaseUnavailable(f"no SQLite database at {db}: check {ENV_DATABASE_URL}, or create it "
                                       "with `expsync db init`")
     kwargs.setdefault("json_deserializer", load_json)
+    # a driver error's text (what --debug shows of an unexpected one) never carries the
+    # statement's parameters: the rows of a write hold encrypted api keys
+    kwargs.setdefault("hide_parameters", True)
     try:
         engine = sa.create_engine(parsed, **kwargs)
     except (ArgumentError, NoSuchModuleError, ImportError) as exc:
