@@ -156,3 +156,18 @@ def test_a_new_version_written_before_completing_is_listed() -> None:
     assert "InsertVersion" in [type(o).__name__ for o in p.ops] and not p.refused
     assert items(p) == [(Security.ORIGIN_CHANGED, "exp", "a", None, "env:K", "https://api.example",
                          "https://attacker.example")]
+
+
+def test_changes_to_existing_variants_come_before_new_variants_whatever_the_keys() -> None:
+    # a flood of new variants (new experiments route nothing yet) sorted before an origin
+    # change of an active experiment pushed it out of the comment's security table and past
+    # the 50 annotations
+    live = dexp("zzz", status=A, pid="partner/z")
+    moved = dexp("zzz", status=A, pid="partner/z", variants=(dvar("a", upstream=EVIL), dvar("b")))
+    flood = [dexp(f"aaa-{i}", status=D, pid=f"partner/a{i}",
+                  variants=tuple(dvar(f"v{j}", upstream={"internal_id": "m", "base_url": f"https://h{j}.example/"})
+                                 for j in range(3)))
+             for i in range(3)]
+    p = run(desired(moved, *flood), actual(actual_of(live), managed=(live,)))
+    assert [(x.code, x.experiment_key) for x in p.security][:1] == [(Security.ORIGIN_CHANGED, "zzz")]
+    assert [x.code for x in p.security[1:]] == [Security.NEW_ORIGIN] * 9

@@ -166,7 +166,14 @@ def security_items(r: ExperimentDiff, *, hidden: bool = False) -> tuple[Security
     return tuple(out)
 
 
+#: the order items are listed in: where an existing variant's key goes first (a warning
+#: first), new variants last, so that a flood of new variants (which route nothing until
+#: activated) cannot push a change of a live variant out of a shortened comment
+_RANK: Final = {Security.KEY_SENT_TO_NEW_ORIGIN: 0, Security.ORIGIN_CHANGED: 1, Security.KEY_REF_CHANGED: 1,
+                Security.NEW_ORIGIN: 2}
+
+
 def all_security_items(results: Iterable[tuple[ExperimentDiff, bool]]) -> tuple[SecurityItem, ...]:
-    """Every experiment's items, sorted by experiment key then variant order."""
+    """Every experiment's items: by :data:`_RANK`, then experiment key, then variant order."""
     items = [x for r, hidden in sorted(results, key=lambda t: t[0].pair.key) for x in security_items(r, hidden=hidden)]
-    return tuple(items)
+    return tuple(sorted(items, key=lambda x: _RANK[x.code]))  # stable: keys and variant order stay
