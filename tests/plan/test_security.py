@@ -171,3 +171,11 @@ def test_changes_to_existing_variants_come_before_new_variants_whatever_the_keys
     p = run(desired(moved, *flood), actual(actual_of(live), managed=(live,)))
     assert [(x.code, x.experiment_key) for x in p.security][:1] == [(Security.ORIGIN_CHANGED, "zzz")]
     assert [x.code for x in p.security[1:]] == [Security.NEW_ORIGIN] * 9
+
+
+def test_a_new_routing_experiment_comes_before_new_drafts() -> None:
+    # a new experiment may start active: its keys go out on apply, the drafts' do not
+    live = dexp("zzz", status=A, pid="partner/z", variants=(dvar("a", upstream=EVIL),))
+    drafts = [dexp(f"aaa-{i}", status=D, pid=f"partner/a{i}") for i in range(3)]
+    p = run(desired(live, *drafts), actual())
+    assert [(x.experiment_key, x.label) for x in p.security][:1] == [("zzz", "a")]

@@ -167,13 +167,21 @@ def security_items(r: ExperimentDiff, *, hidden: bool = False) -> tuple[Security
 
 
 #: the order items are listed in: where an existing variant's key goes first (a warning
-#: first), new variants last, so that a flood of new variants (which route nothing until
-#: activated) cannot push a change of a live variant out of a shortened comment
+#: first), new variants last (those of experiments wanted active or paused before drafts'), so
+#: that a flood of new draft variants cannot push a key that goes out on apply out of a
+#: shortened comment or past the annotation limit
 _RANK: Final = {Security.KEY_SENT_TO_NEW_ORIGIN: 0, Security.ORIGIN_CHANGED: 1, Security.KEY_REF_CHANGED: 1,
                 Security.NEW_ORIGIN: 2}
 
 
+def _rank(item: SecurityItem, r: ExperimentDiff) -> int:
+    d = r.pair.desired
+    routes = d is not None and d.status in rules.ROUTING_STATUSES
+    return _RANK[item.code] + (1 if item.code is Security.NEW_ORIGIN and not routes else 0)
+
+
 def all_security_items(results: Iterable[tuple[ExperimentDiff, bool]]) -> tuple[SecurityItem, ...]:
-    """Every experiment's items: by :data:`_RANK`, then experiment key, then variant order."""
-    items = [x for r, hidden in sorted(results, key=lambda t: t[0].pair.key) for x in security_items(r, hidden=hidden)]
-    return tuple(sorted(items, key=lambda x: _RANK[x.code]))  # stable: keys and variant order stay
+    """Every experiment's items: by :func:`_rank`, then experiment key, then variant order."""
+    ranked = [(_rank(x, r), x) for r, hidden in sorted(results, key=lambda t: t[0].pair.key)
+              for x in security_items(r, hidden=hidden)]
+    return tuple(x for _, x in sorted(ranked, key=lambda t: t[0]))  # stable: keys and variant order stay
