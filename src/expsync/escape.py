@@ -8,7 +8,8 @@ characters (U+E0000-E007F, used to hide text). The schema refuses the same set i
 fields (:mod:`expsync.desired.schema`), so what is refused on input is what is escaped on output.
 
 Escaping is *visible* (``\\n``, ``\\x1b``, ``\\u202e``, like a Python literal) so a reviewer sees
-that something is there. Sinks:
+that something is there. The runner's legacy command prefix ``##[``, which it recognises anywhere
+in a line, shows as ``#\\x23[`` in every sink. Sinks:
 
 * :func:`terminal` - a line of a terminal or CI log (no ESC/OSC/CSI can reach it);
 * :func:`markdown_text` / :func:`markdown_code` - plain text and code spans in a PR comment;
@@ -50,9 +51,16 @@ def _visible(m: re.Match[str]) -> str:
     return f"\\U{n:08x}"
 
 
+#: the GitHub runner's legacy workflow-command prefix, recognised anywhere in a log line
+#: (``##[add-mask]x``, ``##[stop-commands]t``), unlike ``::command::`` at the start of one
+LEGACY_COMMAND: Final = "##["
+
+
 def visible(s: str) -> str:
-    """Every :data:`INVISIBLE` character replaced by its visible escape; the rest unchanged."""
-    return INVISIBLE.sub(_visible, s)
+    """Every :data:`INVISIBLE` character replaced by its visible escape, and the second ``#``
+    of :data:`LEGACY_COMMAND` as ``\\x23``; the rest unchanged."""
+    s = INVISIBLE.sub(_visible, s)
+    return s.replace(LEGACY_COMMAND, "#\\x23[") if LEGACY_COMMAND in s else s
 
 
 def terminal(s: str) -> str:

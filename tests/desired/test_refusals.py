@@ -314,7 +314,7 @@ def test_odd_paths_are_e100(arg: str) -> None:
 
 
 @pytest.mark.parametrize(("value", "col"), [("0123", 26), ("1:30", 26), ("1_000", 26), ("0x10", 26), (".nan", 26),
-                                            ("-.inf", 26), ("yes", 26), ("off", 26)])
+                                            ("-.inf", 26), ("yes", 26), ("off", 26), ("1e3", 26)])
 def test_yaml11_coercions_are_refused(tmp_path: Path, value: str, col: int) -> None:
     f = write(tmp_path, GOOD.replace("      internal_id: foo-rc1\n",
                                      f"      internal_id: foo-rc1\n      extra_body: {{seed: {value}}}\n", 1))
@@ -323,7 +323,7 @@ def test_yaml11_coercions_are_refused(tmp_path: Path, value: str, col: int) -> N
     assert (d["line"], d["col"], d["path"]) == (10, col, "variants[0].upstream.extra_body.seed")
 
 
-@pytest.mark.parametrize("value", ["'0123'", "12", "-3", "0.5", "1e3", "true", "False", "null", "'yes'"])
+@pytest.mark.parametrize("value", ["'0123'", "12", "-3", "0.5", "1.0e+3", "true", "False", "null", "'yes'"])
 def test_unambiguous_scalars_are_fine(tmp_path: Path, value: str) -> None:
     f = write(tmp_path, GOOD.replace("      internal_id: foo-rc1\n",
                                      f"      internal_id: foo-rc1\n      extra_body: {{seed: {value}}}\n", 1))

@@ -37,3 +37,19 @@ def test_valid_header_names_pass(tmp_path: Path, name: str) -> None:
     (tmp_path / "a.yaml").write_text(DOC.format(name=f'"{name}"'))
     r = run_cli(["validate", "--gateway-profile", "2026-06", str(tmp_path)])
     assert r.code == 0, r.all
+
+
+@pytest.mark.parametrize("value", ["'gold €'", "'Ā'", "'\U0001F600'", "'日本'"])
+def test_header_values_the_gateways_fetch_cannot_send_are_e132(tmp_path: Path, value: str) -> None:
+    # fetch's Headers take ByteStrings: a character above U+00FF throws ("Cannot convert
+    # argument to a ByteString") for every request of the variant; the admin API stores it
+    (tmp_path / "a.yaml").write_text(DOC.format(name="x-tier").replace("x-tier: v", f"x-tier: {value}"))
+    r = run_cli(["validate", "--gateway-profile", "2026-06", str(tmp_path)])
+    assert r.code == 3 and "E132" in r.all and "a.yaml:11:" in r.all, r.all
+
+
+@pytest.mark.parametrize("value", ["gold", "'café ÿ'", "'a b'", "''"])
+def test_latin1_header_values_pass(tmp_path: Path, value: str) -> None:
+    (tmp_path / "a.yaml").write_text(DOC.format(name="x-tier").replace("x-tier: v", f"x-tier: {value}"))
+    r = run_cli(["validate", "--gateway-profile", "2026-06", str(tmp_path)])
+    assert r.code == 0, r.all

@@ -130,3 +130,52 @@ def test_unchanged_experiments_parse_no_url(monkeypatch: pytest.MonkeyPatch) -> 
     changed = dexp("e0", status=A, pid="partner/e0", variants=(dvar("a", upstream=EVIL), dvar("b")))
     run(desired(changed, *exps[1:]), actual(*(actual_of(e) for e in exps), managed=tuple(exps)))
     assert len(calls) == 4  # one experiment: its two old and two new origins
+
+
+def test_adopting_a_variant_with_a_key_from_another_reference_is_listed() -> None:
+    # pinning the id of an experiment the admin UI created and pointing api_key at another
+    # partner's reference rotates the stored key: the key from env:OTHER goes to this origin
+    # although expsync never applied a reference for it
+    ui = dexp(status=A)
+    pinned = dexp(status=A, variants=(dvar("a", ref="env:OTHER"), dvar("b")))
+    p = run(desired(pinned), actual(actual_of(ui)),
+            key_changes={("exp", "a"): KeyChange.ROTATED, ("exp", "b"): KeyChange.UNCHANGED})
+    assert items(p) == [(Security.KEY_REF_CHANGED, "exp", "a", None, "env:OTHER", None, "https://api.example")]
+
+
+def test_adopting_with_the_stored_key_lists_nothing() -> None:
+    ui = dexp(status=A)
+    assert run(desired(ui), actual(actual_of(ui))).security == ()
+
+
+def test_a_new_version_written_before_completing_is_listed() -> None:
+    # edits run before the transition: the version is written although the experiment ends completed
+    old = dexp(status=A)
+    new = dexp(status=C, variants=(dvar("a", upstream=EVIL), dvar("b")))
+    p = run(desired(new), applied(old))
+    assert "InsertVersion" in [type(o).__name__ for o in p.ops] and not p.refused
+    assert items(p) == [(Security.ORIGIN_CHANGED, "exp", "a", None, "env:K", "https://api.example",
+                         "https://attacker.example")]
+
+
+def test_changes_to_existing_variants_come_before_new_variants_whatever_the_keys() -> None:
+    # a flood of new variants (new experiments route nothing yet) sorted before an origin
+    # change of an active experiment pushed it out of the comment's security table and past
+    # the 50 annotations
+    live = dexp("zzz", status=A, pid="partner/z")
+    moved = dexp("zzz", status=A, pid="partner/z", variants=(dvar("a", upstream=EVIL), dvar("b")))
+    flood = [dexp(f"aaa-{i}", status=D, pid=f"partner/a{i}",
+                  variants=tuple(dvar(f"v{j}", upstream={"internal_id": "m", "base_url": f"https://h{j}.example/"})
+                                 for j in range(3)))
+             for i in range(3)]
+    p = run(desired(moved, *flood), actual(actual_of(live), managed=(live,)))
+    assert [(x.code, x.experiment_key) for x in p.security][:1] == [(Security.ORIGIN_CHANGED, "zzz")]
+    assert [x.code for x in p.security[1:]] == [Security.NEW_ORIGIN] * 9
+
+
+def test_a_new_routing_experiment_comes_before_new_drafts() -> None:
+    # a new experiment may start active: its keys go out on apply, the drafts' do not
+    live = dexp("zzz", status=A, pid="partner/z", variants=(dvar("a", upstream=EVIL),))
+    drafts = [dexp(f"aaa-{i}", status=D, pid=f"partner/a{i}") for i in range(3)]
+    p = run(desired(live, *drafts), actual())
+    assert [(x.experiment_key, x.label) for x in p.security][:1] == [("zzz", "a")]

@@ -105,11 +105,18 @@ _HEADER_NAME: Final = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 
 def _header_record(value: dict[str, str]) -> dict[str, str]:
     _visible_json(value, prose=False)
-    for k in value:
+    for k, v in value.items():
         if not _HEADER_NAME.fullmatch(k):
             raise PydanticCustomError(
                 "expsync_E131", f"{k!r} is not an HTTP header name (letters, digits and !#$%&'*+-.^_`|~ only): the "
                 "gateway would fail every request of this variant", {"subpath": f".{k}", "key": True})
+        # fetch's Headers hold ByteStrings: a character above U+00FF throws for every request
+        bad = next((c for c in v if ord(c) > 0xFF), None)
+        if bad is not None:
+            raise PydanticCustomError(
+                "expsync_E132", f"header value holds {bad!r} "
+                f"(U+{ord(bad):04X}), above U+00FF: the gateway's fetch cannot send it and would fail every request "
+                "of this variant", {"subpath": f".{k}", "key": False})
     return value
 
 

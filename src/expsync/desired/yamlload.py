@@ -13,6 +13,7 @@ refusing:
 * duplicate mapping keys, naming both lines                                      E102
 * nesting deeper than :data:`MAX_DEPTH`, more than :data:`MAX_NODES` values     E116
 * mapping keys that are not strings (``~: 1``, ``1.5: 2``, ``true: x``)          E121
+* exponent numbers YAML 1.1 reads as text (``2e-1``, ``1.5e3``)                E113 (E121 as keys)
 * integers over :data:`MAX_INT_DIGITS` digits, numbers that overflow to
   infinity or underflow to zero (``1.0e+400``, ``1.5e-400``)                   E122
 
@@ -234,6 +235,12 @@ def _refuse(code: str, message: str, file: str, mark: Any, path: str) -> _Refuse
 def _scalar(tag: str, text: str, file: str, mark: Any, path: str) -> Value:
     """A scalar's value for its (resolved) tag, refusing what would not mean what it says."""
     if tag == _STR or tag == _TIMESTAMP:
+        if tag == _STR and _DECIMAL_FLOAT.fullmatch(text):
+            # 2e-1, 1e3, 1.5e3: a number in YAML 1.2 (and JSON), text in YAML 1.1 (no dot or
+            # no exponent sign), so the engineer and the gateway would read different values
+            raise _refuse("E113", f"ambiguous number {_quote(text)} (YAML 1.1 reads it as text, YAML 1.2 as a "
+                          "number): write it with a dot and a signed exponent (2.0e-1), or quote it",
+                          file, mark, path)
         if "\x00" in text:  # an escaped "\0": Postgres text cannot store it
             raise _refuse("E113", "NUL characters are not allowed in values", file, mark, path)
         # a date-looking value (2024-01-01) stays the text the user wrote
@@ -325,7 +332,8 @@ def _document(get: Any, file: str, lines: Lines) -> Document:
                 path = f"{cpath}.{key}" if cpath else key
                 if ev.tag is not None:
                     raise _refuse("E105", "tags are not allowed, not even on keys", file, mark, path)
-                if ev.implicit[0] and key[:1] in _IMPLICIT and (tag := _resolve(key)) != _STR:
+                if ev.implicit[0] and key[:1] in _IMPLICIT and ((tag := _resolve(key)) != _STR
+                                                                or _DECIMAL_FLOAT.fullmatch(key)):
                     if tag == _MERGE:
                         raise _refuse("E104", "merge key '<<' refused", file, mark, cpath)
                     # ``~: 1`` and ``1.50: 2`` would silently become "None" and "1.5"

@@ -11,8 +11,11 @@ makes the gateway send somewhere it did not send it before:
 * :attr:`Security.NEW_ORIGIN` - a new variant (or the first versions of a new experiment) whose
   key goes to an origin the experiment did not use before.
 
-The reference a variant had is the one expsync last applied (the ownership record); the origin
-it had is its latest version's ``base_url`` in the database. For an experiment expsync does not
+The reference a variant had is the one expsync last applied (the ownership record); a variant
+without one (an adopted experiment) whose new version writes a key that differs from the stored
+one counts as a reference change from an unknown reference. The origin it had is its latest
+version's ``base_url`` in the database. A plan that completes an experiment still lists the
+versions it writes before the transition. For an experiment expsync does not
 manage whose values are hidden (``--no-secrets``), the old origin is never shown or compared:
 every new version is listed as going to an origin not known to be used before.
 """
@@ -26,7 +29,7 @@ from typing import Final
 
 from expsync import rules, weburl
 from expsync.diagnostics import SourceRange
-from expsync.model import ActualExperiment, JsonObject, JsonValue
+from expsync.model import ActualExperiment, JsonObject, JsonValue, KeyChange
 from expsync.plan.diff import ExperimentDiff
 from expsync.plan.ops import AddVariant, InsertVersion
 from expsync.records import dataclass
@@ -40,6 +43,9 @@ class Security(enum.StrEnum):
     KEY_SENT_TO_NEW_ORIGIN = "key_sent_to_new_origin"
     NEW_ORIGIN = "new_origin"
 
+
+#: key changes that encrypt the resolved value afresh (``unchanged`` copies the stored key)
+_KEY_WRITTEN: Final = frozenset({KeyChange.ROTATED, KeyChange.NEW})
 
 #: the codes worded as warnings (the key and where it goes change together)
 WARNINGS: Final = frozenset({Security.KEY_SENT_TO_NEW_ORIGIN})
@@ -107,13 +113,18 @@ def security_items(r: ExperimentDiff, *, hidden: bool = False) -> tuple[Security
     ``hidden``: the experiment is not managed by expsync and its values must not be shown;
     old origins are then neither shown nor compared."""
     d = r.pair.desired
-    if not r.ops or d is None or not rules.keys_matter(d.status):
+    if not r.ops or d is None:
         # no op: the ownership record (which holds the references) is unchanged, no version is
-        # written; removed from git, or can never take a new version: no key goes anywhere new
+        # written; removed from git: no key goes anywhere new
+        return ()
+    versions: Mapping[uuid.UUID, InsertVersion] = {op.variant_id: op for op in r.ops if isinstance(op, InsertVersion)}
+    # wanted completed: only the versions the plan writes before the transition count (a
+    # reference alone changes nothing that can route again)
+    keys_sent = rules.keys_matter(d.status)
+    if not keys_sent and not versions:
         return ()
     refs_before = _applied_refs(r)
     added = {op.variant_id for op in r.ops if isinstance(op, AddVariant)}
-    versions: Mapping[uuid.UUID, InsertVersion] = {op.variant_id: op for op in r.ops if isinstance(op, InsertVersion)}
     if not versions and all(refs_before.get(str(d.variant_id(v)), str(v.api_key)) == str(v.api_key) for v in d.variants):
         return ()  # nothing new is sent anywhere (most experiments of a large plan): no URL parsed
     origins_before = {} if hidden else _origins_before(r.pair.actual)
@@ -126,13 +137,17 @@ def security_items(r: ExperimentDiff, *, hidden: bool = False) -> tuple[Security
         origin = _upstream_origin(v.upstream)
         origin_before = origins_before.get(vid)
         code: Security | None = None
+        if version is None and not keys_sent:
+            continue
         if vid in added or (version is not None and vid not in origins_before):
             # a new variant (or a first version, or a hidden experiment's version)
             if version is not None and (origin is None or origin not in used_before):
                 code = Security.NEW_ORIGIN
                 origin_before = None
         else:
-            ref_changed = ref_before is not None and ref_before != ref
+            # no applied reference (adopted): a key written afresh differs from the stored one
+            ref_changed = (ref_before != ref if ref_before is not None
+                           else version is not None and version.key_change in _KEY_WRITTEN)
             origin_changed = version is not None and origin_before != origin
             if ref_changed and origin_changed:
                 code = Security.KEY_SENT_TO_NEW_ORIGIN
@@ -151,7 +166,22 @@ def security_items(r: ExperimentDiff, *, hidden: bool = False) -> tuple[Security
     return tuple(out)
 
 
+#: the order items are listed in: where an existing variant's key goes first (a warning
+#: first), new variants last (those of experiments wanted active or paused before drafts'), so
+#: that a flood of new draft variants cannot push a key that goes out on apply out of a
+#: shortened comment or past the annotation limit
+_RANK: Final = {Security.KEY_SENT_TO_NEW_ORIGIN: 0, Security.ORIGIN_CHANGED: 1, Security.KEY_REF_CHANGED: 1,
+                Security.NEW_ORIGIN: 2}
+
+
+def _rank(item: SecurityItem, r: ExperimentDiff) -> int:
+    d = r.pair.desired
+    routes = d is not None and d.status in rules.ROUTING_STATUSES
+    return _RANK[item.code] + (1 if item.code is Security.NEW_ORIGIN and not routes else 0)
+
+
 def all_security_items(results: Iterable[tuple[ExperimentDiff, bool]]) -> tuple[SecurityItem, ...]:
-    """Every experiment's items, sorted by experiment key then variant order."""
-    items = [x for r, hidden in sorted(results, key=lambda t: t[0].pair.key) for x in security_items(r, hidden=hidden)]
-    return tuple(items)
+    """Every experiment's items: by :func:`_rank`, then experiment key, then variant order."""
+    ranked = [(_rank(x, r), x) for r, hidden in sorted(results, key=lambda t: t[0].pair.key)
+              for x in security_items(r, hidden=hidden)]
+    return tuple(x for _, x in sorted(ranked, key=lambda t: t[0]))  # stable: keys and variant order stay

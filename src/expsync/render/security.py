@@ -22,6 +22,10 @@ SECURITY_TITLE: Final = "Security-relevant changes"
 ANNOTATION_LIMIT: Final = 50
 
 
+#: the reference before, for a variant expsync never applied one to (an adopted experiment)
+_UNKNOWN_REF: Final = "(a stored key expsync did not apply)"
+
+
 def _origin(origin: str | None) -> str:
     return origin if origin is not None else "(no valid base_url)"
 
@@ -34,18 +38,20 @@ def security_subject(item: SecurityItem) -> str:
 def security_parts(item: SecurityItem) -> list[tuple[str, bool]]:
     """What happens to the key as ``(fragment, is_value)`` pieces: values are references and
     origins (from YAML or the database), the rest is fixed wording. Never a key."""
-    ref, ref_before = item.api_key_ref, item.api_key_ref_before or ""
-    origin, origin_before = _origin(item.origin), _origin(item.origin_before)
+    ref, origin, origin_before = item.api_key_ref, _origin(item.origin), _origin(item.origin_before)
+    # no reference before (an adopted variant): the key stored in the database is replaced
+    ref_before = ((item.api_key_ref_before, True) if item.api_key_ref_before is not None
+                  else (_UNKNOWN_REF, False))
     match item.code:
         case Security.KEY_REF_CHANGED:
-            return [("api key reference ", False), (ref_before, True), (" -> ", False), (ref, True),
+            return [("api key reference ", False), ref_before, (" -> ", False), (ref, True),
                     (" (same upstream origin ", False), (origin, True), (")", False)]
         case Security.ORIGIN_CHANGED:
             return [("upstream origin ", False), (origin_before, True), (" -> ", False), (origin, True),
                     (": the key from ", False), (ref, True), (" will be sent to ", False), (origin, True)]
         case Security.KEY_SENT_TO_NEW_ORIGIN:
             return [("the key from ", False), (ref, True), (" will be sent to ", False), (origin, True),
-                    (" (was the key from ", False), (ref_before, True), (" sent to ", False), (origin_before, True),
+                    (" (was the key from ", False), ref_before, (" sent to ", False), (origin_before, True),
                     (")", False)]
         case Security.NEW_ORIGIN:
             if item.values_hidden:
