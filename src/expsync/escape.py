@@ -18,7 +18,8 @@ in a line, shows as ``#\\x23[`` in every sink. Sinks:
   ``%``-encoding of ``%``, CR, LF (and ``:`` and ``,`` in properties);
 * :class:`LogFormatter` - log records (library logs quote ids and paths from the YAML).
 
-JSON needs none of this: ``json.dumps`` escapes controls, and consumers parse it.
+* :func:`json_document` - a JSON document printed where a log can show it: the same
+  characters (and ``##[``) as JSON escapes, which parse back to the same text.
 This module imports nothing beyond the standard library: every layer may use it.
 """
 
@@ -28,11 +29,13 @@ import logging
 import re
 from typing import Final
 
-#: the character class (inside ``[...]``) of characters that are never shown or stored raw
-INVISIBLE_CLASS: Final = (
-    "\x00-\x1f\x7f-\x9f\u00ad\u061c\u200b-\u200f\u2028-\u202e\u2060-\u2064\u2066-\u2069"
+#: the part of :data:`INVISIBLE_CLASS` beyond the C0 controls
+_BEYOND_C0: Final = (
+    "\x7f-\x9f\u00ad\u061c\u200b-\u200f\u2028-\u202e\u2060-\u2064\u2066-\u2069"
     "\ufeff\ufff9-\ufffb\U000e0000-\U000e007f"
 )
+#: the character class (inside ``[...]``) of characters that are never shown or stored raw
+INVISIBLE_CLASS: Final = "\x00-\x1f" + _BEYOND_C0
 INVISIBLE: Final = re.compile(f"[{INVISIBLE_CLASS}]")
 
 _SHORT: Final = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
@@ -61,6 +64,32 @@ def visible(s: str) -> str:
     of :data:`LEGACY_COMMAND` as ``\\x23``; the rest unchanged."""
     s = INVISIBLE.sub(_visible, s)
     return s.replace(LEGACY_COMMAND, "#\\x23[") if LEGACY_COMMAND in s else s
+
+
+#: what :func:`json_document` escapes: :data:`INVISIBLE` but the layout's whitespace (tab, line
+#: feed, carriage return: ``json.dumps`` escapes every control inside a string, so a raw one is
+#: layout), and ``##[``
+_JSON_UNSAFE: Final = re.compile(
+    "[\x00-\x08\x0b\x0c\x0e-\x1f" + _BEYOND_C0 + "]|##\\[")
+
+
+def _json_escape(m: re.Match[str]) -> str:
+    c = m.group()
+    if c == "##[":
+        return "#\\u0023["
+    n = ord(c)
+    if n > 0xFFFF:  # a surrogate pair, as JSON spells a character beyond the BMP
+        n -= 0x10000
+        return f"\\u{0xD800 + (n >> 10):04x}\\u{0xDC00 + (n & 0x3FF):04x}"
+    return f"\\u{n:04x}"
+
+
+def json_document(text: str) -> str:
+    """A JSON text (``json.dumps`` output) whose invisible characters and ``##[`` are JSON
+    escapes (``\\u202e``, ``#\\u0023[``): ``json.loads`` reads the same values back. Outside
+    strings JSON holds only structure, numbers, literals and layout whitespace, so every match
+    is inside a string."""
+    return _JSON_UNSAFE.sub(_json_escape, text)
 
 
 def terminal(s: str) -> str:

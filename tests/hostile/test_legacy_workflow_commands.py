@@ -52,3 +52,40 @@ def test_a_plan_and_validate_in_ci_print_no_legacy_command(tmp_path: Path) -> No
         assert r.code == 0 and "Traceback" not in r.all, (args, r.all)
         assert "##[" not in r.out and "##[" not in r.err, (args, r.all)
         assert "#\\x23[add-mask]evil.example" in r.out + r.err, (args, r.all)  # still visible
+
+
+def test_json_documents_on_stdout_carry_no_legacy_command_and_parse_to_the_same_values(tmp_path: Path) -> None:
+    """``plan --format json`` (and ``validate --format json``) print to the CI log too: ``##[`` and
+    every invisible character are JSON escapes there (``#\\u0023[``), which parse back to the
+    same text, so a consumer and a saved plan see exactly what was planned."""
+    import base64
+    import json
+
+    folder = tmp_path / "experiments"
+    folder.mkdir()
+    (folder / "a.yaml").write_text(DOC)
+    env = {"GITHUB_ACTIONS": "true", "PARTNER_A_KEY": "sk-live-CANARY-legacy-0001",
+           "EXPSYNC_DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite'}"}
+    env.update(EXPSYNC_SECRET_REFS="env:PARTNER_A_KEY", BYOK_ENCRYPTION_KEY=base64.b64encode(b"k" * 32).decode())
+    assert run_cli(["db", "init"], env=env).code == 0
+    saved = tmp_path / "plan.json"
+    r = run_cli(["plan", "--format", "json", "--out", str(saved), str(folder)], env=env)
+    assert r.code == 0 and "##[" not in r.out, r.all
+    doc = json.loads(r.out)
+    assert doc["experiments"][0]["public_model_id"] == "partner/##[stop-commands]tok"
+    assert "##[" not in saved.read_text()
+    assert run_cli(["apply", "--yes", "--plan", str(saved), str(folder)], env=env).code == 0  # still applyable
+    bad = folder / "b.yaml"
+    bad.write_text(DOC.replace("key: a", "key: '##[error]b'").replace("weight: 1", "weight: -1"))
+    v = run_cli(["validate", "--format", "json", str(folder)], env=env)
+    assert v.code == 3 and "##[" not in v.out, v.all
+    json.loads(v.out)
+
+
+@pytest.mark.parametrize("text", ["##[add-mask]x", "a\u202eb", "c\x9bd", "e\U000e0041f", "tab\there", "#\u200b#[x"])
+def test_json_document_escapes_only_inside_strings_and_round_trips(text: str) -> None:
+    import json
+
+    out = escape.json_document(json.dumps({"k": [text]}, indent=2, ensure_ascii=False))
+    assert "##[" not in out and not escape.INVISIBLE.search(out.replace("\n", "")), out
+    assert json.loads(out) == {"k": [text]}

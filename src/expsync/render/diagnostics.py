@@ -43,7 +43,7 @@ def render_validate_json(diags: Sequence[Diagnostic], *, files: int, experiments
         "experiments": experiments,
         "diagnostics": [d.as_dict() for d in diags],
     }
-    return json.dumps(payload, indent=2, ensure_ascii=False)
+    return escape.json_document(json.dumps(payload, indent=2, ensure_ascii=False))
 
 
 def github_annotations(diags: Sequence[Diagnostic], limit: int = ANNOTATION_LIMIT) -> str:

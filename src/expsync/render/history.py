@@ -11,6 +11,7 @@ import json
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from expsync.escape import json_document
 from expsync.escape import terminal as _safe
 
 if TYPE_CHECKING:
@@ -47,4 +48,4 @@ def render_history_text(entries: Sequence[AuditEntry]) -> str:
 
 
 def render_history_json(entries: Sequence[AuditEntry]) -> str:
-    return json.dumps({"history": [e.as_dict() for e in entries]}, indent=2, ensure_ascii=True)
+    return json_document(json.dumps({"history": [e.as_dict() for e in entries]}, indent=2, ensure_ascii=True))

@@ -28,6 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from pydantic import JsonValue as JsonAny
 from pydantic.json_schema import GenerateJsonSchema
 
+from expsync.escape import json_document
 from expsync.plan.ops import (
     AddVariant,
     ChangeWeight,
@@ -508,7 +509,7 @@ def plan_model(plan: Plan) -> PlanOut:
 
 def render_json(plan: Plan, *, color: bool = False) -> str:
     """The plan as indented JSON (``color`` is accepted for a uniform signature and ignored)."""
-    return json.dumps(plan_model(plan).model_dump(mode="json"), indent=2, ensure_ascii=False)
+    return json_document(json.dumps(plan_model(plan).model_dump(mode="json"), indent=2, ensure_ascii=False))
 
 
 # -- schema -------------------------------------------------------------------------------------
