@@ -391,3 +391,18 @@ def test_a_session_the_server_ended_during_the_confirmation_prompt_is_replaced(t
     with pg_engine.connect() as c:
         assert c.execute(sa.text("SELECT status FROM model_experiment")).scalar_one() == "active"
         assert c.execute(sa.text("SELECT outcome FROM expsync_audit")).scalars().all() == ["applied"]
+
+
+def test_a_not_null_column_expsync_does_not_know_is_exit_1_naming_it(tmp_path: Path, pg_engine: sa.Engine) -> None:
+    """A newer gateway schema with a NOT NULL column (no default) expsync writes nothing into:
+    re-running plan cannot help, so it is not a concurrent conflict (exit 5) but exit 1, naming
+    the table and column; nothing is applied."""
+    env = cli_env(pg_engine, SECRETS)
+    install(pg_engine, "ALTER TABLE model_experiment_variant_version ADD COLUMN region text NOT NULL;", "")
+    repo = Repo(tmp_path).put(experiment("foo", "partner/foo", "draft", two("foo")))
+    before = snapshot(pg_engine)
+    r = run_cli(["apply", "--yes", repo.path], env=env)
+    assert r.code == 1, r.all
+    assert "model_experiment_variant_version.region" in r.err and "nothing was applied" in r.err, r.all
+    assert "concurrent" not in r.err and "unexpected" not in r.err and "Traceback" not in r.all
+    assert snapshot(pg_engine) == before

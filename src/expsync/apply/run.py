@@ -128,7 +128,25 @@ def _friendly(err: BaseException, plan: Plan | None) -> ExpsyncError:
         return InvalidInput(
             f"the database refused the change: foreign key {name or '(unnamed)'} - --actor / EXPSYNC_ACTOR must be "
             "an existing gateway user id, or unset (NULL); nothing was applied")
+    column = _not_null_column(err)
+    if column is not None:
+        # a column of a newer gateway schema that expsync writes nothing into: not a race, so
+        # re-running plan would not help (exit 1, not 5)
+        return ExpsyncError(f"the database refused the change: {column or 'a column'} may not be null and expsync "
+                            "writes no value into it (is the gateway's schema newer than its gateway profile?); "
+                            "nothing was applied")
     return ApplyConflict(f"the database refused the change ({name or type(_orig(err)).__name__}); nothing was applied")
+
+
+def _not_null_column(err: BaseException) -> str | None:
+    """``table.column`` of a NOT NULL violation ("" if the driver does not say), else None."""
+    orig = _orig(err)
+    if getattr(orig, "sqlstate", None) == "23502":
+        diag = getattr(orig, "diag", None)
+        table, column = getattr(diag, "table_name", None), getattr(diag, "column_name", None)
+        return f"{table}.{column}" if table and column else ""
+    m = re.search(r"NOT NULL constraint failed: ([\w.]+)", str(orig))  # SQLite
+    return m.group(1) if m else None
 
 
 _LOCK_HOLDER: Final = (
