@@ -1,7 +1,8 @@
 """The sticky pull-request comment: one comment per pull request and plan root, kept up to date.
 
 :func:`upsert_comment` finds the comment by a hidden first line (:func:`marker_for`), walking
-every page of the pull request's comments, and updates it in place, or creates it. A plan
+every page of the pull request's comments, among those expsync's own account wrote (a bot's, or
+the token's person's: :func:`find_comment`), and updates it in place, or creates it. A plan
 without changes updates it to say so; the comment is never deleted. Bodies are at most
 :data:`MAX_BODY` characters (GitHub's limit).
 
@@ -60,9 +61,14 @@ _DEFAULT_API: Final = "https://api.github.com"
 
 
 class GitHubError(ExpsyncError):
-    """The GitHub API answered with an error expsync cannot work around (exit 1)."""
+    """The GitHub API answered with an error expsync cannot work around (exit 1). ``status``
+    is the HTTP status of the last answer (``None``: no answer)."""
 
     exit_code = 1
+
+    def __init__(self, message: str, *, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 class ReadOnlyToken(Exception):
@@ -200,7 +206,7 @@ class Client:
                     raise ReadOnlyToken(f"GitHub API {method} {endpoint}: HTTP 403 {message}".rstrip()) from None
                 detail = f" ({message})" if message else ""
                 raise GitHubError(f"GitHub API {method} {endpoint} failed: HTTP {e.code} {e.reason}{detail}"
-                                  + (f" after {self.attempts} attempts" if retry else "")) from None
+                                  + (f" after {self.attempts} attempts" if retry else ""), status=e.code) from None
             except (urllib.error.URLError, TimeoutError, ConnectionError) as e:
                 reason = getattr(e, "reason", e)
                 if not last:
@@ -258,8 +264,11 @@ class Outcome:
 
 
 def find_comment(client: Client, target: Target, marker: str) -> dict[str, Any] | None:
-    """The pull request's comment whose first line is ``marker`` (a bot's first, then the
-    oldest), searching every page."""
+    """The pull request's comment whose first line is ``marker`` and that expsync's own account
+    wrote, searching every page: a bot's (an app's token such as ``GITHUB_TOKEN``), else, with
+    a person's token, that person's; the oldest first. A marker in anyone else's comment (the
+    pull request's author can paste it) is ignored: expsync never writes its plan into a comment
+    its author can edit afterwards."""
     url: str | None = f"/repos/{target.repository}/issues/{target.pr}/comments?per_page=100"
     found: list[dict[str, Any]] = []
     pages = 0
@@ -271,10 +280,28 @@ def find_comment(client: Client, target: Target, marker: str) -> dict[str, Any] 
             if isinstance(body, str) and body.split("\n", 1)[0].strip() == marker:
                 found.append(c)
         url = _next_link(resp.headers)
-    if not found:
-        return None
-    bots = [c for c in found if isinstance(c.get("user"), dict) and c["user"].get("type") == "Bot"]
-    return (bots or found)[0]
+    bots = [c for c in found if _author(c).get("type") == "Bot"]
+    if bots or not found:
+        return bots[0] if bots else None
+    me = token_login(client)  # asked only when a person's comment carries the marker
+    return next((c for c in found if me is not None and _author(c).get("login") == me), None)
+
+
+def token_login(client: Client) -> str | None:
+    """The login of the person the token belongs to, or ``None`` for an app's token
+    (``GITHUB_TOKEN``: ``GET /user`` is 403 "Resource not accessible by integration")."""
+    try:
+        resp = client.request("GET", "/user")
+    except GitHubError as e:
+        if e.status in (401, 403, 404):
+            return None
+        raise
+    return _str(resp.data, "login")
+
+
+def _author(comment: dict[str, Any]) -> dict[str, Any]:
+    user = comment.get("user")
+    return user if isinstance(user, dict) else {}
 
 
 _FORK_NOTICE: Final = ("the token may not comment on this pull request (HTTP 403; a pull request from a fork gets "
