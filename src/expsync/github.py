@@ -15,7 +15,8 @@ without changes updates it to say so; the comment is never deleted. Bodies are a
   which :func:`upsert_comment` reports as a skipped comment rather than a failure;
 * any other error is :class:`GitHubError` naming the method, the endpoint path and the status.
   The token is sent in a header only, never appears in a message, and is never sent to another
-  origin than the configured API URL (pagination links are checked).
+  origin than the configured API URL (pagination links and redirects are checked; only a read
+  is redirected).
 
 Configuration comes from the caller (``GITHUB_API_URL``, ``GITHUB_REPOSITORY``,
 ``GITHUB_EVENT_PATH``, ``GITHUB_TOKEN`` via :func:`target_from_environ`): nothing here reads
@@ -34,6 +35,7 @@ import urllib.request
 from collections.abc import Callable, Mapping
 from dataclasses import field
 from email.message import Message
+from http.client import HTTPMessage
 from pathlib import Path
 from typing import Any, Final, Literal
 
@@ -146,6 +148,22 @@ class Response:
     data: Any
 
 
+class _Redirects(urllib.request.HTTPRedirectHandler):
+    """Follows a redirect of a read within the API only: urllib's own handler copies every
+    header, the token's included, to any ``Location``, and turns a redirected ``POST`` into a
+    ``GET`` without its body. A write that is redirected stays the 3xx error it is."""
+
+    def __init__(self, check: Callable[[str], str]) -> None:
+        self._check = check
+
+    def redirect_request(self, req: urllib.request.Request, fp: Any, code: int, msg: str, headers: HTTPMessage,
+                         newurl: str) -> urllib.request.Request | None:
+        if req.get_method() != "GET":
+            return None
+        self._check(urllib.parse.urljoin(req.full_url, newurl))  # raises GitHubError for another origin
+        return super().redirect_request(req, fp, code, msg, headers, newurl)
+
+
 class Client:
     """A minimal GitHub REST client bound to one API origin and one token."""
 
@@ -162,6 +180,7 @@ class Client:
         self._log = log
         #: every request sent, as ``"METHOD /path"`` (retries included): tests count round trips
         self.sent: list[str] = []
+        self._opener = urllib.request.build_opener(_Redirects(self._url))
 
     def __repr__(self) -> str:
         return f"Client({self.api_url!r})"
@@ -172,7 +191,7 @@ class Client:
         own = urllib.parse.urlsplit(self.api_url)
         other = urllib.parse.urlsplit(path_or_url)
         if (other.scheme, other.netloc) != (own.scheme, own.netloc) or not other.path.startswith(own.path):
-            raise GitHubError("GitHub API returned a link to another origin; not following it with the token")
+            raise GitHubError("GitHub API returned a link or redirect to another origin; not following it with the token")
         return path_or_url
 
     def request(self, method: str, path_or_url: str, body: Mapping[str, Any] | None = None) -> Response:
@@ -190,7 +209,7 @@ class Client:
             self.sent.append(f"{method} {endpoint}")
             last = attempt + 1 == self.attempts
             try:
-                with urllib.request.urlopen(req, timeout=self.timeout) as resp:  # noqa: S310 - http(s) checked
+                with self._opener.open(req, timeout=self.timeout) as resp:
                     raw = resp.read()
                     return Response(resp.status, resp.headers, json.loads(raw) if raw.strip() else None)
             except urllib.error.HTTPError as e:
