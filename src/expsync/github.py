@@ -11,6 +11,8 @@ without changes updates it to say so; the comment is never deleted. Bodies are a
 * 5xx answers, network errors and rate limits (429; 403 with ``Retry-After``, an exhausted
   ``X-RateLimit-Remaining`` or "secondary rate limit" in the message) are retried, at most
   ``attempts`` times, waiting ``Retry-After`` (capped at ``max_wait``) or ``backoff * 2**n``;
+  after a 5xx or network error on a ``POST`` (it may have been done), :func:`upsert_comment`
+  looks for the comment again before posting again;
 * a plain 403 on a write (a fork pull request's read-only token) is :class:`ReadOnlyToken`,
   which :func:`upsert_comment` reports as a skipped comment rather than a failure;
 * any other error is :class:`GitHubError` naming the method, the endpoint path and the status.
@@ -64,13 +66,15 @@ _DEFAULT_API: Final = "https://api.github.com"
 
 class GitHubError(ExpsyncError):
     """The GitHub API answered with an error expsync cannot work around (exit 1). ``status``
-    is the HTTP status of the last answer (``None``: no answer)."""
+    is the HTTP status of the last answer (``None``: no answer); ``outcome_unknown``: a 5xx or
+    no answer, which does not say whether a write was done."""
 
     exit_code = 1
 
-    def __init__(self, message: str, *, status: int | None = None) -> None:
+    def __init__(self, message: str, *, status: int | None = None, outcome_unknown: bool = False) -> None:
         super().__init__(message)
         self.status = status
+        self.outcome_unknown = outcome_unknown
 
 
 class ReadOnlyToken(Exception):
@@ -194,7 +198,11 @@ class Client:
             raise GitHubError("GitHub API returned a link or redirect to another origin; not following it with the token")
         return path_or_url
 
-    def request(self, method: str, path_or_url: str, body: Mapping[str, Any] | None = None) -> Response:
+    def request(self, method: str, path_or_url: str, body: Mapping[str, Any] | None = None, *,
+                retry_unknown: bool = True) -> Response:
+        """One API call, retried as the module says. ``retry_unknown=False`` (a ``POST``, which
+        is not idempotent): a 5xx or network error is raised at once, ``outcome_unknown``, for
+        the caller to look before writing again; rate limits are still retried."""
         url = self._url(path_or_url)
         endpoint = urllib.parse.urlsplit(url).path
         data = json.dumps(body).encode("utf-8") if body is not None else None
@@ -216,6 +224,8 @@ class Client:
                 raw = e.read()
                 message = _message(raw)
                 retry, wait = self._retry_policy(e.code, e.headers, message, attempt)
+                unknown = e.code >= 500
+                retry = retry and (retry_unknown or not unknown)
                 if retry and not last:
                     self._log(f"GitHub API {method} {endpoint}: HTTP {e.code}; retrying in {wait:g}s "
                               f"(attempt {attempt + 2} of {self.attempts})")
@@ -225,17 +235,24 @@ class Client:
                     raise ReadOnlyToken(f"GitHub API {method} {endpoint}: HTTP 403 {message}".rstrip()) from None
                 detail = f" ({message})" if message else ""
                 raise GitHubError(f"GitHub API {method} {endpoint} failed: HTTP {e.code} {e.reason}{detail}"
-                                  + (f" after {self.attempts} attempts" if retry else ""), status=e.code) from None
+                                  + (f" after {self.attempts} attempts" if retry else ""), status=e.code,
+                                  outcome_unknown=unknown) from None
             except (urllib.error.URLError, TimeoutError, ConnectionError) as e:
                 reason = getattr(e, "reason", e)
-                if not last:
+                if not last and retry_unknown:
                     wait = self.backoff * (2 ** attempt)
                     self._log(f"GitHub API {method} {endpoint}: {type(reason).__name__}; retrying in {wait:g}s")
                     self._sleep(wait)
                     continue
                 raise GitHubError(f"GitHub API {method} {endpoint} unreachable ({type(reason).__name__}) "
-                                  f"after {self.attempts} attempts") from None
+                                  f"after {attempt + 1} attempt(s)", outcome_unknown=True) from None
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def pause(self, attempt: int, what: str) -> None:
+        """Wait before attempt ``attempt + 2`` of something larger than one request."""
+        wait = min(self.backoff * (2 ** attempt), self.max_wait)
+        self._log(f"{what}; retrying in {wait:g}s (attempt {attempt + 2} of {self.attempts})")
+        self._sleep(wait)
 
     def _retry_policy(self, status: int, headers: Message, message: str, attempt: int) -> tuple[bool, float]:
         rate_limited = status == 429 or (status == 403 and (
@@ -335,17 +352,28 @@ def upsert_comment(client: Client, target: Target, body: str, *, root: str) -> O
     if len(body) > MAX_BODY:
         raise ValueError(f"comment body of {len(body)} characters exceeds GitHub's {MAX_BODY}")
     try:
-        existing = find_comment(client, target, marker)
-        if existing is None:
-            resp = client.request("POST", f"/repos/{target.repository}/issues/{target.pr}/comments", {"body": body})
+        for attempt in range(client.attempts):
+            existing = find_comment(client, target, marker)
+            if existing is not None:
+                cid = int(existing["id"])
+                if existing.get("body") == body:
+                    return Outcome("unchanged", cid, _str(existing, "html_url"))
+                resp = client.request("PATCH", f"/repos/{target.repository}/issues/comments/{cid}", {"body": body})
+                return Outcome("updated", cid, _str(resp.data, "html_url"))
+            # a 5xx or lost answer to a POST may come after the comment was made: look again
+            # before posting again, or a duplicate no later run updates would show a stale plan
+            try:
+                resp = client.request("POST", f"/repos/{target.repository}/issues/{target.pr}/comments",
+                                      {"body": body}, retry_unknown=False)
+            except GitHubError as e:
+                if not e.outcome_unknown or attempt + 1 == client.attempts:
+                    raise
+                client.pause(attempt, f"{e} (the comment may exist now: looking for it again)")
+                continue
             return Outcome("created", _int(resp.data, "id"), _str(resp.data, "html_url"))
-        cid = int(existing["id"])
-        if existing.get("body") == body:
-            return Outcome("unchanged", cid, _str(existing, "html_url"))
-        resp = client.request("PATCH", f"/repos/{target.repository}/issues/comments/{cid}", {"body": body})
-        return Outcome("updated", cid, _str(resp.data, "html_url"))
     except ReadOnlyToken:
         return Outcome("skipped", notice=_FORK_NOTICE)
+    raise AssertionError("unreachable")  # pragma: no cover
 
 
 def _int(data: Any, key: str) -> int | None:

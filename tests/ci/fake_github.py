@@ -38,6 +38,8 @@ class FakeGitHub:
     #: the person TOKEN belongs to (a personal access token); ``None``: an app's token such as
     #: GITHUB_TOKEN, for which ``GET /user`` is 403 and comments are written by a bot
     token_login: str | None = None
+    #: this many POSTs store the comment and then answer 502, as a proxy that times out on GitHub does
+    lost_answers: int = 0
 
     def install(self) -> FakeGitHub:
         self.server.expect_request(re.compile(r"^/repos/.*")).respond_with_handler(self._handle)
@@ -79,6 +81,9 @@ class FakeGitHub:
         if m and request.method == "POST":
             c = (self.add_comment(body["body"], user_type="User", login=self.token_login) if self.token_login else
                  self.add_comment(body["body"], user_type="Bot", login="github-actions[bot]"))
+            if self.lost_answers:
+                self.lost_answers -= 1
+                return self._json({"message": "Bad Gateway"}, 502)
             return self._json(c, 201)
         m = re.fullmatch(rf"/repos/{REPO}/issues/comments/(\d+)", request.path)
         if m and request.method == "PATCH":

@@ -148,9 +148,20 @@ def test_server_errors_are_retried_then_succeed(tmp_path: Path, sqlite_engine: s
                         ("POST", 500, {}, {"message": "oops"})]
     r = comment(save_plan(tmp_path, sqlite_engine, foo()), gh_env(github, tmp_path))
     assert r.code == 0 and "comment created" in r.out, r.all
-    assert [s.method for s in github.seen] == ["GET", "GET", "GET", "POST", "POST"]
+    assert [s.method for s in github.seen] == ["GET", "GET", "GET", "POST", "GET", "POST"]  # looks before re-posting
     assert r.err.count("retrying") == 3
     assert len(github.comments) == 1
+
+
+def test_a_lost_answer_to_a_create_does_not_make_a_second_comment(tmp_path: Path, sqlite_engine: sa.Engine,
+                                                                  github: FakeGitHub) -> None:
+    """A 5xx to POST does not say nothing was written: a second POST would leave a duplicate that
+    no later run updates, showing a stale plan. It looks again before creating."""
+    github.lost_answers = 1
+    r = comment(save_plan(tmp_path, sqlite_engine, foo()), gh_env(github, tmp_path))
+    assert r.code == 0, r.all
+    assert len(github.comments) == 1 and "Foo bake-off" in github.comments[0]["body"]
+    assert [s.method for s in github.seen] == ["GET", "POST", "GET"]
 
 
 def test_secondary_rate_limit_is_retried(tmp_path: Path, sqlite_engine: sa.Engine, github: FakeGitHub) -> None:
