@@ -39,7 +39,11 @@ INVISIBLE_CLASS: Final = "\x00-\x1f" + _BEYOND_C0
 INVISIBLE: Final = re.compile(f"[{INVISIBLE_CLASS}]")
 
 _SHORT: Final = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
-_MD_SPECIAL: Final = re.compile(r"([\\`*_\[\]<>|#@~&!])")
+_MD_SPECIAL: Final = re.compile(r"([\\`*_\[\]<>|~&!])")
+#: GitHub finds ``@user``, ``@org/team``, ``#1`` and ``org/repo#1`` in the rendered text, after
+#: markdown: a backslash escape is consumed first and still notifies or cross-references. Only
+#: text inside a code span is skipped, so these characters become one-character code spans.
+_MD_LINKED: Final = re.compile(r"[#@]+")
 
 
 def _visible(m: re.Match[str]) -> str:
@@ -99,8 +103,9 @@ def terminal(s: str) -> str:
 
 def markdown_text(s: str) -> str:
     """Plain text in markdown (also in a table cell): escaped visibly, markup characters
-    backslash-escaped so a value cannot inject links, mentions, HTML or table cells."""
-    return _MD_SPECIAL.sub(r"\\\1", visible(s))
+    backslash-escaped so a value cannot inject links, HTML or table cells, and ``@`` / ``#`` as
+    code spans (`` `@` ``, one per run) so it cannot mention anyone or reference an issue."""
+    return _MD_LINKED.sub(r"`\g<0>`", _MD_SPECIAL.sub(r"\\\1", visible(s)))
 
 
 def markdown_code(s: str) -> str:

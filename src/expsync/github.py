@@ -1,7 +1,8 @@
 """The sticky pull-request comment: one comment per pull request and plan root, kept up to date.
 
 :func:`upsert_comment` finds the comment by a hidden first line (:func:`marker_for`), walking
-every page of the pull request's comments, and updates it in place, or creates it. A plan
+every page of the pull request's comments, among those expsync's own account wrote (a bot's, or
+the token's person's: :func:`find_comment`), and updates it in place, or creates it. A plan
 without changes updates it to say so; the comment is never deleted. Bodies are at most
 :data:`MAX_BODY` characters (GitHub's limit).
 
@@ -10,11 +11,14 @@ without changes updates it to say so; the comment is never deleted. Bodies are a
 * 5xx answers, network errors and rate limits (429; 403 with ``Retry-After``, an exhausted
   ``X-RateLimit-Remaining`` or "secondary rate limit" in the message) are retried, at most
   ``attempts`` times, waiting ``Retry-After`` (capped at ``max_wait``) or ``backoff * 2**n``;
+  after a 5xx or network error on a ``POST`` (it may have been done), :func:`upsert_comment`
+  looks for the comment again before posting again;
 * a plain 403 on a write (a fork pull request's read-only token) is :class:`ReadOnlyToken`,
   which :func:`upsert_comment` reports as a skipped comment rather than a failure;
 * any other error is :class:`GitHubError` naming the method, the endpoint path and the status.
   The token is sent in a header only, never appears in a message, and is never sent to another
-  origin than the configured API URL (pagination links are checked).
+  origin than the configured API URL (pagination links and redirects are checked; only a read
+  is redirected).
 
 Configuration comes from the caller (``GITHUB_API_URL``, ``GITHUB_REPOSITORY``,
 ``GITHUB_EVENT_PATH``, ``GITHUB_TOKEN`` via :func:`target_from_environ`): nothing here reads
@@ -33,6 +37,7 @@ import urllib.request
 from collections.abc import Callable, Mapping
 from dataclasses import field
 from email.message import Message
+from http.client import HTTPMessage
 from pathlib import Path
 from typing import Any, Final, Literal
 
@@ -60,9 +65,16 @@ _DEFAULT_API: Final = "https://api.github.com"
 
 
 class GitHubError(ExpsyncError):
-    """The GitHub API answered with an error expsync cannot work around (exit 1)."""
+    """The GitHub API answered with an error expsync cannot work around (exit 1). ``status``
+    is the HTTP status of the last answer (``None``: no answer); ``outcome_unknown``: a 5xx or
+    no answer, which does not say whether a write was done."""
 
     exit_code = 1
+
+    def __init__(self, message: str, *, status: int | None = None, outcome_unknown: bool = False) -> None:
+        super().__init__(message)
+        self.status = status
+        self.outcome_unknown = outcome_unknown
 
 
 class ReadOnlyToken(Exception):
@@ -140,6 +152,22 @@ class Response:
     data: Any
 
 
+class _Redirects(urllib.request.HTTPRedirectHandler):
+    """Follows a redirect of a read within the API only: urllib's own handler copies every
+    header, the token's included, to any ``Location``, and turns a redirected ``POST`` into a
+    ``GET`` without its body. A write that is redirected stays the 3xx error it is."""
+
+    def __init__(self, check: Callable[[str], str]) -> None:
+        self._check = check
+
+    def redirect_request(self, req: urllib.request.Request, fp: Any, code: int, msg: str, headers: HTTPMessage,
+                         newurl: str) -> urllib.request.Request | None:
+        if req.get_method() != "GET":
+            return None
+        self._check(urllib.parse.urljoin(req.full_url, newurl))  # raises GitHubError for another origin
+        return super().redirect_request(req, fp, code, msg, headers, newurl)
+
+
 class Client:
     """A minimal GitHub REST client bound to one API origin and one token."""
 
@@ -156,6 +184,7 @@ class Client:
         self._log = log
         #: every request sent, as ``"METHOD /path"`` (retries included): tests count round trips
         self.sent: list[str] = []
+        self._opener = urllib.request.build_opener(_Redirects(self._url))
 
     def __repr__(self) -> str:
         return f"Client({self.api_url!r})"
@@ -166,10 +195,14 @@ class Client:
         own = urllib.parse.urlsplit(self.api_url)
         other = urllib.parse.urlsplit(path_or_url)
         if (other.scheme, other.netloc) != (own.scheme, own.netloc) or not other.path.startswith(own.path):
-            raise GitHubError("GitHub API returned a link to another origin; not following it with the token")
+            raise GitHubError("GitHub API returned a link or redirect to another origin; not following it with the token")
         return path_or_url
 
-    def request(self, method: str, path_or_url: str, body: Mapping[str, Any] | None = None) -> Response:
+    def request(self, method: str, path_or_url: str, body: Mapping[str, Any] | None = None, *,
+                retry_unknown: bool = True) -> Response:
+        """One API call, retried as the module says. ``retry_unknown=False`` (a ``POST``, which
+        is not idempotent): a 5xx or network error is raised at once, ``outcome_unknown``, for
+        the caller to look before writing again; rate limits are still retried."""
         url = self._url(path_or_url)
         endpoint = urllib.parse.urlsplit(url).path
         data = json.dumps(body).encode("utf-8") if body is not None else None
@@ -184,13 +217,15 @@ class Client:
             self.sent.append(f"{method} {endpoint}")
             last = attempt + 1 == self.attempts
             try:
-                with urllib.request.urlopen(req, timeout=self.timeout) as resp:  # noqa: S310 - http(s) checked
+                with self._opener.open(req, timeout=self.timeout) as resp:
                     raw = resp.read()
                     return Response(resp.status, resp.headers, json.loads(raw) if raw.strip() else None)
             except urllib.error.HTTPError as e:
                 raw = e.read()
                 message = _message(raw)
                 retry, wait = self._retry_policy(e.code, e.headers, message, attempt)
+                unknown = e.code >= 500
+                retry = retry and (retry_unknown or not unknown)
                 if retry and not last:
                     self._log(f"GitHub API {method} {endpoint}: HTTP {e.code}; retrying in {wait:g}s "
                               f"(attempt {attempt + 2} of {self.attempts})")
@@ -200,17 +235,24 @@ class Client:
                     raise ReadOnlyToken(f"GitHub API {method} {endpoint}: HTTP 403 {message}".rstrip()) from None
                 detail = f" ({message})" if message else ""
                 raise GitHubError(f"GitHub API {method} {endpoint} failed: HTTP {e.code} {e.reason}{detail}"
-                                  + (f" after {self.attempts} attempts" if retry else "")) from None
+                                  + (f" after {self.attempts} attempts" if retry else ""), status=e.code,
+                                  outcome_unknown=unknown) from None
             except (urllib.error.URLError, TimeoutError, ConnectionError) as e:
                 reason = getattr(e, "reason", e)
-                if not last:
+                if not last and retry_unknown:
                     wait = self.backoff * (2 ** attempt)
                     self._log(f"GitHub API {method} {endpoint}: {type(reason).__name__}; retrying in {wait:g}s")
                     self._sleep(wait)
                     continue
                 raise GitHubError(f"GitHub API {method} {endpoint} unreachable ({type(reason).__name__}) "
-                                  f"after {self.attempts} attempts") from None
+                                  f"after {attempt + 1} attempt(s)", outcome_unknown=True) from None
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def pause(self, attempt: int, what: str) -> None:
+        """Wait before attempt ``attempt + 2`` of something larger than one request."""
+        wait = min(self.backoff * (2 ** attempt), self.max_wait)
+        self._log(f"{what}; retrying in {wait:g}s (attempt {attempt + 2} of {self.attempts})")
+        self._sleep(wait)
 
     def _retry_policy(self, status: int, headers: Message, message: str, attempt: int) -> tuple[bool, float]:
         rate_limited = status == 429 or (status == 403 and (
@@ -258,8 +300,11 @@ class Outcome:
 
 
 def find_comment(client: Client, target: Target, marker: str) -> dict[str, Any] | None:
-    """The pull request's comment whose first line is ``marker`` (a bot's first, then the
-    oldest), searching every page."""
+    """The pull request's comment whose first line is ``marker`` and that expsync's own account
+    wrote, searching every page: a bot's (an app's token such as ``GITHUB_TOKEN``), else, with
+    a person's token, that person's; the oldest first. A marker in anyone else's comment (the
+    pull request's author can paste it) is ignored: expsync never writes its plan into a comment
+    its author can edit afterwards."""
     url: str | None = f"/repos/{target.repository}/issues/{target.pr}/comments?per_page=100"
     found: list[dict[str, Any]] = []
     pages = 0
@@ -271,10 +316,28 @@ def find_comment(client: Client, target: Target, marker: str) -> dict[str, Any] 
             if isinstance(body, str) and body.split("\n", 1)[0].strip() == marker:
                 found.append(c)
         url = _next_link(resp.headers)
-    if not found:
-        return None
-    bots = [c for c in found if isinstance(c.get("user"), dict) and c["user"].get("type") == "Bot"]
-    return (bots or found)[0]
+    bots = [c for c in found if _author(c).get("type") == "Bot"]
+    if bots or not found:
+        return bots[0] if bots else None
+    me = token_login(client)  # asked only when a person's comment carries the marker
+    return next((c for c in found if me is not None and _author(c).get("login") == me), None)
+
+
+def token_login(client: Client) -> str | None:
+    """The login of the person the token belongs to, or ``None`` for an app's token
+    (``GITHUB_TOKEN``: ``GET /user`` is 403 "Resource not accessible by integration")."""
+    try:
+        resp = client.request("GET", "/user")
+    except GitHubError as e:
+        if e.status in (401, 403, 404):
+            return None
+        raise
+    return _str(resp.data, "login")
+
+
+def _author(comment: dict[str, Any]) -> dict[str, Any]:
+    user = comment.get("user")
+    return user if isinstance(user, dict) else {}
 
 
 _FORK_NOTICE: Final = ("the token may not comment on this pull request (HTTP 403; a pull request from a fork gets "
@@ -289,17 +352,28 @@ def upsert_comment(client: Client, target: Target, body: str, *, root: str) -> O
     if len(body) > MAX_BODY:
         raise ValueError(f"comment body of {len(body)} characters exceeds GitHub's {MAX_BODY}")
     try:
-        existing = find_comment(client, target, marker)
-        if existing is None:
-            resp = client.request("POST", f"/repos/{target.repository}/issues/{target.pr}/comments", {"body": body})
+        for attempt in range(client.attempts):
+            existing = find_comment(client, target, marker)
+            if existing is not None:
+                cid = int(existing["id"])
+                if existing.get("body") == body:
+                    return Outcome("unchanged", cid, _str(existing, "html_url"))
+                resp = client.request("PATCH", f"/repos/{target.repository}/issues/comments/{cid}", {"body": body})
+                return Outcome("updated", cid, _str(resp.data, "html_url"))
+            # a 5xx or lost answer to a POST may come after the comment was made: look again
+            # before posting again, or a duplicate no later run updates would show a stale plan
+            try:
+                resp = client.request("POST", f"/repos/{target.repository}/issues/{target.pr}/comments",
+                                      {"body": body}, retry_unknown=False)
+            except GitHubError as e:
+                if not e.outcome_unknown or attempt + 1 == client.attempts:
+                    raise
+                client.pause(attempt, f"{e} (the comment may exist now: looking for it again)")
+                continue
             return Outcome("created", _int(resp.data, "id"), _str(resp.data, "html_url"))
-        cid = int(existing["id"])
-        if existing.get("body") == body:
-            return Outcome("unchanged", cid, _str(existing, "html_url"))
-        resp = client.request("PATCH", f"/repos/{target.repository}/issues/comments/{cid}", {"body": body})
-        return Outcome("updated", cid, _str(resp.data, "html_url"))
     except ReadOnlyToken:
         return Outcome("skipped", notice=_FORK_NOTICE)
+    raise AssertionError("unreachable")  # pragma: no cover
 
 
 def _int(data: Any, key: str) -> int | None:

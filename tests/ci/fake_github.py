@@ -35,9 +35,15 @@ class FakeGitHub:
     #: (method, status, headers, json) answered instead of the real thing, first in first out
     failures: list[tuple[str, int, dict[str, str], dict[str, Any]]] = field(default_factory=list)
     next_id: int = 1000
+    #: the person TOKEN belongs to (a personal access token); ``None``: an app's token such as
+    #: GITHUB_TOKEN, for which ``GET /user`` is 403 and comments are written by a bot
+    token_login: str | None = None
+    #: this many POSTs store the comment and then answer 502, as a proxy that times out on GitHub does
+    lost_answers: int = 0
 
     def install(self) -> FakeGitHub:
         self.server.expect_request(re.compile(r"^/repos/.*")).respond_with_handler(self._handle)
+        self.server.expect_request("/user").respond_with_handler(self._user)
         return self
 
     @property
@@ -73,7 +79,11 @@ class FakeGitHub:
                                    f'<{self.api_url}{request.path}?per_page={per}&page=999>; rel="last"')
             return self._json(chunk, 200, headers)
         if m and request.method == "POST":
-            c = self.add_comment(body["body"], user_type="Bot", login="github-actions[bot]")
+            c = (self.add_comment(body["body"], user_type="User", login=self.token_login) if self.token_login else
+                 self.add_comment(body["body"], user_type="Bot", login="github-actions[bot]"))
+            if self.lost_answers:
+                self.lost_answers -= 1
+                return self._json({"message": "Bad Gateway"}, 502)
             return self._json(c, 201)
         m = re.fullmatch(rf"/repos/{REPO}/issues/comments/(\d+)", request.path)
         if m and request.method == "PATCH":
@@ -82,6 +92,14 @@ class FakeGitHub:
                     c["body"] = body["body"]
                     return self._json(c, 200)
         return self._json({"message": "Not Found"}, 404)
+
+    def _user(self, request: Request) -> Response:
+        self.seen.append(Seen(request.method, request.path, "", request.headers.get("Authorization", ""), None))
+        if request.headers.get("Authorization") != f"Bearer {TOKEN}":
+            return self._json({"message": "Bad credentials"}, 401)
+        if self.token_login is None:
+            return self._json({"message": "Resource not accessible by integration"}, 403)
+        return self._json({"login": self.token_login, "type": "User"}, 200)
 
     @staticmethod
     def _json(data: Any, status: int, headers: dict[str, str] | None = None) -> Response:

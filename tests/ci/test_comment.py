@@ -105,6 +105,35 @@ def test_a_marker_in_someone_elses_comment_loses_to_the_bots(tmp_path: Path, sql
     assert human["body"] == marker_body
 
 
+def test_a_marker_pasted_by_the_pull_requests_author_is_never_taken(tmp_path: Path, sqlite_engine: sa.Engine,
+                                                                   github: FakeGitHub) -> None:
+    """Before the bot's first comment, the author posts one starting with the marker: the plan
+    must not go into a comment its author can edit into a fake plan afterwards."""
+    pasted = comment_body("<!-- expsync:plan -->\n:white_check_mark: **No changes.**", "experiments")
+    theirs = github.add_comment(pasted, user_type="User", login="pr-author")
+    r = comment(save_plan(tmp_path, sqlite_engine, foo()), gh_env(github, tmp_path))
+    assert r.code == 0 and "comment created" in r.out, r.all
+    assert theirs["body"] == pasted
+    assert [w.method for w in github.writes()] == ["POST"]
+    assert github.comments[-1]["user"]["type"] == "Bot" and "Foo bake-off" in github.comments[-1]["body"]
+    # the next run finds the bot's comment, and still leaves theirs alone
+    r = comment(save_plan(tmp_path, sqlite_engine, foo("Renamed"), name="plan2.json"), gh_env(github, tmp_path))
+    assert r.code == 0 and "comment updated" in r.out, r.all
+    assert github.writes()[-1].path.endswith(f"/comments/{github.comments[-1]['id']}") and theirs["body"] == pasted
+
+
+def test_a_personal_token_updates_only_its_own_comment(tmp_path: Path, sqlite_engine: sa.Engine,
+                                                       github: FakeGitHub) -> None:
+    github.token_login = "release-bot-user"
+    marker_body = comment_body("<!-- expsync:plan -->\nold", "experiments")
+    theirs = github.add_comment(marker_body, user_type="User", login="pr-author")
+    ours = github.add_comment(marker_body, user_type="User", login="release-bot-user")
+    r = comment(save_plan(tmp_path, sqlite_engine, foo()), gh_env(github, tmp_path))
+    assert r.code == 0 and "comment updated" in r.out, r.all
+    assert [w.path for w in github.writes()] == [f"/repos/{REPO}/issues/comments/{ours['id']}"]
+    assert theirs["body"] == marker_body and "Foo bake-off" in ours["body"]
+
+
 def test_fork_read_only_token_is_a_notice(tmp_path: Path, sqlite_engine: sa.Engine, github: FakeGitHub) -> None:
     github.failures.append(("POST", 403, {}, {"message": "Resource not accessible by integration"}))
     r = comment(save_plan(tmp_path, sqlite_engine, foo()), gh_env(github, tmp_path, GITHUB_ACTIONS="true"))
@@ -119,9 +148,20 @@ def test_server_errors_are_retried_then_succeed(tmp_path: Path, sqlite_engine: s
                         ("POST", 500, {}, {"message": "oops"})]
     r = comment(save_plan(tmp_path, sqlite_engine, foo()), gh_env(github, tmp_path))
     assert r.code == 0 and "comment created" in r.out, r.all
-    assert [s.method for s in github.seen] == ["GET", "GET", "GET", "POST", "POST"]
+    assert [s.method for s in github.seen] == ["GET", "GET", "GET", "POST", "GET", "POST"]  # looks before re-posting
     assert r.err.count("retrying") == 3
     assert len(github.comments) == 1
+
+
+def test_a_lost_answer_to_a_create_does_not_make_a_second_comment(tmp_path: Path, sqlite_engine: sa.Engine,
+                                                                  github: FakeGitHub) -> None:
+    """A 5xx to POST does not say nothing was written: a second POST would leave a duplicate that
+    no later run updates, showing a stale plan. It looks again before creating."""
+    github.lost_answers = 1
+    r = comment(save_plan(tmp_path, sqlite_engine, foo()), gh_env(github, tmp_path))
+    assert r.code == 0, r.all
+    assert len(github.comments) == 1 and "Foo bake-off" in github.comments[0]["body"]
+    assert [s.method for s in github.seen] == ["GET", "POST", "GET"]
 
 
 def test_secondary_rate_limit_is_retried(tmp_path: Path, sqlite_engine: sa.Engine, github: FakeGitHub) -> None:

@@ -8,9 +8,11 @@ import socket
 from pathlib import Path
 
 import pytest
+from pytest_httpserver import HTTPServer
+from werkzeug import Request, Response
 
 from expsync.errors import ConfigError
-from expsync.github import Client, GitHubError, target_from_environ
+from expsync.github import Client, GitHubError, Target, comment_body, target_from_environ, upsert_comment
 from tests.ci.fake_github import REPO, TOKEN, FakeGitHub
 
 PATH = f"/repos/{REPO}/issues/7/comments?per_page=100"
@@ -73,3 +75,38 @@ def test_target_from_the_environment(tmp_path: Path) -> None:
         target_from_environ(base | {"GITHUB_API_URL": "file:///etc/passwd"}, pr=1)
     t = target_from_environ(base | {"GITHUB_API_URL": "https://ghe.example/api/v3/"}, pr=3)
     assert t.api_url == "https://ghe.example/api/v3" and t.pr == 3
+
+
+def test_a_redirect_to_another_origin_is_not_followed_with_the_token(github: FakeGitHub) -> None:
+    """urllib's redirect handler copies every header, Authorization included, to whatever
+    ``Location`` names: the token must reach no origin but the configured API's."""
+    seen: list[str] = []
+
+    def steal(request: Request) -> Response:
+        seen.append(request.headers.get("Authorization", ""))
+        return Response("[]", content_type="application/json")
+
+    with HTTPServer(host="127.0.0.1", port=0) as other:  # another port: another origin
+        other.expect_request("/steal").respond_with_handler(steal)
+        github.failures.append(("GET", 302, {"Location": other.url_for("/steal")}, {}))
+        with pytest.raises(GitHubError, match="another origin"):
+            client(github.api_url, []).request("GET", PATH)
+    assert seen == []
+
+
+def test_a_write_is_never_turned_into_a_read_by_a_redirect(github: FakeGitHub) -> None:
+    """urllib follows a 301/302 of a POST as a GET without the body: the comment list came back
+    and was reported as a created comment."""
+    github.failures.append(("POST", 301, {"Location": github.api_url + f"/repos/{REPO}/issues/7/comments"}, {}))
+    with pytest.raises(GitHubError, match="HTTP 301"):
+        upsert_comment(client(github.api_url, []), Target(github.api_url, REPO, 7, TOKEN),
+                       comment_body("x", "r"), root="r")
+    assert github.comments == [] and [s.method for s in github.seen] == ["GET", "POST"]
+
+
+def test_a_redirect_within_the_api_is_followed(github: FakeGitHub) -> None:
+    """GitHub answers 301 for a renamed repository, to the same API origin."""
+    github.failures.append(("GET", 301, {"Location": github.api_url + f"/repos/{REPO}/issues/7/comments?per_page=100"},
+                            {}))
+    assert client(github.api_url, []).request("GET", PATH).status == 200
+    assert [s.method for s in github.seen] == ["GET", "GET"]

@@ -47,6 +47,9 @@ def test_workflow_property_and_data_follow_githubs_rules() -> None:
 def test_markdown_sinks() -> None:
     assert escape.markdown_text("x\u202ey*") == "x\\\\u202ey\\*"
     assert escape.markdown_code("a|b\u200bc") == "`a\\|b\\u200bc`"
+    # GitHub links mentions and issue references after markdown, backslash or not
+    assert escape.markdown_text("@org/team #1") == "`@`org/team `#`1"
+    assert escape.markdown_text("a@@b C## `@x") == "a`@@`b C`##` \\``@`x"  # one span per run: `@``@` would show ticks
 
 
 def _diag(file: str, message: str = "m") -> Diagnostic:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 
 import pytest
@@ -83,6 +84,22 @@ def test_markup_in_names_and_labels_cannot_break_tables_or_inject_html() -> None
     rest = outside_code(md)
     assert "<img" not in rest and "@org" not in rest and "*bold*" not in rest
     assert rest.count("</details>") == 1 and rest.count("<details>") == 1
+
+
+def test_labels_in_plain_text_cannot_mention_or_reference() -> None:
+    """GitHub links ``@user``, ``@org/team`` and ``#1`` / ``org/repo#1`` after markdown, so a
+    backslash escape (``\\@org``) still notifies the team or cross-references the issue: only
+    text inside a code span is safe. The routing-impact bullet names the label in plain text."""
+    old = plans.foo(plans.A)
+    label = "@org/team see #1 and org/repo#2"
+    old = dataclasses.replace(old, variants=(plans.dvar(label, upstream=plans._up("m-1"), ref="env:K1"),
+                                             old.variants[1]))
+    new = dataclasses.replace(old, variants=(plans.dvar(label, upstream=plans._up("m-2"), ref="env:K1"),
+                                             old.variants[1]))
+    md = render_markdown(plans.run(plans.desired(new), plans.applied(old)))
+    assert "its traffic moves to the new upstream version immediately" in md
+    rest = outside_code(md)
+    assert not re.search(r"@\w", rest) and not re.search(r"#\d", rest), rest
 
 
 def test_degrades_step_by_step_never_cutting_a_table() -> None:
