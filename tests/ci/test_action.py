@@ -119,6 +119,9 @@ def test_plan_comment_apply_through_the_action(tmp_path: Path, sqlite_engine: sa
     assert run.exit_code == 0, run.log  # changes (exit 2) are not a failure of a plan
     assert run.outputs["exit_code"] == "2" and run.outputs["has_changes"] == "true", run.log
     assert run.outputs["refused"] == "false"
+    counts = {k: run.outputs[k] for k in ("create", "update", "transition", "delete", "operations")}
+    assert counts == {"create": "1", "update": "0", "transition": "0", "delete": "0",
+                      "operations": counts["operations"]} and int(counts["operations"]) > 1, run.outputs
     plan_file = Path(run.outputs["plan_file"])
     assert plan_file.is_absolute() and json.loads(plan_file.read_text())["has_changes"] is True
     (c,) = github.comments
@@ -215,3 +218,13 @@ def test_only_the_comment_step_gets_the_token() -> None:
     holders = [s.get("id") for s in ACTION["runs"]["steps"]
                if any("github-token" in str(v) or "github.token" in str(v) for v in s.get("env", {}).values())]
     assert holders == ["comment"]
+
+
+def test_no_bare_array_expansion_under_set_u() -> None:
+    """``"${a[@]}"`` of an empty array is an "unbound variable" error under ``set -u`` in bash
+    before 4.4 (macOS runners' /bin/bash is 3.2): empty ``args`` would abort the step. The run
+    scripts expand arrays as ``${a[@]+"${a[@]}"}``."""
+    for step in ACTION["runs"]["steps"]:
+        script = step.get("run", "")
+        bare = re.findall(r'(?<!\+)"\$\{\w+\[@\]\}"', script)
+        assert not bare, (step.get("name"), bare)
