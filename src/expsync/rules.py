@@ -245,7 +245,10 @@ class GuardInput:
     """What the guards look at: the experiment as it will be when the edge runs."""
 
     variant_weights: tuple[int, ...]
-    #: per variant label: effective_at of the version current at activation (None: none yet)
+    #: per variant label: effective_at of its *latest* version at activation (None: none yet).
+    #: The latest by effective_at DESC, id DESC with no time filter, as the admin API's guard
+    #: reads it (gateway-profiles §4): a future-dated version fails the guard, even with an
+    #: older version already effective
     current_effective: Mapping[str, datetime | None]
     #: keys/ids of other experiments holding the public id at activation time
     other_holders: tuple[str, ...]
@@ -292,7 +295,7 @@ def _positive_weights(g: GuardInput) -> str | None:
 
 def _versions_effective(g: GuardInput) -> str | None:
     missing = sorted(label for label, at in g.current_effective.items() if at is None or at > g.now)
-    return "variant(s) without an effective version: " + ", ".join(missing) if missing else None
+    return "variant(s) whose latest version is not effective yet: " + ", ".join(missing) if missing else None
 
 
 def _public_id_free(g: GuardInput) -> str | None:
