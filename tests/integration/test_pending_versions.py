@@ -47,3 +47,34 @@ def test_activation_is_refused_while_a_variant_has_a_pending_version(pg_engine: 
         assert r.code == 4 and "E309" in r.all and "W502" in r.all, r.all
     with pg_engine.connect() as c:
         assert dump_tables(c) == before
+
+
+def test_hot_swap_or_rotation_under_a_pending_version_is_refused(pg_engine: sa.Engine, tmp_path: Path) -> None:
+    """Before: apply inserted a version effective now, the pending one stayed the latest (so it
+    would take over tomorrow and undo the change, a rotated key going back to the old one) and
+    every later plan, and apply, inserted yet another version: never converged."""
+    repo, doc = _applied(pg_engine, tmp_path, "active")
+    _schedule(pg_engine, "a", "m-a-next", "sk-a-0001")
+    swapped = repo.edit("pend")
+    swapped["variants"][0]["upstream"]["internal_id"] = "m-a-hotfix"
+    rotated = repo.edit("pend")
+    rotated["variants"][0]["upstream"]["internal_id"] = "m-a-next"
+    with pg_engine.connect() as c:
+        before = dump_tables(c)
+    for want, secrets in ((swapped, SECRETS), (rotated, {"KEY_A": "sk-a-rotated-0002"})):
+        repo.put(want)
+        env = cli_env(pg_engine, secrets)
+        for cmd in (["plan"], ["apply", "--yes"]):
+            r = run_cli([*cmd, repo.path], env=env)
+            assert r.code == 4 and "E313" in r.all, r.all
+        with pg_engine.connect() as c:
+            assert dump_tables(c) == before
+    # the YAML saying what the pending version holds has nothing to insert
+    repo.put(rotated)
+    env = cli_env(pg_engine, SECRETS)
+    r = run_cli(["apply", "--yes", repo.path], env=env)
+    assert r.code == 0 and "E313" not in r.all, r.all
+    p = run_cli(["plan", "--detailed-exitcode", repo.path], env=env)
+    assert p.code == 0 and "No changes" in p.out, p.all
+    with pg_engine.connect() as c:
+        assert c.execute(sa.text("SELECT count(*) FROM model_experiment_variant_version")).scalar_one() == 3
