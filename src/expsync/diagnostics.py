@@ -99,10 +99,11 @@ CODES: Final[dict[str, CodeInfo]] = {
     "E306": CodeInfo("active experiment cannot be archived", "pause or complete it first"),
     "E307": CodeInfo("experiment cannot be deleted in this status", "complete and archive it, then remove the file"),
     "E308": CodeInfo("activation guard: no variant, or a weight below 1", "add variants while the experiment is a draft"),
-    "E309": CodeInfo("activation guard: variant has no effective version", "wait until its version is effective"),
+    "E309": CodeInfo("activation guard: a variant's latest version is not effective yet", "wait until its version is effective"),
     "E310": CodeInfo("activation guard: public_model_id is routed by another experiment", "complete or pause-and-complete the other experiment first"),
     "E311": CodeInfo("new experiments start as draft or active", "create it as draft or active, then change status"),
     "E312": CodeInfo("weights sum above 2^32", "the gateway buckets with a uint32: scale the weights down (the same ratios route the same)"),
+    "E313": CodeInfo("new version under a pending future-dated version", "make upstream and api_key what the pending version holds, or plan again once it is effective"),
     "W301": CodeInfo("one variant: all traffic goes to it", "fine for a single-model rollout; add variants to compare", Severity.WARNING),
     # E4xx: secrets
     "E401": CodeInfo("invalid secret reference", "use env:NAME, file:PATH, aws-sm:ID[#FIELD] or vault:MOUNT/PATH#FIELD"),

@@ -9,6 +9,7 @@
 * :data:`PROTECTIVE` - status moves made outside git that are never silently undone, and
   :func:`is_protective` (archiving outside git is protective too).
 * :func:`may_release` - when an experiment removed from git stops being managed.
+* :func:`superseded_by_pending` - no new version under a future-dated one.
 * :data:`ROUTING_STATUSES` - which statuses hold the public id.
 * :func:`bucket` / :func:`exact_shares` - the gateway's variant picker and its exact shares.
 * :data:`PRODUCED_BY` - every E2xx/E3xx/E5xx diagnostic code and the rule that produces it.
@@ -230,6 +231,16 @@ def allowed_in(change: Change) -> str:
     return ", ".join(s.value for s in Status if s in EDITABLE[change]) or "no status"
 
 
+def superseded_by_pending(pending_at: datetime | None) -> bool:
+    """Whether a new version of a variant whose latest version is future-dated (effective at
+    ``pending_at``; None: no pending version) would be superseded. Versions are inserted
+    effective now (insert-only, spec §2.1), so the pending one stays the latest: it takes over
+    at its time and undoes the new one, and every later plan would insert it again. Refused
+    (E313): the YAML may say what the pending version holds (then nothing is to do), or the
+    change waits until that version is effective."""
+    return pending_at is not None
+
+
 def keys_matter(status: Status) -> bool:
     """Whether api keys are resolved and compared for an experiment wanted in ``status``: not
     when it can never take a new version (a rotated or deleted partner key of a completed
@@ -245,7 +256,10 @@ class GuardInput:
     """What the guards look at: the experiment as it will be when the edge runs."""
 
     variant_weights: tuple[int, ...]
-    #: per variant label: effective_at of the version current at activation (None: none yet)
+    #: per variant label: effective_at of its *latest* version at activation (None: none yet).
+    #: The latest by effective_at DESC, id DESC with no time filter, as the admin API's guard
+    #: reads it (gateway-profiles §4): a future-dated version fails the guard, even with an
+    #: older version already effective
     current_effective: Mapping[str, datetime | None]
     #: keys/ids of other experiments holding the public id at activation time
     other_holders: tuple[str, ...]
@@ -292,7 +306,7 @@ def _positive_weights(g: GuardInput) -> str | None:
 
 def _versions_effective(g: GuardInput) -> str | None:
     missing = sorted(label for label, at in g.current_effective.items() if at is None or at > g.now)
-    return "variant(s) without an effective version: " + ", ".join(missing) if missing else None
+    return "variant(s) whose latest version is not effective yet: " + ", ".join(missing) if missing else None
 
 
 def _public_id_free(g: GuardInput) -> str | None:
@@ -386,6 +400,7 @@ PRODUCED_BY: Final[Mapping[str, tuple[str, ...]]] = {
     "E310": ("Guard.PUBLIC_ID_FREE",),
     "E311": ("CREATABLE", "CREATED_AS"),
     "E312": ("Guard.WEIGHT_SUM",),
+    "E313": ("superseded_by_pending",),
     "E501": ("PROTECTIVE", "is_protective"),
     "E502": ("EDITABLE[Change.DELETE]", "may_release"),
     "E503": ("plan.diff.diff",),

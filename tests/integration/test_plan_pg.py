@@ -77,23 +77,23 @@ def test_plan_creates_and_writes_nothing(tmp_path: Path, pg_engine: sa.Engine, l
 
 
 def test_plan_adopts_hot_swaps_and_rotates_without_printing_keys(tmp_path: Path, pg_engine: sa.Engine, legacy: dict) -> None:
-    d = write(tmp_path, experiment("legacy", "partner/legacy", "active", [
-        ("a", "legacy-a-v2", "env:KEY_A", legacy["a"]),        # hot swap, same key
-        ("b", "legacy-b-next", "env:KEY_B", legacy["b"]),      # same upstream as the pending version, new key
-    ], exp_id=legacy["id"]))
     e = env(pg_engine, KEY_B=KEY_B_NEW)
-    r = run_cli(["plan", "--format", "json", str(d)], env=e)
-    assert r.code == 0, r.all
-    plan = json.loads(r.out)
-    ops = {(o["type"], o.get("label")): o for o in plan["operations"]}
-    swap = ops[("insert_version", "a")]
-    assert swap["key_change"] == "unchanged"
-    assert [(c["path"], c["before"], c["after"]) for c in swap["upstream_diff"]] == [("internal_id", "legacy-a", "legacy-a-v2")]
-    rot = ops[("insert_version", "b")]
-    assert rot["key_change"] == "rotated" and rot["upstream_diff"] == []
-    assert any(x["code"] == "W502" for x in plan["diagnostics"])  # b has a future-dated version
-    text = run_cli(["plan", str(d)], env=e)
-    for out in (r.all, text.all):
+    outs = []
+    for a_internal_id, a_ref, want in (("legacy-a-v2", "env:KEY_A", "unchanged"), ("legacy-a", "env:KEY_B", "rotated")):
+        d = write(tmp_path, experiment("legacy", "partner/legacy", "active", [
+            ("a", a_internal_id, a_ref, legacy["a"]),             # a hot swap with the same key, or a rotation
+            ("b", "legacy-b-next", "env:KEY_A", legacy["b"]),     # what b's pending version holds: nothing to do
+        ], exp_id=legacy["id"]))
+        r = run_cli(["plan", "--format", "json", str(d)], env=e)
+        assert r.code == 0, r.all
+        plan = json.loads(r.out)
+        [op] = [o for o in plan["operations"] if o["type"] == "insert_version"]
+        assert op["label"] == "a" and op["key_change"] == want
+        changes = [(c["path"], c["before"], c["after"]) for c in op["upstream_diff"]]
+        assert changes == ([("internal_id", "legacy-a", "legacy-a-v2")] if want == "unchanged" else [])
+        assert any(x["code"] == "W502" for x in plan["diagnostics"])  # b has a future-dated version
+        outs += [r.all, run_cli(["plan", str(d)], env=e).all]
+    for out in outs:
         assert KEY_A not in out and KEY_B_NEW not in out and "CANARY" not in out
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import uuid
 from datetime import timedelta
 
 import pytest
@@ -244,6 +245,52 @@ def test_activation_needs_an_effective_version():
     p = run(desired(dataclasses.replace(base, status=A)), actual(a, managed=(base,)))
     assert "E309" in codes(p)
     assert any(d.code == "W502" for d in p.diagnostics)
+
+
+def test_activation_refused_while_a_variant_has_a_pending_version_even_with_an_effective_one():
+    # the admin API's guard reads each variant's latest version with no time filter
+    # (gateway-profiles §4): an older version already effective does not let it through
+    base = dexp()
+    a = actual_of(base)
+    v0 = a.variants[0]
+    future = dataclasses.replace(v0.current, id=uuid.uuid5(v0.id, "v2"), effective_at=NOW + timedelta(days=1))
+    a = dataclasses.replace(a, variants=(dataclasses.replace(v0, pending=future),) + a.variants[1:])
+    p = run(desired(dataclasses.replace(base, status=A)), actual(a, managed=(base,)))
+    assert codes(p) == ["E309"] and p.refused
+    assert any(d.code == "E309" and repr(v0.label) not in d.message and v0.label in d.message for d in p.diagnostics)
+
+
+def _with_pending(a, upstream):
+    v0 = a.variants[0]
+    future = dataclasses.replace(v0.current, id=uuid.uuid5(v0.id, "v2"), upstream=dict(upstream),
+                                 effective_at=NOW + timedelta(days=1))
+    return dataclasses.replace(a, variants=(dataclasses.replace(v0, pending=future),) + a.variants[1:])
+
+
+NEXT = {**UP, "internal_id": "m-next"}
+
+
+@pytest.mark.parametrize("edit, key_change", [
+    ({**UP, "internal_id": "m-hotfix"}, KeyChange.UNCHANGED),  # a hot swap the pending version would undo
+    (NEXT, KeyChange.ROTATED),  # the pending upstream with a rotated key: the pending version keeps the old key
+], ids=["hot_swap", "rotation"])
+def test_new_version_under_a_pending_version_is_refused(edit, key_change):
+    base = dexp(status=A)
+    a = _with_pending(actual_of(base), NEXT)
+    want = dataclasses.replace(base, variants=(dataclasses.replace(base.variants[0], upstream=edit),) + base.variants[1:])
+    kc = {("exp", "a"): key_change, ("exp", "b"): KeyChange.UNCHANGED}
+    p = run(desired(want), actual(a, managed=(base,)), kc)
+    assert codes(p) == ["E313"] and p.refused
+    assert not any(isinstance(o, InsertVersion) for o in p.ops)
+
+
+def test_yaml_saying_what_the_pending_version_holds_plans_no_version():
+    base = dexp(status=A)
+    a = _with_pending(actual_of(base), NEXT)
+    want = dataclasses.replace(base, variants=(dataclasses.replace(base.variants[0], upstream=NEXT),) + base.variants[1:])
+    p = run(desired(want), actual(a, managed=(base,)))
+    assert codes(p) == [] and not any(isinstance(o, InsertVersion) for o in p.ops)
+    assert [d.code for d in p.diagnostics] == ["W502"]
 
 
 def test_activation_while_unmanaged_experiment_holds_the_public_id():

@@ -93,6 +93,8 @@ def check_edits(r: ExperimentDiff, status_before: Status | None) -> None:
         if isinstance(op, InsertVersion) and op.variant_id in refused_variants:
             continue  # the first version of a variant whose addition was refused
         status = final if rules.CHECKED_AGAINST[change] is rules.CheckedAgainst.FINAL else status_before
+        if isinstance(op, InsertVersion) and status is not None and rules.may(change, status) and _superseded(r, op):
+            continue
         if status is None or rules.may(change, status):
             kept.append(op)
             continue
@@ -106,6 +108,20 @@ def check_edits(r: ExperimentDiff, status_before: Status | None) -> None:
         elif isinstance(op, SetArchived):
             r.archived_after = op.before
     r.ops = list(kept)
+
+
+def _superseded(r: ExperimentDiff, op: InsertVersion) -> bool:
+    """Refuse (E313) a new version a pending future-dated version would supersede."""
+    a = r.pair.actual
+    av = next((v for v in a.variants if v.id == op.variant_id), None) if a is not None else None
+    pending_at = av.pending.effective_at if av is not None and av.pending is not None else None
+    if not rules.superseded_by_pending(pending_at):
+        return False
+    at = "" if r.hidden or pending_at is None else f" at {pending_at.isoformat()}"
+    r.refuse("E313", f"new version of {op.label!r}: the variant has a future-dated version effective{at}, which stays "
+             "its latest version; a version inserted now would route only until then, and every later plan would "
+             "insert it again", f"{_variant_path(r.pair.desired, op.variant_key)}.upstream")
+    return True
 
 
 def _check_fields(r: ExperimentDiff, op: UpdateFields, status: Status) -> UpdateFields | None:

@@ -288,8 +288,9 @@ def _variants(r: ExperimentDiff, d: DesiredExperiment, a: ActualExperiment, ctx:
         if av.weight != v.weight:
             r.ops.append(ChangeWeight(experiment_key=key, experiment_id=eid, variant_key=v.key, variant_id=vid,
                                       label=v.label, before=av.weight, after=v.weight))
-        effective[v.label] = av.current.effective_at if av.current else None
         latest = av.pending or av.current
+        # the guard reads the latest version, a pending one included (rules.GuardInput)
+        effective[v.label] = latest.effective_at if latest else None
         # a completed experiment's keys are not even resolved (rules.keys_matter)
         kc = _key_change(ctx, key, v.key, d.status)
         if av.pending is not None:
@@ -300,7 +301,8 @@ def _variants(r: ExperimentDiff, d: DesiredExperiment, a: ActualExperiment, ctx:
                 d.source(f"variants[{i}].upstream"), path=f"variants[{i}].upstream", experiment=key))
         if latest is None or not json_equal(latest.upstream, v.upstream) or kc is KeyChange.ROTATED:
             r.ops.append(_version(key, eid, v, vid, latest, KeyChange.NEW if latest is None else kc))
-            effective[v.label] = ctx.now
+            if av.pending is None:  # a version inserted now never becomes newer than a pending one
+                effective[v.label] = ctx.now
     return effective
 
 
