@@ -122,3 +122,34 @@ def test_single_variant_experiment_from_the_admin_ui_is_imported_and_adopted(tmp
     assert {o["type"] for o in plan["operations"]} == {"record_managed"} and not plan["refused"]
     assert plan["experiments"][0]["shares_before"] == [{"label": "only", "weight": 1, "percent": 100.0,
                                                          "buckets": 2**32}]
+
+
+def _import_validate_plan(engine: sa.Engine, tmp_path: Path) -> tuple[dict, dict]:
+    """Import every unmanaged row, validate the files, and plan them with every variable set."""
+    import json
+
+    out = tmp_path / "experiments"
+    r = run_cli(["import", "--all", "--out-dir", str(out)], env=env(engine))
+    assert r.code == 0, r.all
+    (f,) = out.glob("*.yaml")
+    doc = yaml.safe_load(f.read_text())
+    v = run_cli(["validate", "--format", "json", str(out)])
+    assert v.code == 0, v.all
+    names = {var["api_key"].removeprefix("env:") for var in doc["variants"]}
+    p = run_cli(["plan", "--format", "json", str(out)], env=env(engine, **dict.fromkeys(names, KEY)))
+    assert p.code == 0, p.all
+    return doc, json.loads(p.out)
+
+
+def test_texts_that_read_as_numbers_in_yaml_1_2_are_imported_quoted(tmp_path: Path, pg_engine: sa.Engine) -> None:
+    """'2e-1' or '1.5e3' is text to PyYAML's dumper (YAML 1.1), which writes it plain; expsync's
+    loader refuses such a plain scalar as ambiguous (E113, E121 as a key). import quotes it."""
+    up = {"internal_id": "7e1", "base_url": BASE, "extra_body": {"1e5": "1.5e3", "n": 2}, "remove_from_body": ["3E2"]}
+    with pg_engine.begin() as c:
+        eid = admin_create_experiment(c, "partner/2e-1", "Exp 1e3", status="active")
+        admin_add_version(c, admin_add_variant(c, eid, "2e-1", 1), up, KEY)
+    doc, plan = _import_validate_plan(pg_engine, tmp_path)
+    assert doc["variants"][0]["label"] == "2e-1" and doc["variants"][0]["upstream"] == up
+    assert doc["public_model_id"] == "partner/2e-1"
+    assert {o["type"] for o in plan["operations"]} == {"record_managed"}
+

@@ -128,6 +128,10 @@ class Marks(Mapping[str, SourceRange]):
 
 _DECIMAL_INT: Final = re.compile(r"[-+]?(0|[1-9][0-9]*)\Z")
 _DECIMAL_FLOAT: Final = re.compile(r"[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?\Z")
+#: plain scalars libyaml's YAML 1.1 resolver reads as text and this loader refuses as ambiguous
+#: numbers (``2e-1``, ``1.5e3``; E113, E121 as keys): a writer of YAML meant for this loader
+#: quotes them (``expsync import``)
+AMBIGUOUS_NUMBER: Final = _DECIMAL_FLOAT
 _NONZERO_MANTISSA: Final = re.compile(r"[-+]?[0.]*[1-9][0-9.]*([eE][-+]?[0-9]+)?")
 _BOOLS: Final = {"true": True, "True": True, "TRUE": True, "false": False, "False": False, "FALSE": False}
 

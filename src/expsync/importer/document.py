@@ -15,11 +15,20 @@ from typing import Final
 import yaml
 
 from expsync.crypto import DecryptError, decrypt_api_key, keys_equal
+from expsync.desired.yamlload import AMBIGUOUS_NUMBER
 from expsync.model import ActualExperiment, JsonObject, Secret
 from expsync.profiles import NEWEST, PROFILES, GatewayProfile
 from expsync.urls import mask_json
 
 MODELINE: Final = "# yaml-language-server: $schema=../schemas/{schema}"
+
+
+class _Dumper(yaml.SafeDumper):
+    """PyYAML's safe dumper, quoting also the text expsync's loader would refuse written plain:
+    PyYAML (YAML 1.1) writes ``2e-1`` unquoted, which YAML 1.2 reads as a number."""
+
+
+_Dumper.add_implicit_resolver("tag:yaml.org,2002:float", AMBIGUOUS_NUMBER, list("-+0123456789."))
 
 
 def _slug(text: str, *, sep: str = "-", limit: int = 100) -> str:
@@ -139,5 +148,5 @@ def document(key: str, a: ActualExperiment, env_refs: Mapping[uuid.UUID, str],
         header.append(f"# Left out of upstreams (gateway profile {profile.name} has no such field; its routing "
                       f"ignores them): {', '.join(sorted(dropped))}.")
     header += header_extra
-    body = yaml.safe_dump(doc, sort_keys=False, allow_unicode=True, default_flow_style=False, width=100)
+    body = yaml.dump(doc, Dumper=_Dumper, sort_keys=False, allow_unicode=True, default_flow_style=False, width=100)
     return "\n".join(header) + "\n" + body
