@@ -153,3 +153,13 @@ def test_texts_that_read_as_numbers_in_yaml_1_2_are_imported_quoted(tmp_path: Pa
     assert doc["public_model_id"] == "partner/2e-1"
     assert {o["type"] for o in plan["operations"]} == {"record_managed"}
 
+
+def test_names_starting_with_a_digit_get_env_variables_a_shell_can_set(tmp_path: Path, pg_engine: sa.Engine) -> None:
+    """An env: name must start with a letter or _ (refs and every shell); the key may start with a digit."""
+    with pg_engine.begin() as c:
+        eid = admin_create_experiment(c, "partner/q3", "2025 Q3 bake-off", status="active")
+        admin_add_version(c, admin_add_variant(c, eid, "a", 1), {"internal_id": "m", "base_url": BASE}, KEY)
+    doc, plan = _import_validate_plan(pg_engine, tmp_path)
+    assert doc["key"] == "2025-q3-bake-off"
+    assert doc["variants"][0]["api_key"] == "env:EXP_2025_Q3_BAKE_OFF_PARTNER_API_KEY"
+    assert {o["type"] for o in plan["operations"]} == {"record_managed"}

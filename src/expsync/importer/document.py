@@ -49,7 +49,10 @@ def key_for(a: ActualExperiment, taken: set[str]) -> str:
 
 
 def _env_name(key: str, suffix: str) -> str:
-    return re.sub(r"[^A-Z0-9_]+", "_", f"{key}_{suffix}_API_KEY".upper()).strip("_")
+    """An environment variable name: it starts with a letter (a shell, GitHub's secrets and
+    ``env:`` references refuse a leading digit, which a key such as ``2025-q3`` has)."""
+    name = re.sub(r"[^A-Z0-9_]+", "_", f"{key}_{suffix}_API_KEY".upper()).strip("_")
+    return f"EXP_{name}" if name[:1].isdigit() else name
 
 
 def env_refs(key: str, a: ActualExperiment, byok: bytes | None) -> dict[uuid.UUID, str]:
