@@ -73,6 +73,7 @@ CODES: Final[dict[str, CodeInfo]] = {
     "E130": CodeInfo("database row the gateway cannot read", "fix or remove the row in the gateway's admin UI"),
     "E131": CodeInfo("not an HTTP header name", "use a header name of letters, digits and -"),
     "E132": CodeInfo("header value the gateway cannot send", "use Latin-1 text (no character above U+00FF) in extra_headers values"),
+    "E133": CodeInfo("header the gateway's fetch refuses", "remove it: fetch sets connection, content-length and transfer-encoding itself"),
     "E140": CodeInfo("field moved in this gateway profile", "follow the hint: the field lives elsewhere in this profile"),
     "E141": CodeInfo("field belongs to another gateway profile", "configure the profile your gateway runs, or remove the field"),
     "E142": CodeInfo("the key __proto__ is not allowed", "the gateway's JSON parser drops __proto__ silently: rename or remove it"),

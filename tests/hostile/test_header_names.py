@@ -53,3 +53,21 @@ def test_latin1_header_values_pass(tmp_path: Path, value: str) -> None:
     (tmp_path / "a.yaml").write_text(DOC.format(name="x-tier").replace("x-tier: v", f"x-tier: {value}"))
     r = run_cli(["validate", "--gateway-profile", "2026-06", str(tmp_path)])
     assert r.code == 0, r.all
+
+
+@pytest.mark.parametrize("header", ["Transfer-Encoding: chunked", "keep-alive: timeout=5", "Upgrade: h2c",
+                                    "Expect: 100-continue", "connection: upgrade", "Content-Length: '42'"])
+def test_headers_the_gateways_fetch_refuses_for_every_request_are_e133(tmp_path: Path, header: str) -> None:
+    # undici (Node's fetch) throws for these ("invalid transfer-encoding header", "expect header
+    # not supported", ...), and a fixed content-length never matches the body the gateway rewrites
+    (tmp_path / "a.yaml").write_text(DOC.format(name="x-tier").replace("x-tier: v", header))
+    r = run_cli(["validate", "--gateway-profile", "2026-06", str(tmp_path)])
+    assert r.code == 3 and "E133" in r.all and "a.yaml:11:" in r.all, r.all
+
+
+@pytest.mark.parametrize("header", ["Connection: close", "connection: Keep-Alive", "Host: api.partner.example",
+                                    "x-upgrade: v", "TE: trailers"])
+def test_headers_fetch_sends_pass(tmp_path: Path, header: str) -> None:
+    (tmp_path / "a.yaml").write_text(DOC.format(name="x-tier").replace("x-tier: v", header))
+    r = run_cli(["validate", "--gateway-profile", "2026-06", str(tmp_path)])
+    assert r.code == 0, r.all

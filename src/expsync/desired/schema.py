@@ -101,6 +101,11 @@ def _visible_json(value: Any, subpath: str = "", *, prose: bool = True) -> Any:
 #: an HTTP field name (RFC 9110 ``token``): anything else makes every request of the variant
 #: fail in the gateway's fetch ("invalid header name"), although its admin API stores it
 _HEADER_NAME: Final = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+#: header names (lower case) the gateway's fetch (undici) throws for on every request, and
+#: content-length, which never matches the body the gateway rewrites; ``connection`` passes
+#: only with one of :data:`_FETCH_CONNECTION` (what undici accepts)
+_FETCH_REFUSED: Final = frozenset({"content-length", "expect", "keep-alive", "transfer-encoding", "upgrade"})
+_FETCH_CONNECTION: Final = frozenset({"close", "keep-alive"})
 
 
 def _header_record(value: dict[str, str]) -> dict[str, str]:
@@ -110,6 +115,12 @@ def _header_record(value: dict[str, str]) -> dict[str, str]:
             raise PydanticCustomError(
                 "expsync_E131", f"{k!r} is not an HTTP header name (letters, digits and !#$%&'*+-.^_`|~ only): the "
                 "gateway would fail every request of this variant", {"subpath": f".{k}", "key": True})
+        name = k.lower()
+        if name in _FETCH_REFUSED or (name == "connection" and v.strip(" \t").lower() not in _FETCH_CONNECTION):
+            raise PydanticCustomError(
+                "expsync_E133", f"{k!r}{'' if name in _FETCH_REFUSED else f': {v!r}'} is a header the gateway's "
+                "fetch refuses (or, for content-length, cannot match the body it rewrites): every request of this "
+                "variant would fail", {"subpath": f".{k}", "key": True})
         # fetch's Headers hold ByteStrings: a character above U+00FF throws for every request
         bad = next((c for c in v if ord(c) > 0xFF), None)
         if bad is not None:
