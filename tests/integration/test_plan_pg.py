@@ -149,3 +149,34 @@ def test_unreachable_database(tmp_path: Path) -> None:
     r = run_cli(["plan", str(d)], env={"EXPSYNC_DATABASE_URL": "postgresql://u:hunter2secret@127.0.0.1:1/x", "KEY_A": KEY_A})
     assert r.code == 1 and "hunter2secret" not in r.all and "Traceback" not in r.all
     assert "127.0.0.1:1" in r.err
+
+
+def _versions(engine: sa.Engine, variant: object) -> list[str]:
+    with engine.connect() as c:
+        return list(c.execute(sa.text(
+            "SELECT upstream->>'internal_id' FROM model_experiment_variant_version WHERE variant_id = :v "
+            "ORDER BY effective_at"), {"v": variant}).scalars())
+
+
+@pytest.mark.parametrize("change", ["upstream", "key"])
+def test_no_new_version_under_a_future_dated_one(tmp_path: Path, pg_engine: sa.Engine, legacy: dict,
+                                                  change: str) -> None:
+    """A version written now would route only until b's future-dated version takes effect (the
+    newest effective_at wins, versions are insert-only), and every later apply would write
+    another: refused (E313), nothing written. Equal to the pending version, b needs none."""
+    b_next = "legacy-b-next" if change == "key" else "legacy-b-2"
+    d = write(tmp_path, experiment("legacy", "partner/legacy", "active", [
+        ("a", "legacy-a", "env:KEY_A", legacy["a"]), ("b", b_next, "env:KEY_B", legacy["b"])], exp_id=legacy["id"]))
+    e = env(pg_engine, KEY_B=KEY_B_NEW)
+    before = _versions(pg_engine, legacy["b"])
+    for _ in range(2):
+        r = run_cli(["apply", "--yes", str(d)], env=e)
+        assert r.code == 4 and "E313" in r.all and KEY_B_NEW not in r.all, r.all
+    assert _versions(pg_engine, legacy["b"]) == before
+    # the YAML of the pending version adopts it, and stays in sync
+    d = write(tmp_path, experiment("legacy", "partner/legacy", "active", [
+        ("a", "legacy-a", "env:KEY_A", legacy["a"]), ("b", "legacy-b-next", "env:KEY_B", legacy["b"])],
+        exp_id=legacy["id"]))
+    assert run_cli(["apply", "--yes", str(d)], env=env(pg_engine)).code == 0
+    assert run_cli(["plan", "--detailed-exitcode", str(d)], env=env(pg_engine)).code == 0
+    assert _versions(pg_engine, legacy["b"]) == before
