@@ -142,12 +142,14 @@ def test_no_secrets_plan_needs_no_store_and_apply_always_resolves(setup) -> None
 
 
 def test_store_credentials_never_leak_with_debug(setup) -> None:  # type: ignore[no-untyped-def]
-    """botocore logs every request's headers at DEBUG, X-Amz-Security-Token included; the Vault
-    AppRole secret id and the token it yields are credentials too."""
+    """botocore logs every request's headers at DEBUG, X-Amz-Security-Token included (dropped
+    while secrets are fetched; the value is masked anyway); the Vault AppRole secret id and the
+    token it yields are credentials too."""
     tmp_path, exp, env, aws, vault = setup
     r = run_cli(["--debug", "plan", "--format", "json", str(exp)], env=env, cwd=tmp_path)
     assert r.code == 0, r.all
-    assert "X-Amz-Security-Token" in r.err  # the header was logged: its value must be masked
+    assert "BatchGetSecretValue" in r.err  # botocore logged the call at DEBUG
+    assert "X-Amz-Security-Token" not in r.err and "Signature=" not in r.err  # but not its headers
     assert_clean(r)
 
     secret_id = f"{CANARY}-approle-secret-{uuid.uuid4().hex[:8]}"
@@ -158,3 +160,26 @@ def test_store_credentials_never_leak_with_debug(setup) -> None:  # type: ignore
     assert r.code == 0, r.all
     assert_clean(r)
     assert "auth/approle/login" in r.err  # the login happened, under --debug
+
+
+def test_web_identity_credentials_never_leak_with_debug(setup) -> None:  # type: ignore[no-untyped-def]
+    """Without keys in the environment boto3 assumes a role with a web identity token (GitHub
+    OIDC, EKS IRSA, the default chain docs/secrets.md describes). The token buys the role's keys,
+    the STS session token comes from a response (never known to the redactor), and a SigV4
+    signature lets anyone replay the signed request (GetSecretValue: the secret) for minutes.
+    botocore logs all three at DEBUG, in request dumps and signing details."""
+    tmp_path, exp, env, aws, vault = setup
+    jwt = f"eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJyZXBvOm9yZy9yZXBvIn0.{CANARY}-web-identity-token"
+    (tmp_path / "oidc-token").write_text(jwt)
+    web_identity = env | {
+        "AWS_ACCESS_KEY_ID": None, "AWS_SECRET_ACCESS_KEY": None, "AWS_SESSION_TOKEN": None, "AWS_PROFILE": None,
+        "AWS_CONFIG_FILE": str(tmp_path / "no-config"), "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "no-creds"),
+        "AWS_ROLE_ARN": "arn:aws:iam::123456789012:role/expsync-ci",
+        "AWS_WEB_IDENTITY_TOKEN_FILE": str(tmp_path / "oidc-token"), "AWS_ENDPOINT_URL_STS": aws.url,
+    }
+    r = run_cli(["--debug", "plan", "--format", "json", str(exp)], env=web_identity, cwd=tmp_path)
+    assert r.code == 0, r.all
+    assert "AssumeRoleWithWebIdentity" in r.err  # the role was assumed, under --debug
+    assert_clean(r)
+    assert "FQoGZXIvYXdzEBYaD" not in r.all  # moto's prefix of every STS session token
+    assert "Signature=" not in r.all and "Signature:" not in r.all

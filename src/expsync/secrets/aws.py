@@ -112,24 +112,41 @@ def default_client(environ: Mapping[str, str]) -> BaseClient:
     return session.client("secretsmanager", endpoint_url=environ.get("EXPSYNC_AWS_ENDPOINT_URL") or None, config=config)
 
 
-class _DropResponseBodies(logging.Filter):
+#: botocore DEBUG records that carry credentials or secrets, by logger and message prefix:
+#: response bodies (a GetSecretValue body *is* the secret; an STS body holds the assumed role's
+#: keys), request dumps (an AssumeRoleWithWebIdentity body holds the OIDC token; the headers hold
+#: a session token obtained from STS, which the redactor never saw) and SigV4 signing details
+#: (a signature lets anyone replay the signed request, GetSecretValue included, for minutes).
+_DUMPS: Final[Mapping[str, tuple[str, ...]]] = {
+    "botocore.parsers": ("Response body",),
+    "botocore.endpoint": ("Making request for", "Sending http request"),
+    "botocore.auth": ("CanonicalRequest", "StringToSign", "String to sign", "Signature"),
+}
+
+
+class _DropDumps(logging.Filter):
+    def __init__(self, prefixes: tuple[str, ...]) -> None:
+        super().__init__()
+        self._prefixes = prefixes
+
     def filter(self, record: logging.LogRecord) -> bool:
-        return not str(record.msg).startswith("Response body")
+        return not str(record.msg).startswith(self._prefixes)
 
 
 @contextmanager
-def _no_response_body_logging() -> Iterator[None]:
-    """botocore logs every response body at DEBUG, and a GetSecretValue body *is* the secret.
-
-    Drop those records at their source logger while we talk to Secrets Manager: a redacting
-    handler filter cannot help, because the body is logged before we know the value.
-    """
-    logger, flt = logging.getLogger("botocore.parsers"), _DropResponseBodies()
-    logger.addFilter(flt)
+def _no_dump_logging() -> Iterator[None]:
+    """Drop botocore's DEBUG dumps (:data:`_DUMPS`) at their source loggers while we talk to
+    AWS (credentials are resolved lazily, so an STS call happens in here too): a redacting
+    handler filter cannot help, because these values are logged before we know them, or never
+    pass through expsync at all."""
+    installed = [(logging.getLogger(name), _DropDumps(prefixes)) for name, prefixes in _DUMPS.items()]
+    for logger, flt in installed:
+        logger.addFilter(flt)
     try:
         yield
     finally:
-        logger.removeFilter(flt)
+        for logger, flt in installed:
+            logger.removeFilter(flt)
 
 
 class AwsResolver:
@@ -159,7 +176,7 @@ class AwsResolver:
             return all_failed(refs, Failure(UNAVAILABLE, f"the AWS client cannot be set up ({type(exc).__name__})"))
 
         ids = list(dict.fromkeys(ref.locator for ref in refs))
-        with _no_response_body_logging():
+        with _no_dump_logging():
             documents = self._fetch(client, ids, ctx)
         out: dict[SecretRef, Outcome] = {}
         for ref in refs:
