@@ -125,3 +125,20 @@ def test_hvac_not_installed_names_the_extra(tmp_path: Path, monkeypatch: pytest.
     _, diags = resolve({"VAULT_ADDR": "http://x", "VAULT_TOKEN": "t"}, ["vault:secret/a/b#k"], tmp_path)
     assert diags["vault:secret/a/b#k"].code == "E406"
     assert "pip install 'expsync[vault]'" in diags["vault:secret/a/b#k"].hint
+
+
+def test_rejected_token_is_e406_and_stops_early(vault: VaultStore, tmp_path: Path) -> None:
+    """Vault answers an invalid, expired or revoked token with 403 "permission denied", as it does
+    a policy that does not cover a path: the token is the problem (E406), not the paths (E403)."""
+    revoked = vault.client().auth.token.create(policies=["read-partners"], ttl="1h")["auth"]["client_token"]
+    vault.client().auth.token.revoke(revoked)
+    paths = [f"vault:secret/partners/p{i}#k" for i in range(5)]
+    for token in ("not-a-vault-token", revoked):
+        _, diags = resolve(vault.environ(VAULT_TOKEN=token), paths, tmp_path)
+        assert {ref: d.code for ref, d in diags.items()} == dict.fromkeys(paths, "E406")
+        assert "Vault rejected VAULT_TOKEN" in diags[paths[0]].message
+    # a valid token whose policy does not cover a path is still E403 for that path alone
+    values, diags = resolve(vault.environ(VAULT_TOKEN=vault.limited_token),
+                            ["vault:secret/allowed/bar#api_key", *paths], tmp_path)
+    assert values == {"vault:secret/allowed/bar#api_key": "sk-vault-allowed"}
+    assert {d.code for d in diags.values()} == {"E403"}

@@ -13,7 +13,8 @@ Configuration from ``ctx.environ``:
 
 The latest version is read and a deleted latest version counts as not found
 (``raise_on_deleted_version=True``), so a key deleted in Vault never silently falls back to
-older material. hvac is an optional dependency (``pip install 'expsync[vault]'``), imported only
+older material. A 403 on a read is checked once with ``auth/token/lookup-self``: Vault
+answers a rejected token and a path the policy does not cover alike. hvac is an optional dependency (``pip install 'expsync[vault]'``), imported only
 when a ``vault:`` reference is resolved.
 """
 
@@ -59,9 +60,14 @@ class VaultResolver:
             return all_failed(refs, Failure(UNAVAILABLE, "hvac is not installed", hint=INSTALL_HINT))
         try:
             client = _login(ctx)
+            # a token from the environment may be invalid; one AppRole just issued is not
+            token_checked = not ctx.environ.get("VAULT_TOKEN")
             documents: dict[str, Mapping[str, object] | Failure] = {}
             for locator in dict.fromkeys(ref.locator for ref in refs):
-                documents[locator] = _read(client, locator, ctx)
+                documents[locator] = doc = _read(client, locator, ctx)
+                if isinstance(doc, Failure) and doc.code == ACCESS_DENIED and not token_checked:
+                    _check_token(client)
+                    token_checked = True
         except _StoreDown as down:
             return all_failed(refs, down.failure)
         out: dict[SecretRef, Outcome] = {}
@@ -147,6 +153,30 @@ def _read(client: hvac.Client, locator: str, ctx: ResolveContext) -> Mapping[str
         if isinstance(value, str):
             ctx.register(value)
     return data
+
+
+def _check_token(client: hvac.Client) -> None:
+    """Raise _StoreDown when the token itself is rejected.
+
+    Vault answers an invalid, expired or revoked token with the same 403 "permission denied" as
+    a policy that does not cover the path. Every token may look itself up (the ``default``
+    policy), so a denied lookup means the token is no good: one call, on the first denial only.
+    """
+    import hvac.exceptions as hexc
+    import requests
+
+    try:
+        client.auth.token.lookup_self()
+    except (hexc.Forbidden, hexc.Unauthorized):
+        raise _StoreDown(
+            Failure(
+                UNAVAILABLE,
+                "Vault rejected VAULT_TOKEN (invalid, expired or revoked: it cannot even look itself up)",
+                hint="check VAULT_TOKEN, or the step that logs in to Vault",
+            )
+        ) from None
+    except (hexc.VaultError, requests.RequestException) as exc:
+        raise _StoreDown(_unreachable(client.url, exc)) from None
 
 
 def _unreachable(addr: str, exc: Exception) -> Failure:
