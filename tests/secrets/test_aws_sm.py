@@ -158,3 +158,25 @@ def test_boto3_not_installed_names_the_extra(aws: AwsStore, tmp_path: Path, monk
     assert not secrets
     assert [d.code for d in diags] == ["E406", "E406"]
     assert "pip install 'expsync[aws]'" in diags[0].hint
+
+
+@pytest.mark.parametrize("code", ["ThrottlingException", "InternalServiceError", "503"])
+def test_a_throttled_or_failing_batch_is_not_multiplied_into_single_reads(
+        aws: AwsStore, tmp_path: Path, code: str) -> None:
+    """When BatchGetSecretValue still fails after botocore's own retries because the service
+    is throttling or failing, reading every secret one by one (each with its own retries)
+    would multiply the load on a throttled API: every reference is E406 after that one call.
+    (A stand-in endpoint: moto cannot throttle.)"""
+    from pytest_httpserver import HTTPServer
+    from werkzeug import Response
+
+    with HTTPServer() as server:
+        status = {"ThrottlingException": 400, "InternalServiceError": 500}.get(code, 503)
+        body = "<html>busy</html>" if code.isdigit() else json.dumps({"__type": code, "message": "stand-in"})
+        server.expect_request("/", method="POST").respond_with_handler(
+            lambda _req: Response(body, status=status, content_type="application/x-amz-json-1.1"))
+        _, diags = resolve(aws, ["aws-sm:a", "aws-sm:b", "aws-sm:c#f"], tmp_path,
+                           EXPSYNC_AWS_ENDPOINT_URL=server.url_for("/").rstrip("/"))
+    assert {d.code for d in diags.values()} == {"E406"} and len(diags) == 3, diags
+    assert code in diags["aws-sm:a"].message
+    assert aws.calls == {"BatchGetSecretValue": 1}, aws.calls

@@ -72,6 +72,21 @@ _CREDENTIAL_ERRORS: Final = frozenset(
     }
 )
 
+#: Error codes meaning "the service is throttling or failing" (after botocore's own retries):
+#: reading each secret on its own would only multiply the calls to a throttled API.
+_BUSY_ERRORS: Final = frozenset(
+    {
+        "ThrottlingException",
+        "Throttling",
+        "TooManyRequestsException",
+        "RequestLimitExceeded",
+        "InternalServiceError",
+        "InternalFailure",
+        "ServiceUnavailable",
+        "ServiceUnavailableException",
+    }
+)
+
 #: Per-secret error codes (from a ClientError or a BatchGetSecretValue ``Errors`` entry).
 _SECRET_ERRORS: Final[Mapping[str, tuple[str, str]]] = {
     "ResourceNotFoundException": (NOT_FOUND, "does not exist"),
@@ -205,6 +220,8 @@ class AwsResolver:
                         code = _error_code(exc)
                         if code in _CREDENTIAL_ERRORS:
                             raise _StoreDown(_credentials_failure(code)) from None
+                        if _busy(code):
+                            raise _StoreDown(_busy_failure(code)) from None
                         log.debug("BatchGetSecretValue refused (%s); falling back to GetSecretValue", code)
                         use_batch = False
                 for secret_id in chunk:
@@ -255,6 +272,8 @@ class AwsResolver:
             code = _error_code(exc)
             if code in _CREDENTIAL_ERRORS:
                 raise _StoreDown(_credentials_failure(code)) from None
+            if _busy(code):
+                raise _StoreDown(_busy_failure(code)) from None
             return _secret_failure(code)
         return _document(entry, secret_id, ctx)
 
@@ -294,6 +313,17 @@ def _error_code(exc: Exception) -> str:
         if found:
             return found.group(1)
     return code or "UnknownError"
+
+
+def _busy(code: str) -> bool:
+    """A throttling or server error (an error body that is not the protocol's JSON leaves the
+    HTTP status as the code: see :func:`_error_code`)."""
+    return code in _BUSY_ERRORS or (code.isdigit() and int(code) >= 500) or code == "429"
+
+
+def _busy_failure(code: str) -> Failure:
+    return Failure(UNAVAILABLE, f"AWS Secrets Manager answered {code} after retries (throttled or failing)",
+                   hint="try again later; nothing else was read from it")
 
 
 def _secret_failure(code: str) -> Failure:
