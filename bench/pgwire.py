@@ -17,7 +17,9 @@ It forwards bytes unchanged and parses the frontend (client -> server) stream in
   request when the client makes one.
 * ``messages``: frontend messages by type letter (``startup``, ``ssl``/``gss`` requests).
 
-A burst holding only Terminate (``X``) is not a round trip: nothing answers it.
+A burst holding only Terminate (``X``) or Flush (``H``) is not a round trip: nothing answers
+either by itself. (psycopg's pipeline sends a Flush after the batch's Sync when results are still
+unread; if the server has already answered, that Flush arrives after ReadyForQuery.)
 
 Clients must not negotiate TLS through it: ``url()`` adds ``sslmode=disable`` and
 ``gssencmode=disable``, as ``../shared/bench/latency_proxy.py`` does.
@@ -35,6 +37,8 @@ from urllib.parse import urlsplit, urlunsplit
 _SSL_REQUEST = 80877103
 _GSS_REQUEST = 80877104
 _CANCEL = 80877102
+#: frontend messages the server sends nothing back for by themselves: Terminate, Flush
+_UNANSWERED = frozenset("XH")
 
 
 class _Conn:
@@ -81,7 +85,7 @@ class _Conn:
                 self.buf = self.buf[n + 1 :]
 
     def _opened(self, kind: str) -> None:
-        if self.opens and kind != "X":  # Terminate expects no answer
+        if self.opens and kind not in _UNANSWERED:
             self.owner.round_trips += 1
             self.opens = False
 

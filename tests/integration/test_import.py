@@ -163,3 +163,20 @@ def test_names_starting_with_a_digit_get_env_variables_a_shell_can_set(tmp_path:
     assert doc["key"] == "2025-q3-bake-off"
     assert doc["variants"][0]["api_key"] == "env:EXP_2025_Q3_BAKE_OFF_PARTNER_API_KEY"
     assert {o["type"] for o in plan["operations"]} == {"record_managed"}
+
+
+def test_a_number_beyond_a_double_in_the_database_is_refused_not_written(tmp_path: Path, pg_engine: sa.Engine) -> None:
+    """An integer of 400 digits another writer stored (the gateway's JSON.parse reads Infinity)
+    cannot be written as YAML expsync's loader accepts (E122): import refuses, exit 3, naming
+    the experiment, variant and path, and writes no file (it used to write one validate refused)."""
+    big = 10**400
+    with pg_engine.begin() as c:
+        eid = admin_create_experiment(c, "partner/huge", "Huge number", status="paused")
+        admin_add_version(c, admin_add_variant(c, eid, "ok", 1), {"internal_id": "m", "base_url": BASE}, KEY)
+        admin_add_version(c, admin_add_variant(c, eid, "big", 1),
+                          {"internal_id": "m", "base_url": BASE, "extra_body": {"n": [1, big]}}, KEY)
+    out = tmp_path / "experiments"
+    r = run_cli(["import", "--all", "--out-dir", str(out)], env=env(pg_engine))
+    assert r.code == 3, r.all
+    assert f"experiment {eid}, variant 'big': upstream.extra_body.n[1]" in r.err and "[E122]" in r.err, r.err
+    assert not out.exists() or not list(out.iterdir())

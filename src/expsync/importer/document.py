@@ -7,15 +7,17 @@ database, no files): :mod:`expsync.importer.write` puts the text on disk.
 
 from __future__ import annotations
 
+import math
 import re
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Final
 
 import yaml
 
 from expsync.crypto import DecryptError, decrypt_api_key, keys_equal
 from expsync.desired.yamlload import AMBIGUOUS_NUMBER
+from expsync.errors import InvalidInput
 from expsync.model import ActualExperiment, JsonObject, Secret
 from expsync.profiles import NEWEST, PROFILES, GatewayProfile
 from expsync.urls import mask_json
@@ -106,6 +108,36 @@ def render_ref(template: str | None, default_name: str) -> str:
     return template.replace("{KEY}", stem).replace("{key}", stem.lower().replace("_", "-"))
 
 
+def _infinite_number(value: object, path: str) -> str | None:
+    """The path of the first number in ``value`` the gateway's ``JSON.parse`` reads as infinity
+    (an integer beyond a double, e.g. one of 400 digits another writer stored), or None. YAML
+    cannot hold one (the loader refuses it, E122), so import cannot write it."""
+    if isinstance(value, dict):
+        return next((p for k, v in value.items() if (p := _infinite_number(v, f"{path}.{k}"))), None)
+    if isinstance(value, list):
+        return next((p for i, v in enumerate(value) if (p := _infinite_number(v, f"{path}[{i}]"))), None)
+    if isinstance(value, float):
+        return path if math.isinf(value) else None
+    if isinstance(value, int) and not isinstance(value, bool):
+        try:
+            float(value)
+        except OverflowError:
+            return path
+    return None
+
+
+def _refuse_infinite_numbers(a: ActualExperiment, variants: Sequence[Mapping[str, object]], metadata: object) -> None:
+    """Refuse (exit 3, nothing written) an experiment whose upstreams or metadata, as the file
+    would hold them, have a number beyond a double: expsync's own loader refuses it (E122)."""
+    where = [(f"variant '{v['label']}'", _infinite_number(v["upstream"], "upstream")) for v in variants]
+    where.append(("the experiment", _infinite_number(metadata, "metadata")))
+    for what, path in where:
+        if path is not None:
+            raise InvalidInput(f"experiment {a.id}, {what}: {path} in the database is a number beyond a double (the "
+                               "gateway reads it as infinity) that YAML cannot hold; fix that row through the admin "
+                               "UI, then import again (nothing was written) [E122]")
+
+
 def document(key: str, a: ActualExperiment, env_refs: Mapping[uuid.UUID, str],
              profile: GatewayProfile | None = None) -> str:
     """The experiment file's text: modeline, a header comment, then the document. ``env_refs``
@@ -132,6 +164,7 @@ def document(key: str, a: ActualExperiment, env_refs: Mapping[uuid.UUID, str],
     doc["variants"] = variants
     if profile.has_metadata and a.metadata is not None:
         doc["metadata"] = a.metadata
+    _refuse_infinite_numbers(a, variants, doc.get("metadata"))
     # a credential another writer stored (a base_url password, an extra_headers Authorization)
     # never lands in a file meant for git: it is written as *** (which validation then refuses,
     # E114/E411, so the engineer moves the key to api_key)
