@@ -204,6 +204,21 @@ def test_embedded_default_is_created_on_first_use(tmp_path: Path) -> None:
         engine.dispose()
 
 
+@pytest.mark.parametrize("folder", ["a?b", "c#d", "e%41f", "g h", "i%3Fj"])
+def test_embedded_default_is_in_the_working_directory_whatever_its_name(tmp_path: Path, folder: str) -> None:
+    # the path goes into a URL: a '?' must not end it (a file 'a' in the parent), nor a '%41'
+    # be decoded into another folder ('eAf')
+    cwd = tmp_path / folder
+    cwd.mkdir()
+    engine = engine_from_environ({}, cwd=cwd)
+    try:
+        assert Path(engine.url.database or "") == cwd / DEFAULT_SQLITE_PATH
+        assert (cwd / DEFAULT_SQLITE_PATH).is_file()
+        assert sorted(p.name for p in tmp_path.iterdir()) == [folder]
+    finally:
+        engine.dispose()
+
+
 def test_explicit_url_is_not_initialised_implicitly(sqlite_url: str, tmp_path: Path) -> None:
     Path(sa.make_url(sqlite_url).database or "").touch()  # exists, but empty
     engine = engine_from_environ({"EXPSYNC_DATABASE_URL": sqlite_url}, cwd=tmp_path)

@@ -10,6 +10,7 @@ a URL that pattern would read a password fragment out of (:func:`check_userinfo`
 from __future__ import annotations
 
 import re
+import urllib.parse
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Final
@@ -54,7 +55,9 @@ def database_url(environ: Mapping[str, str], *, cwd: Path | None = None) -> str:
     raw = (environ.get(ENV_DATABASE_URL) or "").strip()
     if not raw:
         base = cwd if cwd is not None else Path.cwd()
-        return f"sqlite:///{(base / DEFAULT_SQLITE_PATH).resolve()}"
+        # percent-encoded (SQLAlchemy decodes the database part): a '?' or '%' in the working
+        # directory's path must not end the path or decode into another folder
+        return f"sqlite:///{urllib.parse.quote(str((base / DEFAULT_SQLITE_PATH).resolve()), safe='/')}"
     for scheme in ("postgres://", "postgresql://"):
         if raw.startswith(scheme):
             raw = "postgresql+psycopg://" + raw[len(scheme) :]
