@@ -35,3 +35,29 @@ def test_mistyped_sqlite_url_creates_nothing(tmp_path) -> None:  # type: ignore[
     assert not (tmp_path / "nx").exists()
     assert run_cli(["db", "init"], env={"EXPSYNC_DATABASE_URL": f"sqlite:///{target}"}).code == 0
     assert target.is_file()
+
+
+def _pretend_a_newer_expsync_migrated(url: str) -> None:
+    engine = sa.create_engine(url.replace("postgresql://", "postgresql+psycopg://", 1))
+    try:
+        with engine.begin() as conn:
+            conn.execute(sa.text("UPDATE expsync_alembic_version SET version_num = '0099'"))
+    finally:
+        engine.dispose()
+
+
+def test_db_init_on_tables_of_a_newer_expsync_is_a_clear_error(pg_url: str) -> None:
+    assert run_cli(["db", "init"], env={"EXPSYNC_DATABASE_URL": pg_url}).code == 0
+    _pretend_a_newer_expsync_migrated(pg_url)
+    r = run_cli(["db", "init"], env={"EXPSYNC_DATABASE_URL": pg_url})
+    assert r.code == 1, r.all
+    assert "0099" in r.err and "newer expsync" in r.err and "unexpected" not in r.all
+
+
+def test_embedded_default_migrated_by_a_newer_expsync_is_a_clear_error(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    assert run_cli(["history"], env={"EXPSYNC_DATABASE_URL": None}, cwd=tmp_path).code == 0
+    _pretend_a_newer_expsync_migrated(f"sqlite:///{tmp_path / '.expsync' / 'expsync.db'}")
+    for args in (["history"], ["plan", str(tmp_path)]):
+        r = run_cli(args, env={"EXPSYNC_DATABASE_URL": None}, cwd=tmp_path)
+        assert r.code == 1, r.all
+        assert "0099" in r.err and "newer expsync" in r.err and "unexpected" not in r.all

@@ -34,7 +34,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine, ExceptionContext
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 
-from expsync.errors import ConfigError, DatabaseUnavailable
+from expsync.errors import ConfigError, DatabaseUnavailable, ExpsyncError
 from expsync.state.catalog import has_metadata_column, missing_tables, missing_tables_and_metadata
 from expsync.state.connection import CONNECT_ARGS, CONNECT_TIMEOUT
 from expsync.state.jsonvalues import load_json
@@ -50,6 +50,7 @@ __all__ = [
     "ENV_DATABASE_URL",
     "MIGRATIONS_DIR",
     "OWN_VERSION_TABLE",
+    "SchemaTooNew",
     "alembic_config",
     "begin",
     "database_url",
@@ -347,10 +348,26 @@ def own_revision(conn: Connection) -> str | None:
     return ctx.get_current_revision()
 
 
-def upgrade_own_tables(conn: Connection) -> None:
-    """Migrate expsync's own tables to the newest revision inside ``conn``'s transaction."""
-    from alembic import command
+class SchemaTooNew(ExpsyncError):
+    """expsync's tables were migrated by a newer expsync (a revision this one does not know)."""
 
+    exit_code = 1
+
+
+def upgrade_own_tables(conn: Connection) -> None:
+    """Migrate expsync's own tables to the newest revision inside ``conn``'s transaction.
+
+    Raises :class:`SchemaTooNew` when the database records a revision this expsync does not
+    know (a newer expsync migrated it): expsync never downgrades its tables."""
+    from alembic import command
+    from alembic.script import ScriptDirectory
+
+    known = {s.revision for s in ScriptDirectory(str(MIGRATIONS_DIR)).walk_revisions()}
+    unknown = sorted(_recorded_revisions(conn) - known) if OWN_VERSION_TABLE in sa.inspect(conn).get_table_names() else []
+    if unknown:
+        raise SchemaTooNew(f"expsync's tables in this database are at migration {', '.join(unknown)}, which this "
+                           f"expsync (newest migration {head_revision()}) does not know: a newer expsync migrated "
+                           "them; use that version or a newer one (expsync never downgrades its tables)")
     command.upgrade(alembic_config(conn), "head")
 
 
