@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import pytest
 import sqlalchemy as sa
 
 from tests.cli_helpers import run_cli
@@ -61,3 +64,22 @@ def test_embedded_default_migrated_by_a_newer_expsync_is_a_clear_error(tmp_path)
         r = run_cli(args, env={"EXPSYNC_DATABASE_URL": None}, cwd=tmp_path)
         assert r.code == 1, r.all
         assert "0099" in r.err and "newer expsync" in r.err and "unexpected" not in r.all
+
+
+@pytest.mark.parametrize("dropped", ["expsync_audit", "expsync_cache_outbox"])
+def test_db_init_recreates_an_own_table_missing_at_the_newest_revision(pg_url: str, dropped: str, tmp_path: Path) -> None:
+    # e.g. a partial restore: the version table says "migrated", one of the tables is gone
+    env = {"EXPSYNC_DATABASE_URL": pg_url}
+    assert run_cli(["db", "init"], env=env).code == 0
+    engine = sa.create_engine(pg_url.replace("postgresql://", "postgresql+psycopg://", 1))
+    try:
+        with engine.begin() as conn:
+            conn.execute(sa.text(f"DROP TABLE {dropped}"))
+    finally:
+        engine.dispose()
+    for args in (["history"], ["plan", "--no-secrets", str(tmp_path)]):
+        r = run_cli(args, env=env)
+        assert r.code == 1 and dropped in r.err and "expsync db init" in r.err and "unexpected" not in r.all, r.all
+    r = run_cli(["db", "init"], env=env)
+    assert r.code == 0 and f"created: {dropped}" in r.out, r.all
+    assert run_cli(["history"], env=env).code == 0

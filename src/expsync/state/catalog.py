@@ -22,9 +22,10 @@ if TYPE_CHECKING:
 __all__ = ["METADATA_COLUMN", "MISSING_TABLES_SQL", "REQUIRED_TABLES", "NotInitialized", "has_metadata_column",
            "missing_tables", "missing_tables_and_metadata", "outbox_pending", "raise_missing"]
 
-#: the tables a plan and an apply need
+#: the tables a plan and an apply need (apply writes its audit row last: a missing
+#: ``expsync_audit`` must stop it before the first write, not fail it at the end)
 REQUIRED_TABLES: Final = ("model_experiment", "model_experiment_variant", "model_experiment_variant_version",
-                          "expsync_managed", "expsync_cache_outbox")
+                          "expsync_managed", "expsync_cache_outbox", "expsync_audit")
 #: ``model_experiment.metadata``: the gateway's migration 0157 added it (profile 2026-06)
 METADATA_COLUMN: Final = "metadata"
 

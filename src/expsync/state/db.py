@@ -39,7 +39,7 @@ from expsync.state.catalog import has_metadata_column, missing_tables, missing_t
 from expsync.state.connection import CONNECT_ARGS, CONNECT_TIMEOUT
 from expsync.state.jsonvalues import load_json
 from expsync.state.location import DEFAULT_SQLITE_PATH, ENV_DATABASE_URL, database_url, is_embedded_default
-from expsync.state.tables import APP_TABLES, OWN_TABLES, add_metadata_column_ddl, app_metadata
+from expsync.state.tables import APP_TABLES, OWN_TABLES, add_metadata_column_ddl, app_metadata, own_metadata
 from expsync.urls import mask_url, scrub
 
 if TYPE_CHECKING:  # Alembic is imported only when something is migrated (or a revision read)
@@ -369,6 +369,9 @@ def upgrade_own_tables(conn: Connection) -> None:
                            f"expsync (newest migration {head_revision()}) does not know: a newer expsync migrated "
                            "them; use that version or a newer one (expsync never downgrades its tables)")
     command.upgrade(alembic_config(conn), "head")
+    # a table dropped after it was migrated (a partial restore) is not Alembic's to notice: at
+    # head the table definitions are the migrated schema (a test compares them), so recreate it
+    own_metadata.create_all(conn, checkfirst=True)
 
 
 def init_db(engine: Engine, *, with_metadata: bool = False) -> list[str]:
