@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from pathlib import Path
 
 import pytest
@@ -83,3 +84,23 @@ def test_db_init_recreates_an_own_table_missing_at_the_newest_revision(pg_url: s
     r = run_cli(["db", "init"], env=env)
     assert r.code == 0 and f"created: {dropped}" in r.out, r.all
     assert run_cli(["history"], env=env).code == 0
+
+
+def test_db_init_by_a_role_that_cannot_create_tables_says_so(pg_url: str) -> None:
+    role = f"es_test_nocreate_{uuid.uuid4().hex[:12]}"
+    admin = sa.create_engine(pg_url.replace("postgresql://", "postgresql+psycopg://", 1))
+    try:
+        with admin.begin() as conn:
+            conn.execute(sa.text(f"CREATE ROLE {role} LOGIN"))
+            conn.execute(sa.text("REVOKE CREATE ON SCHEMA public FROM PUBLIC"))
+        url = sa.make_url(pg_url).set(username=role).render_as_string(hide_password=False)
+        r = run_cli(["db", "init"], env={"EXPSYNC_DATABASE_URL": url})
+        assert r.code == 1, r.all
+        assert "permission denied" in r.err and "CREATE" in r.err and "unexpected" not in r.all
+        with admin.connect() as conn:
+            assert sa.inspect(conn).get_table_names() == []
+    finally:
+        with admin.begin() as conn:
+            conn.execute(sa.text(f"DROP OWNED BY {role}"))
+            conn.execute(sa.text(f"DROP ROLE {role}"))
+        admin.dispose()

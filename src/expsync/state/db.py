@@ -374,6 +374,21 @@ def upgrade_own_tables(conn: Connection) -> None:
     own_metadata.create_all(conn, checkfirst=True)
 
 
+@contextmanager
+def _explain_denied() -> Iterator[None]:
+    """A role without CREATE on the schema (or a read-only SQLite file) is told so, not
+    reported as an unexpected error."""
+    try:
+        yield
+    except sa.exc.DBAPIError as e:
+        orig = e.orig
+        text = str(orig).strip().splitlines()[0] if str(orig).strip() else type(orig).__name__
+        if getattr(orig, "sqlstate", None) != "42501" and "readonly database" not in text:
+            raise
+        raise ExpsyncError(f"permission denied creating or migrating expsync's tables ({text}): run `expsync db "
+                           "init` as a role with CREATE on the schema (and owning expsync's tables)") from None
+
+
 def init_db(engine: Engine, *, with_metadata: bool = False) -> list[str]:
     """Create the gateway's tables where absent and migrate expsync's own tables to head.
 
@@ -382,7 +397,7 @@ def init_db(engine: Engine, *, with_metadata: bool = False) -> list[str]:
     lock; SQLite: immediate transaction). Existing tables are never altered, and other tables
     (a host's ``alembic_version``) are never touched. Returns the names of the tables it created.
     """
-    with begin(engine, immediate=True) as conn:
+    with _explain_denied(), begin(engine, immediate=True) as conn:
         if conn.dialect.name == "postgresql":
             conn.execute(sa.select(sa.func.pg_advisory_xact_lock(_INIT_LOCK_KEY)))
         before = set(sa.inspect(conn).get_table_names())
@@ -415,7 +430,7 @@ def ensure_initialized(engine: Engine, *, create_app_tables: bool = True, with_m
             return []
     if create_app_tables:
         return init_db(engine, with_metadata=with_metadata)
-    with begin(engine, immediate=True) as conn:
+    with _explain_denied(), begin(engine, immediate=True) as conn:
         if conn.dialect.name == "postgresql":
             conn.execute(sa.select(sa.func.pg_advisory_xact_lock(_INIT_LOCK_KEY)))
         upgrade_own_tables(conn)
