@@ -10,9 +10,9 @@ if [ ! -x .venv/bin/expsync ] || [ ! -f .venv/.installed ] || [ pyproject.toml -
   touch .venv/.installed
 fi
 unset EXPSYNC_DATABASE_URL EXPSYNC_REDIS_URL   # the embedded default; no Redis in the demo
-mkdir -p .expsync
-# demo secrets only: a per-checkout encryption key and made-up partner keys
-[ -s .expsync/demo-byok.key ] || .venv/bin/python -c "import base64,os;print(base64.b64encode(os.urandom(32)).decode())" > .expsync/demo-byok.key
+mkdir -p -m 700 .expsync
+# demo secrets only: a per-checkout encryption key (readable by its owner only) and made-up partner keys
+[ -s .expsync/demo-byok.key ] || (umask 077; .venv/bin/python -c "import base64,os;print(base64.b64encode(os.urandom(32)).decode())" > .expsync/demo-byok.key)
 export BYOK_ENCRYPTION_KEY="$(cat .expsync/demo-byok.key)"
 export FOO_PARTNER_KEY=sk-demo-foo-0001 BAR_PARTNER_KEY=sk-demo-bar-0002 BAZ_PARTNER_KEY=sk-demo-baz-0003
 export EXPSYNC_ACTOR=demo

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import stat
 import threading
 import time
 from pathlib import Path
@@ -215,6 +217,23 @@ def test_embedded_default_is_in_the_working_directory_whatever_its_name(tmp_path
         assert Path(engine.url.database or "") == cwd / DEFAULT_SQLITE_PATH
         assert (cwd / DEFAULT_SQLITE_PATH).is_file()
         assert sorted(p.name for p in tmp_path.iterdir()) == [folder]
+    finally:
+        engine.dispose()
+
+
+def test_embedded_default_is_readable_by_its_owner_only(tmp_path: Path) -> None:
+    # it holds encrypted api keys: no other user of the machine reads them (whatever the umask)
+    old = os.umask(0o022)
+    try:
+        engine = engine_from_environ({}, cwd=tmp_path)
+    finally:
+        os.umask(old)
+    try:
+        with begin(engine) as conn:  # a write makes SQLite's journal too
+            conn.execute(sa.text("DELETE FROM expsync_cache_outbox"))
+        db_file = tmp_path / DEFAULT_SQLITE_PATH
+        assert stat.S_IMODE(db_file.stat().st_mode) == 0o600
+        assert stat.S_IMODE(db_file.parent.stat().st_mode) == 0o700
     finally:
         engine.dispose()
 

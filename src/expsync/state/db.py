@@ -23,6 +23,7 @@ located from this file so an installed wheel works) and a version table of their
 from __future__ import annotations
 
 import functools
+import os
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -155,9 +156,17 @@ def make_engine(url: str, *, create: bool = True, **kwargs: Any) -> Engine:
 
 
 def _prepare_sqlite_file(url: sa.URL) -> None:
+    """Create the folder (0700) and the empty file (0600) of a SQLite database expsync
+    creates: it holds encrypted api keys, which no other user of the machine should read
+    (SQLite gives its journal the database file's mode). Existing ones are left as they are."""
     db = url.database
     if db and db != ":memory:" and not db.startswith("file:"):
-        Path(db).parent.mkdir(parents=True, exist_ok=True)
+        path = Path(db)
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        try:
+            os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        except OSError:
+            pass  # it exists, or cannot be made: SQLite's own open reports what is wrong
 
 
 def _configure_sqlite(engine: Engine) -> None:
