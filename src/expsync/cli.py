@@ -527,8 +527,9 @@ def apply_cmd(paths: tuple[str, ...], max_file_size: int, plan_file: str | None,
     from expsync.config import select_profile
     from expsync.state.connection import close, read_snapshot, settle
 
-    settings = replace(checked_redis(current().settings), actor=checked_text("--actor", actor),
-                       revision=checked_text("--revision", revision), allow_empty=allow_empty)
+    settings = replace(checked_redis(current().settings),
+                       actor=checked_text("--actor / EXPSYNC_ACTOR", actor),
+                       revision=checked_text("--revision / GITHUB_SHA", revision), allow_empty=allow_empty)
     if not yes and not sys.stdin.isatty():
         # unattended runs must say so explicitly, with or without a saved plan
         raise InvalidInput("apply needs --yes when not run on a terminal")

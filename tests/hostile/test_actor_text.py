@@ -29,3 +29,15 @@ def test_invisible_characters_in_written_flags_are_refused(tmp_path: Path, flag:
     with sqlite3.connect(db) as conn:
         assert conn.execute("select count(*) from model_experiment").fetchone() == (0,)
         assert conn.execute("select count(*) from expsync_audit").fetchone() == (0,)
+
+
+@pytest.mark.parametrize(("var", "said"), [("EXPSYNC_ACTOR", "--actor / EXPSYNC_ACTOR"),
+                                           ("GITHUB_SHA", "--revision / GITHUB_SHA")])
+def test_a_refused_value_from_the_environment_names_its_variable(tmp_path: Path, var: str, said: str) -> None:
+    folder = tmp_path / "experiments"
+    shutil.copytree(SAMPLES, folder)
+    env = {"EXPSYNC_DATABASE_URL": f"sqlite:///{tmp_path / 'x.db'}",
+           "BYOK_ENCRYPTION_KEY": "BwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwc=", var: "ops\u202egnp"}
+    assert run_cli(["db", "init"], env=env).code == 0
+    r = run_cli(["apply", "--yes", str(folder)], env=env)
+    assert r.code == 3 and said in r.err and "\u202e" not in r.all, r.all
