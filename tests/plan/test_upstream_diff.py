@@ -92,3 +92,25 @@ def test_a_changed_field_does_not_run_deepdiff(monkeypatch: pytest.MonkeyPatch) 
     after["extra_body"]["reasoning"]["effort"] = "high"
     assert upstream_diff(BASE, after) == (
         FieldChange("extra_body.reasoning.effort", "low", "high"), FieldChange("internal_id", "model-1-rc2", "model-1-rc9"))
+
+
+@pytest.mark.parametrize(("before", "after"), [
+    ({"n": None, "t": 1}, {"t": 1}),  # a null removed: the gateway stops sending "n": null
+    ({"t": 1}, {"n": None, "t": 1}),  # a null added
+    ({"n": 5}, {"n": None}),  # a value set to null: sent as null, not left out
+    ({"stop": [None, "x"]}, {"stop": ["x"]}),
+])
+def test_a_null_in_extra_body_is_not_shown_as_absent(before: dict[str, Any], after: dict[str, Any]) -> None:
+    # FieldChange's None means "absent"; the gateway merges extra_body into the request body,
+    # so null and absent differ: the change is shown on the enclosing object, which says which
+    up = {"internal_id": "m", "base_url": "https://api.partner.example/v1"}
+    changes = upstream_diff(up | {"extra_body": before}, up | {"extra_body": after})
+    if "stop" in before:
+        assert changes == (FieldChange("extra_body.stop", before["stop"], after["stop"]),)
+    else:
+        assert changes == (FieldChange("extra_body", before, after),)
+
+
+def test_a_removed_non_null_field_is_still_a_removal() -> None:
+    up = {"internal_id": "m", "base_url": "https://x.example/v1", "extra_body": {"n": None, "t": 1}}
+    assert upstream_diff(up, up | {"extra_body": {"n": None}}) == (FieldChange("extra_body.t", 1, None),)
