@@ -123,8 +123,8 @@ def _walk(before: Any, after: Any, path: str, out: list[FieldChange]) -> None:
             else:
                 _walk(before[k], v, f"{path}.{k}", out)
         return
-    if type(before) is type(after) and before == after and repr(before) == repr(after):
-        return  # equal, and no nested 1 vs 1.0 vs True (DeepDiff reports those as type changes)
+    if json_equal(before, after):
+        return  # the same for the gateway: 1 and 1.0 alike (JSON.parse), never true and 1
     if isinstance(before, list) and isinstance(after, list):
         out.extend(_list_diff(before, after, path.lstrip(".")))
         return
@@ -165,7 +165,8 @@ def _list_diff(before: list[Any], after: list[Any], prefix: str) -> list[FieldCh
             p = path.removeprefix("root").replace("']['", ".").replace("['", "").replace("']", "")
             p = (prefix + p).lstrip(".")
             if kind in ("values_changed", "type_changes"):
-                changes.append(FieldChange(p, val.get("old_value"), val.get("new_value")))
+                if not json_equal(val.get("old_value"), val.get("new_value")):  # DeepDiff: 1 -> 1.0 is a type change
+                    changes.append(FieldChange(p, val.get("old_value"), val.get("new_value")))
             elif kind in ("dictionary_item_added", "iterable_item_added"):
                 changes.append(FieldChange(p, None, val))
             elif kind in ("dictionary_item_removed", "iterable_item_removed"):
