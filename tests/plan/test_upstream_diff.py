@@ -27,7 +27,8 @@ def reference(before: dict[str, Any], after: dict[str, Any]) -> tuple[FieldChang
         for path, val in items.items():
             p = path.removeprefix("root").replace("']['", ".").replace("['", "").replace("']", "").lstrip(".")
             if kind in ("values_changed", "type_changes"):
-                changes.append(FieldChange(p, val.get("old_value"), val.get("new_value")))
+                if not json_equal(val.get("old_value"), val.get("new_value")):  # 1 -> 1.0: the same number
+                    changes.append(FieldChange(p, val.get("old_value"), val.get("new_value")))
             elif kind in ("dictionary_item_added", "iterable_item_added"):
                 changes.append(FieldChange(p, None, val))
             elif kind in ("dictionary_item_removed", "iterable_item_removed"):
@@ -49,7 +50,7 @@ def _mutations() -> list[dict[str, Any]]:
         lambda d: d.update(internal_id="model-1-rc9"),
         lambda d: d["extra_body"].update(temperature=0.3),
         lambda d: d["extra_body"].update(temperature=1),  # float -> int: a type change
-        lambda d: d["extra_body"].update(n=1.0),  # the same number: no change alone
+        lambda d: d["extra_body"].update(n=1.0),  # the same number for the gateway: never a change
         lambda d: d["extra_body"].update(n=True),
         lambda d: d["extra_body"]["reasoning"].update(effort="high"),
         lambda d: d["extra_body"].pop("reasoning"),
@@ -92,3 +93,32 @@ def test_a_changed_field_does_not_run_deepdiff(monkeypatch: pytest.MonkeyPatch) 
     after["extra_body"]["reasoning"]["effort"] = "high"
     assert upstream_diff(BASE, after) == (
         FieldChange("extra_body.reasoning.effort", "low", "high"), FieldChange("internal_id", "model-1-rc2", "model-1-rc9"))
+
+
+@pytest.mark.parametrize(("before", "after"), [
+    ({"n": None, "t": 1}, {"t": 1}),  # a null removed: the gateway stops sending "n": null
+    ({"t": 1}, {"n": None, "t": 1}),  # a null added
+    ({"n": 5}, {"n": None}),  # a value set to null: sent as null, not left out
+    ({"stop": [None, "x"]}, {"stop": ["x"]}),
+])
+def test_a_null_in_extra_body_is_not_shown_as_absent(before: dict[str, Any], after: dict[str, Any]) -> None:
+    # FieldChange's None means "absent"; the gateway merges extra_body into the request body,
+    # so null and absent differ: the change is shown on the enclosing object, which says which
+    up = {"internal_id": "m", "base_url": "https://api.partner.example/v1"}
+    changes = upstream_diff(up | {"extra_body": before}, up | {"extra_body": after})
+    if "stop" in before:
+        assert changes == (FieldChange("extra_body.stop", before["stop"], after["stop"]),)
+    else:
+        assert changes == (FieldChange("extra_body", before, after),)
+
+
+def test_a_removed_non_null_field_is_still_a_removal() -> None:
+    up = {"internal_id": "m", "base_url": "https://x.example/v1", "extra_body": {"n": None, "t": 1}}
+    assert upstream_diff(up, up | {"extra_body": {"n": None}}) == (FieldChange("extra_body.t", 1, None),)
+
+
+def test_one_and_one_point_zero_are_not_a_change_beside_a_real_one() -> None:
+    # the gateway reads jsonb with JSON.parse: 1.0 is 1; only internal_id changes what it sends
+    before = {"internal_id": "a", "base_url": "https://x.example/v1", "extra_body": {"t": 1, "stop": [1, "x"]}}
+    after = {"internal_id": "b", "base_url": "https://x.example/v1", "extra_body": {"t": 1.0, "stop": [1.0, "y"]}}
+    assert upstream_diff(before, after) == (FieldChange("extra_body.stop[1]", "x", "y"), FieldChange("internal_id", "a", "b"))

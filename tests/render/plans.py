@@ -185,3 +185,8 @@ def unmanaged_pinned() -> Plan:
 
 
 ALL["unmanaged_pinned"] = unmanaged_pinned
+
+
+def lopsided() -> Plan:
+    """A new active experiment weighted 9999:1: 99.99% and 0.01% of the traffic."""
+    return run(desired(foo(A, rc1_weight=9999)), actual())

@@ -150,3 +150,9 @@ def test_every_plan_renders_intact_tables_and_balanced_details(name: str) -> Non
     assert_tables_intact(md)
     assert md.count("<details>") == md.count("</details>")
     assert md.startswith(MARKER)
+
+
+def test_a_share_that_rounds_to_0_or_100_is_not_shown_as_all_or_nothing() -> None:
+    md = render_markdown(plans.lopsided())
+    assert "| `rc1` | (none) | >99.9% (9999) |" in md
+    assert "| `rc2` | (none) | <0.1% (1) |" in md

@@ -243,3 +243,10 @@ def _strip_ansi(s: str) -> str:
     import re
 
     return re.sub(r"\x1b\[[0-9;]*m", "", s)
+
+
+def test_a_share_that_rounds_to_0_or_100_is_not_shown_as_all_or_nothing() -> None:
+    # 9999:1 routes 99.99% / 0.01% (JSON: percent 99.99 / 0.01); "100%" / "0%" read as all/none
+    text = render_text(plans.lopsided())
+    assert "rc1  (none) -> >99.9% (9999)" in text
+    assert "rc2  (none) -> <0.1% (1)" in text

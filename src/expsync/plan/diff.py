@@ -11,7 +11,7 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import field
 from datetime import datetime
-from typing import Any
+from typing import Any, Final
 
 from expsync import rules
 from expsync.diagnostics import Diagnostic, SourceRange
@@ -108,6 +108,11 @@ def upstream_diff(before: JsonObject | None, after: JsonObject) -> tuple[FieldCh
 
 
 def _walk(before: Any, after: Any, path: str, out: list[FieldChange]) -> None:
+    if path and _null_meets_absent(before, after):
+        # a field change's None means "absent", but the gateway sends a null in ``extra_body``
+        # (a shallow merge): show the whole object rather than a removal or addition it is not
+        out.append(FieldChange(path.lstrip("."), before, after))
+        return
     if isinstance(before, dict) and isinstance(after, dict):
         for k, v in before.items():
             if k not in after:
@@ -118,13 +123,34 @@ def _walk(before: Any, after: Any, path: str, out: list[FieldChange]) -> None:
             else:
                 _walk(before[k], v, f"{path}.{k}", out)
         return
-    if type(before) is type(after) and before == after and repr(before) == repr(after):
-        return  # equal, and no nested 1 vs 1.0 vs True (DeepDiff reports those as type changes)
+    if json_equal(before, after):
+        return  # the same for the gateway: 1 and 1.0 alike (JSON.parse), never true and 1
     if isinstance(before, list) and isinstance(after, list):
         out.extend(_list_diff(before, after, path.lstrip(".")))
         return
     # a value or type change (DeepDiff's values_changed / type_changes)
     out.append(FieldChange(path.lstrip("."), before, after))
+
+
+def _null_meets_absent(before: Any, after: Any) -> bool:
+    """Whether one side has a key (or list item) with a null where the other has none or a
+    different one: a change :class:`FieldChange` cannot tell from an addition or removal."""
+    if isinstance(before, dict) and isinstance(after, dict):
+        return any((before.get(k, _ABSENT) is None) != (after.get(k, _ABSENT) is None) for k in before.keys() | after.keys())
+    if isinstance(before, list) and isinstance(after, list):
+        return (_has_null(before) or _has_null(after)) and not json_equal(before, after)
+    return False
+
+
+def _has_null(value: Any) -> bool:
+    if isinstance(value, dict):
+        return any(map(_has_null, value.values()))
+    if isinstance(value, list):
+        return any(map(_has_null, value))
+    return value is None
+
+
+_ABSENT: Final = object()
 
 
 def _list_diff(before: list[Any], after: list[Any], prefix: str) -> list[FieldChange]:
@@ -139,7 +165,8 @@ def _list_diff(before: list[Any], after: list[Any], prefix: str) -> list[FieldCh
             p = path.removeprefix("root").replace("']['", ".").replace("['", "").replace("']", "")
             p = (prefix + p).lstrip(".")
             if kind in ("values_changed", "type_changes"):
-                changes.append(FieldChange(p, val.get("old_value"), val.get("new_value")))
+                if not json_equal(val.get("old_value"), val.get("new_value")):  # DeepDiff: 1 -> 1.0 is a type change
+                    changes.append(FieldChange(p, val.get("old_value"), val.get("new_value")))
             elif kind in ("dictionary_item_added", "iterable_item_added"):
                 changes.append(FieldChange(p, None, val))
             elif kind in ("dictionary_item_removed", "iterable_item_removed"):

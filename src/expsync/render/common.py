@@ -136,8 +136,14 @@ def masked(value: JsonValue, path: str = "") -> JsonValue:
 
 
 def format_percent(share: Share) -> str:
-    """``50%``, ``33.3%``: one decimal at most."""
+    """``50%``, ``33.3%``: one decimal at most. A share that rounds to 0 or 100 without being
+    exactly that is ``<0.1%`` / ``>99.9%``: weights 9999:1 must not read as all traffic to one
+    variant and none to the other (JSON's ``buckets`` give the exact count)."""
     text = f"{share.percent:.1f}".rstrip("0").rstrip(".")
+    if text == "0" and share.exact > 0:
+        return "<0.1%"
+    if text == "100" and share.exact < 1:
+        return ">99.9%"
     return f"{text}%"
 
 
