@@ -76,20 +76,28 @@ def test_stored_metadata_that_is_not_an_object_is_a_diagnostic(tmp_path: Path, p
     assert r.code == 3 and "E130" in r.err and str(e) in r.err, r.all
 
 
-def test_credentials_another_writer_stored_are_masked_in_every_format(tmp_path: Path, pg_engine: sa.Engine) -> None:
+@pytest.mark.parametrize("extra", [{}, {"gone": None}])
+def test_credentials_another_writer_stored_are_masked_in_every_format(tmp_path: Path, pg_engine: sa.Engine,
+                                                                      extra: dict) -> None:
+    """``extra``: a stored null the YAML drops makes the diff show the whole ``extra_body``
+    (a null is not an absent field), credentials inside it still masked."""
     with pg_engine.begin() as c:
         e = admin_create_experiment(c, "partner/x", "X")
         v = admin_add_variant(c, e, "one", 1)
         admin_add_version(c, v, {"internal_id": "m1", "base_url": "https://u:PWSEKRET@h.example/v1?api_key=QSEKRET",
-                                 "extra_body": {"headers": {"Authorization": "Bearer HSEKRET"}, "n": [1]},
+                                 "extra_body": {"headers": {"Authorization": "Bearer HSEKRET"}, "n": [1], **extra},
                                  "extra_headers": {"X-Api-Key": "XSEKRET"}}, KEY)
     folder = _pinned_yaml(tmp_path, e, v)
+    if extra:  # the YAML keeps extra_body (without the credential), so only the null differs inside it
+        doc = folder / "x.yaml"
+        doc.write_text(doc.read_text().replace("      internal_id: m1\n", "      internal_id: m1\n      extra_body: {n: [1]}\n"))
     outputs = {}
     for fmt in ("text", "markdown", "json"):
         r = run_cli(["plan", "--format", fmt, str(folder)], env=_env(pg_engine))
         assert r.code == 0, r.all
         assert "SEKRET" not in r.all, r.out
         assert "***" in r.out and "h.example" in r.out  # shown, with the credentials masked
+        assert not extra or ("gone" in r.out and "Authorization" in r.out), r.out  # the whole extra_body
         outputs[fmt] = r.out
     r = run_cli(["plan", "--out", str(tmp_path / "p.json"), str(folder)], env=_env(pg_engine))
     assert r.code == 0 and "SEKRET" not in (tmp_path / "p.json").read_text()
